@@ -1,0 +1,1 @@
+"""FastAPI app: OpenAI-compatible Files, Batches and Models, plus our extensions."""

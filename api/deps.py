@@ -1,0 +1,42 @@
+"""Dependencies as ``Annotated`` aliases; tenant scoping starts here (the caller's project)."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlmodel import Session
+
+from api.context import ApiContext
+from broker.auth import DEFAULT_PROJECT, get_or_create_project, project_for_key
+from broker.db import session_scope
+from broker.errors import Unauthorized
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.context
+    return ctx
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_session(ctx: ContextDep) -> Iterator[Session]:
+    with session_scope(ctx.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_project(ctx: ContextDep, session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    if ctx.settings.auth_disabled:
+        return get_or_create_project(session, DEFAULT_PROJECT).id
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.", code="missing_api_key"
+        )
+    return project_for_key(session, key.strip())
+
+
+ProjectDep = Annotated[str, Depends(get_project)]

@@ -1,0 +1,48 @@
+"""``/v1/batches``: create, retrieve, list, cancel (OpenAI's Batch API, with our extension fields)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query
+
+from api.context import ApiContext
+from api.deps import ContextDep, ProjectDep, SessionDep
+from broker import batches as service
+from schemas.batches import Batch, BatchCreate, BatchList
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+
+def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
+    service.validate_batch(ctx.engine, ctx.store, ctx.catalogue, batch_id, ctx.settings.max_batch_lines)
+    ctx.wake_planner()
+
+
+@router.post("", response_model=Batch)
+def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
+                 session: SessionDep) -> Batch:
+    row = service.create_batch(session, project_id, body)
+    session.commit()
+    background.add_task(_validate_then_wake, ctx, row.id)
+    return service.to_wire(row)
+
+
+@router.get("", response_model=BatchList)
+def list_batches(project_id: ProjectDep, session: SessionDep, after: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchList:
+    rows, has_more = service.list_batches(session, project_id, after, limit)
+    data = [service.to_wire(r) for r in rows]
+    return BatchList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                     has_more=has_more)
+
+
+@router.get("/{batch_id}", response_model=Batch)
+def retrieve_batch(batch_id: str, project_id: ProjectDep, session: SessionDep) -> Batch:
+    return service.to_wire(service.get_batch(session, project_id, batch_id))
+
+
+@router.post("/{batch_id}/cancel", response_model=Batch)
+def cancel_batch(batch_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Batch:
+    row = service.cancel_batch(session, project_id, batch_id)
+    session.commit()
+    ctx.wake_planner()
+    return service.to_wire(row)

@@ -1,0 +1,87 @@
+"""``/v1/files``: upload, list, retrieve, content, delete (OpenAI's Files API)."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlmodel import col
+
+from api.deps import ContextDep, ProjectDep, SessionDep
+from api.upload import receive_upload
+from broker.access import page
+from broker.errors import InvalidRequest
+from broker.files import get_file, register_file, to_wire
+from broker.tables import StoredFile
+from schemas.files import UPLOADABLE_PURPOSES, FileDeleted, FileList, FileObject
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+MAX_LIST_LIMIT = 10_000  #: as OpenAI
+
+
+def _expires_after(fields: dict[str, str]) -> int | None:
+    seconds = fields.get("expires_after[seconds]")
+    if seconds is None:
+        return None
+    if fields.get("expires_after[anchor]", "created_at") != "created_at":
+        raise InvalidRequest("expires_after.anchor must be 'created_at'.", param="expires_after.anchor")
+    if not seconds.isdigit() or not 3600 <= int(seconds) <= 2_592_000:
+        raise InvalidRequest("expires_after.seconds must be between 3600 and 2592000.",
+                             param="expires_after.seconds")
+    return int(seconds)
+
+
+@router.post("", response_model=FileObject)
+async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileObject:
+    tmp = ctx.store.temp_path()
+    try:
+        upload = await receive_upload(request, tmp, ctx.settings.max_upload_bytes)
+        purpose = upload.fields.get("purpose")
+        if not purpose:
+            raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
+        if purpose not in UPLOADABLE_PURPOSES:
+            raise InvalidRequest(f"Invalid purpose '{purpose}'. Use one of: {', '.join(sorted(UPLOADABLE_PURPOSES))}.",
+                                 param="purpose")
+        row = register_file(session, ctx.store, project_id=project_id, source=tmp,
+                            filename=upload.filename or "upload", purpose=purpose,
+                            expires_after=_expires_after(upload.fields))
+        session.commit()
+        return to_wire(row)
+    finally:
+        ctx.store.remove(tmp)
+
+
+@router.get("", response_model=FileList)
+def list_files(
+    project_id: ProjectDep, session: SessionDep, after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
+    order: Literal["asc", "desc"] = "desc", purpose: str | None = None,
+) -> FileList:
+    filters = [col(StoredFile.project_id) == project_id]
+    if purpose:
+        filters.append(col(StoredFile.purpose) == purpose)
+    rows, has_more = page(session, StoredFile, *filters, after=after, limit=limit, order=order)
+    data = [to_wire(r) for r in rows]
+    return FileList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                    has_more=has_more)
+
+
+@router.get("/{file_id}", response_model=FileObject)
+def retrieve_file(file_id: str, project_id: ProjectDep, session: SessionDep) -> FileObject:
+    return to_wire(get_file(session, project_id, file_id))
+
+
+@router.get("/{file_id}/content")
+def file_content(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> StreamingResponse:
+    row = get_file(session, project_id, file_id)
+    path = ctx.store.path_for(row.id)
+    return StreamingResponse(ctx.store.stream(path), media_type="application/octet-stream",
+                             headers={"content-length": str(path.stat().st_size)})
+
+
+@router.delete("/{file_id}", response_model=FileDeleted)
+def delete_file(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileDeleted:
+    row = get_file(session, project_id, file_id)
+    session.delete(row)
+    session.commit()
+    ctx.store.remove(ctx.store.path_for(row.id))
+    return FileDeleted(id=file_id)

@@ -1,0 +1,134 @@
+"""Batch lifecycle on the API side: create, validate, read, list, cancel, and the wire conversion."""
+
+import logging
+
+import orjson
+from sqlalchemy import Engine, text
+from sqlmodel import Session, col
+
+from broker.access import get_owned, page
+from broker.catalogue import Catalogue
+from broker.durations import parse_window
+from broker.errors import InvalidRequest
+from broker.files import FileStore, get_file
+from broker.ids import new_id, now
+from broker.intake import claim_validation, load_lines
+from broker.tables import BatchRow
+from schemas.batches import (
+    BATCH_ENDPOINTS,
+    PRIORITY_CLASSES,
+    Batch,
+    BatchCreate,
+    BatchErrors,
+    BatchUsage,
+    Constraints,
+    RequestCounts,
+)
+
+log = logging.getLogger(__name__)
+MAX_METADATA_PAIRS = 16  #: as OpenAI
+
+
+def _priority(value: str | int) -> tuple[int, str]:
+    if isinstance(value, int):
+        return value, str(value)
+    if value not in PRIORITY_CLASSES:
+        names = ", ".join(PRIORITY_CLASSES)
+        raise InvalidRequest(f"Invalid priority '{value}': use one of {names} or an integer.", param="priority")
+    return PRIORITY_CLASSES[value], value
+
+
+def create_batch(session: Session, project_id: str, req: BatchCreate) -> BatchRow:
+    if req.endpoint not in BATCH_ENDPOINTS:
+        raise InvalidRequest(
+            f"Invalid endpoint '{req.endpoint}'. Supported: {', '.join(BATCH_ENDPOINTS)}.", param="endpoint"
+        )
+    source = get_file(session, project_id, req.input_file_id)
+    if source.purpose != "batch":
+        raise InvalidRequest(f"File {source.id} has purpose '{source.purpose}'; a batch needs purpose 'batch'.",
+                             param="input_file_id")
+    if req.metadata and len(req.metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequest(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs.", param="metadata")
+    window = parse_window(req.completion_window)
+    rank, label = _priority(req.priority)
+    created = now()
+    start = max(created, req.not_before or 0)
+    row = BatchRow(
+        id=new_id("batch"), project_id=project_id, endpoint=req.endpoint, input_file_id=source.id,
+        completion_window=req.completion_window, status="validating", created_at=created,
+        expires_at=start + window, metadata_json=_dumps(req.metadata),
+        output_expires_after=req.output_expires_after.seconds if req.output_expires_after else None,
+        priority=rank, priority_label=label, not_before=req.not_before,
+        constraints_json=_dumps(req.constraints.model_dump(exclude_none=True) if req.constraints else None),
+        webhook_url=req.webhook_url, max_cost_usd=req.max_cost_usd, route=req.route,
+    )
+    session.add(row)
+    return row
+
+
+def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch_id: str, max_lines: int) -> None:
+    """Run validation for a ``validating`` batch unless another process is already on it."""
+    if not claim_validation(engine, batch_id):
+        return
+    with Session(engine) as session:
+        row = session.get(BatchRow, batch_id)
+        assert row is not None
+        source = get_file(session, row.project_id, row.input_file_id)
+        endpoint = row.endpoint
+    errors = load_lines(engine, batch_id, endpoint, store.path_for(source.id), catalogue, max_lines)
+    if errors:
+        errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
+                     "WHERE id = :id AND status = 'validating'"),
+                {"t": now(), "e": errors_json, "id": batch_id},
+            )
+        log.info("batch %s failed validation with %d errors", batch_id, len(errors))
+
+
+def get_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
+    return get_owned(session, BatchRow, batch_id, project_id, "Batch")
+
+
+def list_batches(session: Session, project_id: str, after: str | None, limit: int) -> tuple[list[BatchRow], bool]:
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit must be between 1 and 100.", param="limit")
+    return page(session, BatchRow, col(BatchRow.project_id) == project_id, after=after, limit=limit)
+
+
+def cancel_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
+    """Stop new dispatch; the planner ends it ``cancelled`` once in-flight lines have come back."""
+    row = get_batch(session, project_id, batch_id)
+    if row.status in ("validating", "in_progress"):
+        # a running validation notices the status change and keeps nothing, so its claim is void
+        row.status, row.cancelling_at, row.claimed_until = "cancelling", now(), None
+        session.add(row)
+    elif row.status != "cancelling":
+        raise InvalidRequest(f"Cannot cancel a batch with status '{row.status}'.", code="batch_not_cancellable")
+    return row
+
+
+def to_wire(row: BatchRow) -> Batch:
+    errors = BatchErrors.model_validate_json(row.errors_json) if row.errors_json else None
+    return Batch(
+        id=row.id, endpoint=row.endpoint, model=row.model, errors=errors, input_file_id=row.input_file_id,
+        completion_window=row.completion_window, status=row.status,  # type: ignore[arg-type]
+        output_file_id=row.output_file_id, error_file_id=row.error_file_id, created_at=row.created_at,
+        in_progress_at=row.in_progress_at, expires_at=row.expires_at, finalizing_at=row.finalizing_at,
+        completed_at=row.completed_at, failed_at=row.failed_at, expired_at=row.expired_at,
+        cancelling_at=row.cancelling_at, cancelled_at=row.cancelled_at,
+        request_counts=RequestCounts(total=row.total, completed=row.completed, failed=row.failed),
+        usage=BatchUsage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                         total_tokens=row.input_tokens + row.output_tokens),
+        metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
+        priority=row.priority_label, not_before=row.not_before,
+        constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
+        webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
+    )
+
+
+def _dumps(value: object) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
+
+

@@ -1,0 +1,24 @@
+"""Bulk writes of line rows: COPY on PostgreSQL, executemany on SQLite; never one INSERT per line."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+LINE_COLUMNS = ("batch_id", "idx", "custom_id", "body", "provider", "status", "attempts", "not_before",
+                "input_tokens", "output_tokens")
+LineRow = tuple[str, int, str, str, str, str, int, float, int, int]
+
+
+def insert_lines(conn: Connection, rows: Sequence[LineRow]) -> None:
+    if not rows:
+        return
+    columns = ", ".join(LINE_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        driver_conn: Any = conn.connection.driver_connection
+        with driver_conn.cursor() as cur, cur.copy(f"COPY line ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in LINE_COLUMNS)
+    conn.exec_driver_sql(f"INSERT INTO line ({columns}) VALUES ({marks})", list(rows))

@@ -1,0 +1,77 @@
+"""The broker's error tree.
+
+BrokerError
+ +-- ApiError                 shown to API callers as OpenAI's ``{"error": {...}}`` envelope
+ |    +-- InvalidRequest      400 invalid_request_error
+ |    +-- Unauthorized        401 authentication_error
+ |    +-- NotFound            404 invalid_request_error
+ |    +-- Conflict            409 invalid_request_error
+ |    +-- PayloadTooLarge     413 invalid_request_error
+ +-- UpstreamError           a provider call went wrong
+      +-- RetryableUpstream   429, 5xx, timeouts, dropped connections: try again after ``delay``
+      +-- TerminalUpstream    any other 4xx: the line fails with the upstream's status and body
+"""
+
+
+class BrokerError(Exception):
+    """Root of every error the broker raises on purpose."""
+
+
+class ApiError(BrokerError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+class UpstreamError(BrokerError):
+    """A provider call failed; ``status``/``body`` are set when the provider answered over HTTP."""
+
+    def __init__(
+        self, message: str, *, code: str, status: int | None = None, body: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.body = body
+        self.request_id = request_id
+
+
+class RetryableUpstream(UpstreamError):
+    def __init__(
+        self, message: str, *, code: str, status: int | None = None, body: str | None = None,
+        request_id: str | None = None, delay: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status, body=body, request_id=request_id)
+        self.delay = delay  #: seconds the provider asked us to wait (Retry-After), if it said
+
+
+class TerminalUpstream(UpstreamError):
+    pass

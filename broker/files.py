@@ -1,0 +1,70 @@
+"""Stored files: bytes on disk under ``data_dir/files``, metadata in SQL."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlmodel import Session
+
+from broker.access import get_owned
+from broker.ids import new_id, now
+from broker.tables import StoredFile
+from schemas.files import FileObject
+
+READ_CHUNK_BYTES = 1 << 20  #: content is streamed back in pieces this big
+
+
+class FileStore:
+    """Where file bytes live. One directory; the file id is the file name."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, file_id: str) -> Path:
+        return self.root / file_id
+
+    def temp_path(self) -> Path:
+        return self.root / f".upload-{new_id('tmp')}"
+
+    def stream(self, path: Path, offset: int = 0) -> Iterator[bytes]:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            while chunk := fh.read(READ_CHUNK_BYTES):
+                yield chunk
+
+    def remove(self, path: Path) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def register_file(
+    session: Session, store: FileStore, *, project_id: str, source: Path, filename: str, purpose: str,
+    expires_after: int | None = None, file_id: str | None = None,
+) -> StoredFile:
+    """Move ``source`` into the store and record it (the caller's transaction commits both)."""
+    file_id = file_id or new_id("file")
+    target = store.path_for(file_id)
+    os.replace(source, target)
+    created = now()
+    row = StoredFile(
+        id=file_id, project_id=project_id, filename=filename, purpose=purpose,
+        bytes=target.stat().st_size, created_at=created,
+        expires_at=created + expires_after if expires_after else None, path=target.name,
+    )
+    session.add(row)
+    return row
+
+
+def get_file(session: Session, project_id: str, file_id: str) -> StoredFile:
+    return get_owned(session, StoredFile, file_id, project_id, "File")
+
+
+def to_wire(row: StoredFile) -> FileObject:
+    return FileObject(
+        id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename, purpose=row.purpose,
+        status=row.status,
+        expires_at=row.expires_at,
+    )

@@ -1,0 +1,177 @@
+"""Validating a batch's input file and loading its lines, streamed line by line.
+
+A valid file becomes one ``line`` row per request (bulk-written) and the batch goes ``in_progress``; a file
+with any bad line loads nothing and the batch goes ``failed`` with every bad line in ``errors.data``.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, text
+
+from broker.bulk import LineRow, insert_lines
+from broker.catalogue import Catalogue
+from broker.errors import InvalidRequest
+from broker.ids import now
+from schemas.batches import BatchError
+
+INSERT_CHUNK_LINES = 10_000  #: rows written per bulk insert
+MAX_REPORTED_ERRORS = 10_000  #: bad lines listed in errors.data; a final entry counts the rest
+VALIDATION_CLAIM_SECONDS = 600.0  #: another process may retry a validation silent this long
+
+
+@dataclass(frozen=True, slots=True)
+class ValidLine:
+    custom_id: str
+    body: str
+    model: str
+    provider: str
+
+
+class LineValidator:
+    """Checks one input line against OpenAI's batch rules and our catalogue."""
+
+    def __init__(self, endpoint: str, catalogue: Catalogue) -> None:
+        self.endpoint = endpoint
+        self.catalogue = catalogue
+        self.seen: set[str] = set()
+        self._providers: dict[str, str] = {}
+
+    def check(self, lineno: int, raw: bytes) -> ValidLine | BatchError:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return BatchError(code="invalid_json_line", line=lineno,
+                              message="This line is not parseable as valid JSON.")
+        if not isinstance(obj, dict):
+            return BatchError(code="invalid_json_line", line=lineno,
+                              message="Each line must be a JSON object.")
+        return self._check_request(lineno, obj)
+
+    def _check_request(self, lineno: int, obj: dict[str, Any]) -> ValidLine | BatchError:
+        custom_id = obj.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            return _missing(lineno, "custom_id")
+        if custom_id in self.seen:
+            return BatchError(
+                code="duplicate_custom_id", line=lineno, param="custom_id",
+                message="The custom_id for this request is a duplicate of another request. "
+                "The custom_id parameter must be unique for each request in a batch.",
+            )
+        self.seen.add(custom_id)
+        if "method" not in obj:
+            return _missing(lineno, "method")
+        if obj["method"] != "POST":
+            return BatchError(code="invalid_method", line=lineno, param="method",
+                              message=f"The method must be 'POST', got {obj['method']!r}.")
+        if "url" not in obj:
+            return _missing(lineno, "url")
+        if obj["url"] != self.endpoint:
+            return BatchError(
+                code="invalid_url", line=lineno, param="url",
+                message=f"The URL provided for this request ({obj['url']!r}) does not match the batch "
+                f"endpoint ({self.endpoint!r}).",
+            )
+        body = obj.get("body")
+        if body is None:
+            return _missing(lineno, "body")
+        if not isinstance(body, dict):
+            return BatchError(code="invalid_body", line=lineno, param="body",
+                              message="The body of a request must be a JSON object.")
+        return self._check_model(lineno, custom_id, body)
+
+    def _check_model(self, lineno: int, custom_id: str, body: dict[str, Any]) -> ValidLine | BatchError:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _missing(lineno, "body.model")
+        provider = self._providers.get(model)
+        if provider is None:
+            try:
+                provider = self.catalogue.provider_for(model).name
+            except InvalidRequest as exc:
+                return BatchError(code="model_not_found", line=lineno, param="body.model", message=exc.message)
+            self._providers[model] = provider
+        return ValidLine(custom_id, orjson.dumps(body).decode(), model, provider)
+
+
+def _missing(lineno: int, param: str) -> BatchError:
+    return BatchError(code="missing_required_parameter", line=lineno, param=param,
+                      message=f"Missing required parameter: '{param}'.")
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip():
+                yield lineno, raw
+
+
+def claim_validation(engine: Engine, batch_id: str) -> bool:
+    """Take the batch for validation unless another process holds it; True when we hold it now."""
+    t = now()
+    with engine.begin() as conn:
+        result = conn.execute(
+            text("UPDATE batch SET claimed_until = :until WHERE id = :id AND status = 'validating' "
+                 "AND (claimed_until IS NULL OR claimed_until < :now)"),
+            {"until": t + VALIDATION_CLAIM_SECONDS, "id": batch_id, "now": t},
+        )
+        return result.rowcount == 1
+
+
+def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catalogue: Catalogue,
+               max_lines: int) -> list[BatchError]:
+    """Validate ``source`` and load its lines for ``batch_id`` in one transaction; returns the problems."""
+    validator = LineValidator(endpoint, catalogue)
+    errors: list[BatchError] = []
+    buffer: list[LineRow] = []
+    count = 0
+    first: ValidLine | None = None
+    with engine.connect() as conn, conn.begin() as tx:
+        for lineno, raw in _numbered_lines(source):
+            result = validator.check(lineno, raw)
+            if isinstance(result, BatchError):
+                errors.append(result)
+                continue
+            count += 1
+            first = first or result
+            if errors:
+                continue  # keep scanning for every bad line, but load nothing more
+            buffer.append((batch_id, lineno - 1, result.custom_id, result.body, result.provider,
+                           "pending", 0, 0.0, 0, 0))
+            if len(buffer) >= INSERT_CHUNK_LINES:
+                insert_lines(conn, buffer)
+                buffer.clear()
+        errors.extend(_file_level_errors(count, len(errors), max_lines))
+        if errors:
+            tx.rollback()
+            return _capped(errors)
+        insert_lines(conn, buffer)
+        assert first is not None
+        started = conn.execute(
+            text("UPDATE batch SET status = 'in_progress', in_progress_at = :t, total = :n, model = :model, "
+                 "provider = :provider, claimed_until = NULL WHERE id = :id AND status = 'validating'"),
+            {"t": now(), "n": count, "model": first.model, "provider": first.provider, "id": batch_id},
+        ).rowcount
+        if not started:  # cancelled while we validated: keep nothing
+            tx.rollback()
+    return []
+
+
+def _file_level_errors(valid: int, invalid: int, max_lines: int) -> list[BatchError]:
+    if valid + invalid == 0:
+        return [BatchError(code="empty_file", message="The input file is empty.")]
+    if valid + invalid > max_lines:
+        return [BatchError(code="too_many_tasks", param="input_file_id",
+                           message=f"The input file has {valid + invalid} requests; the limit is {max_lines}.")]
+    return []
+
+
+def _capped(errors: list[BatchError]) -> list[BatchError]:
+    if len(errors) <= MAX_REPORTED_ERRORS:
+        return errors
+    rest = len(errors) - MAX_REPORTED_ERRORS
+    return [*errors[:MAX_REPORTED_ERRORS],
+            BatchError(code="too_many_errors", message=f"{rest} more invalid lines are not listed.")]

@@ -1,0 +1,127 @@
+"""The planner: one loop that moves every batch forward.
+
+Each tick: retry validations nobody finished, take back expired leases (invariant 2), release work per
+provider in priority order (invariant 3), and end batches that are done, expired or cancelled.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+from broker.batches import validate_batch
+from broker.catalogue import Catalogue, ProviderConfig
+from broker.dispatch import SendChunk, release_and_send
+from broker.files import FileStore
+from broker.finalize import claim, fail_open_lines, write_results
+from broker.ids import now
+from broker.results import Outcome, store_outcomes
+from broker.settings import Settings
+
+log = logging.getLogger(__name__)
+RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
+VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
+
+
+@dataclass
+class Planner:
+    engine: Engine
+    settings: Settings
+    catalogue: Catalogue
+    store: FileStore
+    send: SendChunk
+
+    def tick(self) -> None:
+        self._validate_stale()
+        for provider in self.catalogue.providers.values():
+            self._reclaim_expired_leases(provider)
+            release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
+        self._advance_batches()
+
+    def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
+        """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a failed tick must not end the planner; the next one retries
+                log.exception("planner tick failed")
+            if wake is not None:
+                wake.wait(self.settings.planner_interval)
+                wake.clear()
+            else:
+                stop.wait(self.settings.planner_interval)
+
+    def _validate_stale(self) -> None:
+        t = now()
+        with self.engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(
+                text("SELECT id FROM batch WHERE status = 'validating' AND created_at < :grace "
+                     "AND (claimed_until IS NULL OR claimed_until < :now)"),
+                {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
+            )]
+        for batch_id in ids:
+            validate_batch(self.engine, self.store, self.catalogue, batch_id, self.settings.max_batch_lines)
+
+    def _reclaim_expired_leases(self, provider: ProviderConfig) -> None:
+        t = now()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, batch_id, attempts FROM line WHERE provider = :p AND status = 'queued' "
+                     "AND lease_until < :now LIMIT :n"),
+                {"p": provider.name, "now": t, "n": RECLAIM_BATCH_LINES},
+            ).all()
+        if not rows:
+            return
+        spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
+                         error_message=f"No worker reported a result after {r[2]} attempts.")
+                 for r in rows if r[2] >= self.settings.max_attempts]
+        store_outcomes(self.engine, spent, t)
+        again = [r[0] for r in rows if r[2] < self.settings.max_attempts]
+        with self.engine.begin() as conn:
+            for start in range(0, len(again), 500):
+                part = again[start:start + 500]
+                marks = ", ".join(f":i{n}" for n in range(len(part)))
+                conn.execute(
+                    text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE id IN ({marks}) "
+                         "AND status = 'queued' AND lease_until < :now"),
+                    {"now": t, **{f"i{n}": v for n, v in enumerate(part)}},
+                )
+        log.warning("provider %s: took back %d expired leases", provider.name, len(rows))
+
+    def _advance_batches(self) -> None:
+        t = now()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, status, total, completed, failed, expires_at, claimed_until FROM batch "
+                     "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
+            ).all()
+            busy = {r[0] for r in conn.execute(
+                text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
+                     "AND batch_id IN (SELECT id FROM batch WHERE status = 'cancelling')"),
+                {"now": t},
+            )}
+        for batch_id, status, total, done, failed, expires_at, claimed_until in rows:
+            if status == "in_progress" and done + failed >= total:
+                self._end(batch_id, "in_progress", "completed")
+            elif status == "in_progress" and expires_at is not None and expires_at <= t:
+                self._end(batch_id, "in_progress", "expired")
+            elif status == "cancelling" and batch_id not in busy:
+                self._end(batch_id, "cancelling", "cancelled")
+            elif status == "finalizing" and (claimed_until is None or claimed_until < t):
+                self._end(batch_id, "finalizing", "completed")  # a planner died mid-way: redo it
+
+    def _end(self, batch_id: str, status: str, final_status: str) -> None:
+        if not claim(self.engine, batch_id, status):
+            return
+        if final_status == "completed":
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
+                    {"t": now(), "id": batch_id},
+                )
+        else:
+            fail_open_lines(self.engine, batch_id, final_status)
+        write_results(self.engine, self.store, batch_id, final_status)
+
+

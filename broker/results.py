@@ -1,0 +1,95 @@
+"""Storing line outcomes idempotently: a line that already ended is never written again (invariant 2)."""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+MAX_ROWS_PER_STATEMENT = 500  #: VALUES rows per UPDATE statement
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one line's attempt ended: ``succeeded``, ``failed`` (for good) or ``retry`` (after ``not_before``)."""
+
+    line_id: int
+    batch_id: str
+    status: str
+    response_status: int | None = None
+    response_body: str | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    not_before: float = 0.0
+
+
+_FINAL_SQL = """
+UPDATE line SET status = v.column2, response_status = v.column3, response_body = v.column4,
+    request_id = v.column5, error_code = v.column6, error_message = v.column7,
+    input_tokens = v.column8, output_tokens = v.column9, finished_at = v.column10, lease_until = NULL
+FROM (VALUES {rows}) AS v
+WHERE line.id = v.column1 AND line.status IN ('queued', 'pending')
+RETURNING line.id
+"""
+_FINAL_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:s{n} AS TEXT), CAST(:rs{n} AS INTEGER), CAST(:rb{n} AS TEXT), "
+              "CAST(:rq{n} AS TEXT), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT), CAST(:it{n} AS INTEGER), "
+              "CAST(:ot{n} AS INTEGER), CAST(:ft{n} AS DOUBLE PRECISION))")
+_RETRY_SQL = """
+UPDATE line SET status = 'pending', lease_until = NULL, not_before = v.column2,
+    error_code = v.column3, error_message = v.column4
+FROM (VALUES {rows}) AS v
+WHERE line.id = v.column1 AND line.status = 'queued'
+"""
+_RETRY_ROW = "(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT))"
+
+
+def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
+    """Write outcomes and roll finished lines into their batch's counters; returns lines newly finished."""
+    finals = [o for o in outcomes if o.status != "retry"]
+    retries = [o for o in outcomes if o.status == "retry"]
+    stored = 0
+    with engine.begin() as conn:
+        for start in range(0, len(finals), MAX_ROWS_PER_STATEMENT):
+            stored += _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
+        for start in range(0, len(retries), MAX_ROWS_PER_STATEMENT):
+            _store_retries(conn, retries[start:start + MAX_ROWS_PER_STATEMENT])
+    return stored
+
+
+def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> int:
+    params: dict[str, Any] = {}
+    for n, o in enumerate(outcomes):
+        params.update({
+            f"i{n}": o.line_id, f"s{n}": o.status, f"rs{n}": o.response_status, f"rb{n}": o.response_body,
+            f"rq{n}": o.request_id, f"ec{n}": o.error_code, f"em{n}": o.error_message,
+            f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at,
+        })
+    rows = ", ".join(_FINAL_ROW.format(n=n) for n in range(len(outcomes)))
+    updated = {r[0] for r in conn.execute(text(_FINAL_SQL.format(rows=rows)), params)}
+    counters: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for o in outcomes:
+        if o.line_id in updated:
+            c = counters[o.batch_id]
+            c[0 if o.status == "succeeded" else 1] += 1
+            c[2] += o.input_tokens
+            c[3] += o.output_tokens
+    if counters:
+        conn.execute(
+            text("UPDATE batch SET completed = completed + :c, failed = failed + :f, "
+                 "input_tokens = input_tokens + :it, output_tokens = output_tokens + :ot WHERE id = :id"),
+            [{"id": b, "c": c[0], "f": c[1], "it": c[2], "ot": c[3]} for b, c in sorted(counters.items())],
+        )
+    return len(updated)
+
+
+def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    params: dict[str, Any] = {}
+    for n, o in enumerate(outcomes):
+        params.update({f"i{n}": o.line_id, f"nb{n}": o.not_before, f"ec{n}": o.error_code,
+                       f"em{n}": o.error_message})
+    rows = ", ".join(_RETRY_ROW.format(n=n) for n in range(len(outcomes)))
+    conn.execute(text(_RETRY_SQL.format(rows=rows)), params)

@@ -1,0 +1,45 @@
+"""The one settings object, read once from the environment (and ``.env``) and passed down."""
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///data/broker.db"  #: embedded default: a SQLite file in ./data
+DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  #: 1 GiB; OpenAI's cap is 200 MB
+DEFAULT_MAX_BATCH_LINES = 1_000_000  #: OpenAI's cap is 50,000
+DEFAULT_LEASE_SECONDS = 120.0  #: a released line is taken back when its worker is silent this long
+DEFAULT_PLANNER_INTERVAL = 0.25  #: seconds between planner ticks
+DEFAULT_MAX_ATTEMPTS = 5  #: upstream calls per line before it fails for good
+DEFAULT_SIMULATOR_PORT = 8765  #: where `broker serve` runs the demo provider
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "BROKER_DATABASE_URL")
+    )
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL"))
+    data_dir: Path = Path("data")
+    providers_file: Path | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_batch_lines: int = DEFAULT_MAX_BATCH_LINES
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    planner_interval: float = DEFAULT_PLANNER_INTERVAL
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 60.0
+    worker_threads: int = 8
+    auth_disabled: bool = False
+    simulator_port: int = DEFAULT_SIMULATOR_PORT
+
+    @cached_property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,115 @@
+"""SQL tables (SQLModel). The database is the single source of truth (DESIGN.md invariant 1)."""
+
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Project(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+    created_at: int
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True)
+    key_hash: str = Field(unique=True)
+    prefix: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+class StoredFile(SQLModel, table=True):
+    __tablename__ = "file"
+    __table_args__ = (Index("ix_file_project_id_id", "project_id", "id"),)
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id")
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    status: str = "processed"
+    path: str
+
+
+class BatchRow(SQLModel, table=True):
+    __tablename__ = "batch"
+    __table_args__ = (
+        Index("ix_batch_project_id_id", "project_id", "id"),
+        Index("ix_batch_status_provider", "status", "provider"),
+    )
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id")
+    endpoint: str
+    model: str | None = None
+    provider: str | None = None
+    input_file_id: str
+    completion_window: str
+    status: str
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors_json: str | None = Field(default=None, sa_column=Column(Text))
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    metadata_json: str | None = Field(default=None, sa_column=Column(Text))
+    output_expires_after: int | None = None
+    # --- extensions ---
+    priority: int = 20
+    priority_label: str = "normal"
+    not_before: int | None = None
+    constraints_json: str | None = Field(default=None, sa_column=Column(Text))
+    webhook_url: str | None = None
+    max_cost_usd: float | None = None
+    route: str = "auto"
+    #: a process working on this batch outside a line lease (validation, finalization) holds it until then
+    claimed_until: float | None = None
+
+
+class Line(SQLModel, table=True):
+    """One request line of a batch, from acceptance to its final result."""
+
+    __tablename__ = "line"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "custom_id", name="uq_line_batch_custom_id"),
+        Index("ix_line_batch_status_idx", "batch_id", "status", "idx"),
+        Index("ix_line_provider_status_lease", "provider", "status", "lease_until"),
+    )
+
+    #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes it the auto-assigned rowid
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    )
+    batch_id: str = Field(foreign_key="batch.id")
+    idx: int
+    custom_id: str
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    provider: str
+    status: str = "pending"  #: pending -> queued (leased) -> succeeded | failed
+    attempts: int = 0
+    not_before: float = 0.0
+    lease_until: float | None = None
+    response_status: int | None = None
+    response_body: str | None = Field(default=None, sa_column=Column(Text))
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finished_at: float | None = None

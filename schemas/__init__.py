@@ -1,0 +1,1 @@
+"""Wire shapes only: pydantic models of OpenAI's objects and of our extensions. No I/O."""

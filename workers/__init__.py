@@ -1,0 +1,1 @@
+"""Dramatiq side: broker setup, the line-running actor, provider adapters."""

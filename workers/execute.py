@@ -1,0 +1,170 @@
+"""Running leased lines against a provider: one call per line, embeddings packed into array calls.
+
+Every line ends in an Outcome: succeeded, failed for good (with the upstream's status and body, or our
+error code), or retry after a backoff that honours ``Retry-After``, bounded by attempts and the deadline.
+"""
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, text
+
+from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
+from broker.results import Outcome
+from workers.providers.openai import OpenAICompatible, UpstreamResponse
+
+EMBEDDINGS = "/v1/embeddings"
+
+
+@dataclass(slots=True)
+class LeasedLine:
+    id: int
+    batch_id: str
+    endpoint: str
+    body: str
+    attempts: int
+    expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempts: int, asked: float | None) -> float:
+        """Exponential backoff with full jitter, never shorter than what the upstream asked for."""
+        backoff = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        return max(asked or 0.0, random.uniform(backoff / 2, backoff))
+
+
+def load_leased(engine: Engine, line_ids: Sequence[int]) -> list[LeasedLine]:
+    """The chunk's lines still leased to run; lines of batches no longer running give their lease back."""
+    marks = ", ".join(f":i{n}" for n in range(len(line_ids)))
+    params: dict[str, Any] = {f"i{n}": v for n, v in enumerate(line_ids)}
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text("SELECT l.id, l.batch_id, b.endpoint, l.body, l.attempts, b.expires_at, b.status FROM line l "
+                 f"JOIN batch b ON b.id = l.batch_id WHERE l.id IN ({marks}) AND l.status = 'queued'"),
+            params,
+        ).all()
+        stopped = [r[0] for r in rows if r[6] != "in_progress"]
+        if stopped:
+            conn.execute(text("UPDATE line SET status = 'pending', lease_until = NULL "
+                              f"WHERE id IN ({', '.join(map(str, stopped))}) AND status = 'queued'"))
+    return [LeasedLine(*r[:6]) for r in rows if r[6] == "in_progress"]
+
+
+def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
+    usage = body.get("usage") or {}
+    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
+            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
+
+
+class LineRunner:
+    def __init__(self, adapter: OpenAICompatible, policy: RetryPolicy, embedding_batch_size: int) -> None:
+        self.adapter = adapter
+        self.policy = policy
+        self.embedding_batch_size = embedding_batch_size
+
+    async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
+        singles, packs = self._plan(lines)
+        results = await asyncio.gather(*(self._single(line) for line in singles),
+                                       *(self._pack(pack) for pack in packs))
+        return [o for r in results for o in (r if isinstance(r, list) else [r])]
+
+    def _plan(self, lines: Sequence[LeasedLine]) -> tuple[list[LeasedLine], list[list[tuple[LeasedLine, Any]]]]:
+        singles: list[LeasedLine] = []
+        groups: dict[bytes, list[tuple[LeasedLine, Any]]] = defaultdict(list)
+        for line in lines:
+            body = orjson.loads(line.body) if line.endpoint == EMBEDDINGS else None
+            inputs = _packable_inputs(body) if body is not None else None
+            if body is None or inputs is None:
+                singles.append(line)
+                continue
+            params = {k: v for k, v in body.items() if k != "input"}
+            groups[orjson.dumps(params, option=orjson.OPT_SORT_KEYS)].append((line, (params, inputs)))
+        packs: list[list[tuple[LeasedLine, Any]]] = []
+        for members in groups.values():
+            current: list[tuple[LeasedLine, Any]] = []
+            size = 0
+            for member in members:
+                n = len(member[1][1])
+                if current and size + n > self.embedding_batch_size:
+                    packs.append(current)
+                    current, size = [], 0
+                current.append(member)
+                size += n
+            packs.append(current)
+        return singles, packs
+
+    async def _single(self, line: LeasedLine) -> Outcome:
+        try:
+            resp = await self.adapter.post(line.endpoint, line.body.encode())
+        except UpstreamError as exc:
+            return self._failure(line, exc)
+        tokens_in, tokens_out = usage_tokens(resp.json)
+        return Outcome(line.id, line.batch_id, "succeeded", resp.status, resp.text, resp.request_id,
+                       input_tokens=tokens_in, output_tokens=tokens_out)
+
+    async def _pack(self, pack: list[tuple[LeasedLine, Any]]) -> list[Outcome]:
+        if len(pack) == 1:
+            return [await self._single(pack[0][0])]
+        params, _ = pack[0][1]
+        flat = [text for _, (_, inputs) in pack for text in inputs]
+        try:
+            resp = await self.adapter.post(EMBEDDINGS, orjson.dumps({**params, "input": flat}))
+            return _split_embeddings(pack, resp)
+        except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
+            return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
+        except UpstreamError as exc:
+            return [self._failure(line, exc) for line, _ in pack]
+
+    def _failure(self, line: LeasedLine, exc: UpstreamError) -> Outcome:
+        now = time.time()
+        if isinstance(exc, RetryableUpstream) and line.attempts < self.policy.max_attempts:
+            not_before = now + self.policy.delay(line.attempts, exc.delay)
+            if line.expires_at is None or not_before < line.expires_at:
+                return Outcome(line.id, line.batch_id, "retry", error_code=exc.code, error_message=exc.message,
+                               not_before=not_before)
+        if exc.status is not None:
+            return Outcome(line.id, line.batch_id, "failed", exc.status, exc.body, exc.request_id)
+        return Outcome(line.id, line.batch_id, "failed", error_code=exc.code, error_message=exc.message)
+
+
+def _packable_inputs(body: dict[str, Any]) -> list[str] | None:
+    value = body.get("input")
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return value
+    return None
+
+
+def _split_embeddings(pack: list[tuple[LeasedLine, Any]], resp: UpstreamResponse) -> list[Outcome]:
+    """Give each line its own embeddings response; usage is shared out by input length."""
+    data = sorted(resp.json.get("data") or [], key=lambda d: d.get("index", 0))
+    sizes = [len(inputs) for _, (_, inputs) in pack]
+    if len(data) != sum(sizes):
+        raise RetryableUpstream("Upstream returned a different number of embeddings than inputs",
+                                code="upstream_invalid_response", status=resp.status)
+    weights = [sum(len(t) for t in inputs) for _, (_, inputs) in pack]
+    total_tokens, _ = usage_tokens(resp.json)
+    outcomes: list[Outcome] = []
+    offset = given = 0
+    for n, ((line, _), size) in enumerate(zip(pack, sizes, strict=True)):
+        items = [{**item, "index": i} for i, item in enumerate(data[offset:offset + size])]
+        offset += size
+        tokens = total_tokens - given if n == len(pack) - 1 else total_tokens * weights[n] // sum(weights)
+        given += tokens
+        body = {"object": "list", "data": items, "model": resp.json.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        outcomes.append(Outcome(line.id, line.batch_id, "succeeded", resp.status, orjson.dumps(body).decode(),
+                                resp.request_id, input_tokens=tokens))
+    return outcomes

@@ -1,0 +1,94 @@
+"""Adapter for any OpenAI-compatible upstream (OpenAI, Mistral, vLLM, Ollama, OpenRouter, LiteLLM)."""
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from broker.catalogue import ProviderConfig
+from broker.errors import RetryableUpstream, TerminalUpstream
+
+DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    text: str
+    json: dict[str, Any]
+    request_id: str | None
+
+
+def make_client(provider: ProviderConfig) -> httpx.AsyncClient:
+    """One pooled client per provider per process, sized to the provider's concurrency."""
+    key = provider.api_key()
+    return httpx.AsyncClient(
+        base_url=provider.base_url.rstrip("/") + "/",
+        timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
+        limits=httpx.Limits(max_connections=provider.max_concurrency,
+                            max_keepalive_connections=provider.max_concurrency),
+        headers={"Authorization": f"Bearer {key}"} if key else None,
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the upstream asked us to wait: ``retry-after-ms``, else ``retry-after`` (seconds or a date)."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def json_object_text(resp: httpx.Response) -> str:
+    """The body as JSON object text; a non-JSON body (a proxy's HTML page) is wrapped in an error object."""
+    try:
+        if isinstance(orjson.loads(resp.content), dict):
+            return resp.text
+    except orjson.JSONDecodeError:
+        pass
+    wrapped = {"error": {"message": resp.text[:2000], "type": "upstream_error", "param": None, "code": None}}
+    return orjson.dumps(wrapped).decode()
+
+
+class OpenAICompatible:
+    """Posts one request body to an endpoint and sorts the answer into success, retryable or terminal."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        path = endpoint.removeprefix("/v1/")
+        try:
+            resp = await self.client.post(path, content=body, headers={"content-type": "application/json"})
+        except httpx.TimeoutException as exc:
+            raise RetryableUpstream(f"Upstream timed out: {exc!r}", code="upstream_timeout") from exc
+        except httpx.TransportError as exc:
+            raise RetryableUpstream(f"Upstream connection failed: {exc!r}", code="upstream_connection_error") from exc
+        request_id = resp.headers.get("x-request-id")
+        message = f"Upstream answered HTTP {resp.status_code}"
+        if resp.status_code in RETRYABLE_STATUSES:
+            raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code,
+                                    body=json_object_text(resp), request_id=request_id,
+                                    delay=retry_after(resp.headers))
+        if resp.status_code >= 400:
+            raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code,
+                                   body=json_object_text(resp), request_id=request_id)
+        try:
+            parsed = orjson.loads(resp.content)
+        except orjson.JSONDecodeError as exc:
+            raise RetryableUpstream("Upstream answered with a body that is not JSON",
+                                    code="upstream_invalid_response", status=resp.status_code) from exc
+        return UpstreamResponse(resp.status_code, resp.text, parsed, request_id)

@@ -1,0 +1,60 @@
+"""The Dramatiq broker (Redis in production, in-process otherwise), the line actor and the worker."""
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, ShutdownNotifications, TimeLimit
+
+from broker.catalogue import Catalogue
+from broker.dispatch import SendChunk
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+ACTOR_NAME = "run_lines"
+ACTOR_TIME_LIMIT_MS = 3_600_000  #: the SQL lease, not Dramatiq, decides when a line is taken back
+
+_runtime: WorkerRuntime | None = None  # one per process: the actor below finds its resources here
+
+
+async def run_lines(provider_name: str, line_ids: list[int]) -> None:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not installed; call workers.queue.install() first")
+    await _runtime.run_chunk(provider_name, line_ids)
+
+
+def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
+    # no Retries middleware: retries live in SQL (attempts, not_before), see DESIGN.md
+    middleware = [TimeLimit(), ShutdownNotifications(), AsyncIO()]
+    broker: dramatiq.Broker = (
+        RedisBroker(url=redis_url, middleware=middleware) if redis_url else StubBroker(middleware=middleware)
+    )
+    dramatiq.actor(run_lines, broker=broker, actor_name=ACTOR_NAME,
+                   time_limit=ACTOR_TIME_LIMIT_MS)
+    for provider in catalogue.providers.values():
+        broker.declare_queue(provider.queue_name)
+    return broker
+
+
+def sender(broker: dramatiq.Broker, catalogue: Catalogue) -> SendChunk:
+    def send(provider_name: str, line_ids: list[int]) -> None:
+        queue_name = catalogue.get(provider_name).queue_name
+        broker.enqueue(dramatiq.Message(queue_name=queue_name, actor_name=ACTOR_NAME,
+                                        args=(provider_name, line_ids), kwargs={}, options={}))
+    return send
+
+
+def install(runtime: WorkerRuntime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def start_worker(broker: dramatiq.Broker, threads: int) -> Any:
+    """Start consuming in this process (threads run chunks; each chunk runs its lines concurrently)."""
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker.queue_prefetch = threads  # prefetched messages hide work from other workers
+    worker.start()
+    return worker
