@@ -1,0 +1,12 @@
+"""The provider simulator: an OpenAI-compatible HTTP server standing in for an upstream provider.
+
+Deterministic bodies with realistic usage, lognormal latency, RPM/TPM limits answered with OpenAI's 429s and
+``x-ratelimit-*`` headers, and injected failures (500/503, hangs, dropped connections), all tunable live.
+"""
+
+from broker.simulator.app import SimulatorApp, create_app
+from broker.simulator.config import SimulatorConfig
+from broker.simulator.server import SimulatorServer, serve
+from broker.simulator.stats import SimulatorStats
+
+__all__ = ["SimulatorApp", "SimulatorConfig", "SimulatorServer", "SimulatorStats", "create_app", "serve"]

@@ -1,0 +1,96 @@
+"""Counters of what the simulator served, readable in-process or at ``GET /_sim/stats``.
+
+Only the event loop that serves requests writes them; readers in other threads see plain ints and copies
+of small dicts, which the GIL keeps consistent enough for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MINUTES_KEPT = 60  #: per-minute request counts kept (older minutes are dropped)
+
+
+@dataclass
+class SimulatorStats:
+    """Counters since start (or the last reset) of the inference endpoints' traffic."""
+
+    requests: int = 0
+    """Inference requests received (the five POST endpoints)."""
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+    successes: int = 0
+    """Requests answered 200."""
+    by_status: dict[int, int] = field(default_factory=dict)
+    """Responses sent, by HTTP status (400, 429, injected 500/503, ...)."""
+    rate_limited: int = 0
+    injected_errors: int = 0
+    """Requests that drew an injected error of any kind."""
+    dropped: int = 0
+    """Connections cut mid-response ("drop")."""
+    timeouts: int = 0
+    """Requests made to hang ("timeout")."""
+    client_disconnects: int = 0
+    """Hanging requests whose client went away before the answer."""
+    in_flight: int = 0
+    max_in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    per_minute: dict[int, int] = field(default_factory=dict)
+    """Requests received per Unix minute (``int(time // 60)``), the last hour only."""
+    since: float = field(default_factory=time.time)
+    """Unix time of start or of the last reset."""
+
+    def begin(self, endpoint: str) -> None:
+        """Count a request arriving at ``endpoint``."""
+        self.requests += 1
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        minute = int(time.time() // 60)
+        per_minute = self.per_minute
+        if minute not in per_minute:
+            per_minute[minute] = 0
+            if len(per_minute) > MINUTES_KEPT:
+                del per_minute[min(per_minute)]
+        per_minute[minute] += 1
+
+    def finish(self, status: int | None) -> None:
+        """Count a request leaving with ``status`` (None: nothing complete was sent)."""
+        self.in_flight -= 1
+        if status is None:
+            return
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if status == 200:
+            self.successes += 1
+        elif status == 429:
+            self.rate_limited += 1
+
+    def reset(self) -> None:
+        """Zero every counter (requests still in flight stay counted as in flight)."""
+        in_flight = self.in_flight
+        fresh = SimulatorStats()
+        self.__dict__.update(fresh.__dict__)
+        self.in_flight = self.max_in_flight = in_flight
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot."""
+        return {
+            "requests": self.requests,
+            "by_endpoint": dict(self.by_endpoint),
+            "successes": self.successes,
+            "by_status": {str(code): count for code, count in sorted(dict(self.by_status).items())},
+            "rate_limited": self.rate_limited,
+            "injected_errors": self.injected_errors,
+            "dropped": self.dropped,
+            "timeouts": self.timeouts,
+            "client_disconnects": self.client_disconnects,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},
+            "since": self.since,
+        }
