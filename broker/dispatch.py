@@ -1,35 +1,54 @@
 """Releasing work: which pending lines run next, on which provider queue, in what chunks.
 
 Releasing = marking lines ``queued`` with a lease in one transaction; the caller sends the Dramatiq messages
-after commit (invariant 2). The provider queue is kept shallow: no more lines are leased than the provider's
-``max_concurrency`` can run, so priority is decided here, at release time, not by queue position.
+after commit (invariant 2). A message carries its lines' bodies, so a worker needs no read before calling the
+upstream; the database still owns every line. The provider queue is kept shallow: no more lines are leased
+than the provider's ``max_concurrency`` can run, so priority is decided here, at release time.
 """
 
 import math
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import astuple, dataclass
 
 from sqlalchemy import Connection, Engine, text
 
 from broker.catalogue import ProviderConfig
 from broker.ids import now
+from broker.results import Outcome, write_outcomes
 
-CHAT_LINES_PER_MESSAGE = 16  #: one Dramatiq message carries this many one-call lines, run concurrently
+CHAT_LINES_PER_MESSAGE = 4  #: one-call lines per Dramatiq message: small, so a slow line holds back few others
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
 EMBEDDINGS = "/v1/embeddings"
-
-#: send(provider_name, line_ids) puts one message on that provider's queue (Dramatiq in practice)
-SendChunk = Callable[[str, list[int]], None]
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_locks_guard = threading.Lock()
 
 
+@dataclass(slots=True)
+class LeasedLine:
+    """A line as a worker receives it."""
+
+    id: int
+    batch_id: str
+    endpoint: str
+    body: str
+    attempts: int
+    expires_at: int | None
+
+    def to_message(self) -> list[object]:
+        return list(astuple(self))
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     provider: str
-    line_ids: list[int]
+    lines: list[LeasedLine]
+
+
+#: send(chunk) puts one message on the chunk's provider queue (Dramatiq in practice)
+SendChunk = Callable[[Chunk], None]
 
 
 def _provider_lock(conn: Connection, provider: str) -> threading.Lock:
@@ -51,36 +70,37 @@ def calls_in_flight(conn: Connection, provider: ProviderConfig, at: float) -> in
     )
 
 
-def release(engine: Engine, provider: ProviderConfig, lease_seconds: float) -> list[Chunk]:
-    """Lease the highest-ranked pending lines the provider has room for; returns the messages to send."""
+def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) -> list[Chunk]:
+    """Lease the highest-ranked pending lines the provider has room for, in the caller's transaction.
+
+    The caller commits, then sends the returned chunks.
+    """
     at = now()
     chunks: list[Chunk] = []
-    with engine.connect() as conn:
-        lock = _provider_lock(conn, provider.name)
-        with lock:
-            free = provider.max_concurrency - calls_in_flight(conn, provider, at)
-            for batch_id, endpoint in _active_batches(conn, at) if free > 0 else []:
-                per_call = provider.embedding_batch_size if endpoint == EMBEDDINGS else 1
-                ids = _claim(conn, batch_id, provider.name, free * per_call, at + lease_seconds, at)
-                free -= math.ceil(len(ids) / per_call)
-                step = per_call * EMBEDDING_CALLS_PER_MESSAGE if per_call > 1 else CHAT_LINES_PER_MESSAGE
-                chunks += [Chunk(provider.name, ids[i:i + step]) for i in range(0, len(ids), step)]
-                if free <= 0:
-                    break
-            conn.commit()
+    free = provider.max_concurrency - calls_in_flight(conn, provider, at)
+    for batch_id, endpoint, expires_at in _active_batches(conn, at) if free > 0 else []:
+        per_call = provider.embedding_batch_size if endpoint == EMBEDDINGS else 1
+        claimed = _claim(conn, batch_id, provider.name, free * per_call, at + lease_seconds, at)
+        lines = [LeasedLine(i, batch_id, endpoint, body, attempts, expires_at) for i, body, attempts in claimed]
+        free -= math.ceil(len(lines) / per_call)
+        step = per_call * EMBEDDING_CALLS_PER_MESSAGE if per_call > 1 else CHAT_LINES_PER_MESSAGE
+        chunks += [Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step)]
+        if free <= 0:
+            break
     return chunks
 
 
-def _active_batches(conn: Connection, at: float) -> list[tuple[str, str]]:
+def _active_batches(conn: Connection, at: float) -> list[tuple[str, str, int | None]]:
     rows = conn.execute(
-        text("SELECT id, endpoint FROM batch WHERE status = 'in_progress' "
+        text("SELECT id, endpoint, expires_at FROM batch WHERE status = 'in_progress' "
              "AND (not_before IS NULL OR not_before <= :now) ORDER BY priority, created_at, id"),
         {"now": at},
     ).all()
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
-def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float, at: float) -> list[int]:
+def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float,
+           at: float) -> list[tuple[int, str, int]]:
     candidates = [r[0] for r in conn.execute(
         text("SELECT id FROM line WHERE batch_id = :b AND status = 'pending' AND provider = :p "
              "AND not_before <= :now ORDER BY idx LIMIT :n"),
@@ -88,26 +108,33 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
     )]
     if not candidates:
         return []
-    claimed = conn.execute(
-        text("UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
-             "WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'pending' RETURNING id")
-        if conn.dialect.name == "sqlite" else
-        text("UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
-             "WHERE id = ANY(CAST(:ids AS BIGINT[])) AND status = 'pending' RETURNING id"),
-        {"lease": lease_until, "ids": _id_list(conn, candidates)},
-    )
-    return sorted(r[0] for r in claimed)
-
-
-def _id_list(conn: Connection, ids: list[int]) -> object:
     if conn.dialect.name == "sqlite":
-        return "[" + ",".join(map(str, ids)) + "]"
-    return ids
+        match, ids = "id IN (SELECT value FROM json_each(:ids))", "[" + ",".join(map(str, candidates)) + "]"
+    else:
+        match, ids = "id = ANY(CAST(:ids AS BIGINT[]))", candidates  # type: ignore[assignment]
+    claimed = conn.execute(
+        text(f"UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
+             f"WHERE {match} AND status = 'pending' RETURNING id, body, attempts"),
+        {"lease": lease_until, "ids": ids},
+    )
+    return sorted((r[0], r[1], r[2]) for r in claimed)
+
+
+def finish_and_release(engine: Engine, provider: ProviderConfig, outcomes: Sequence[Outcome],
+                       lease_seconds: float) -> list[Chunk]:
+    """Store a chunk's outcomes and lease the provider's next lines, in one transaction."""
+    with engine.connect() as conn, _provider_lock(conn, provider.name):
+        write_outcomes(conn, outcomes, time.time())
+        chunks = release(conn, provider, lease_seconds)
+        conn.commit()
+    return chunks
 
 
 def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: float, send: SendChunk) -> int:
     """Release for one provider and send the messages; returns the number of lines sent."""
-    chunks = release(engine, provider, lease_seconds)
+    with engine.connect() as conn, _provider_lock(conn, provider.name):
+        chunks = release(conn, provider, lease_seconds)
+        conn.commit()
     for chunk in chunks:
-        send(chunk.provider, chunk.line_ids)
-    return sum(len(c.line_ids) for c in chunks)
+        send(chunk)
+    return sum(len(c.lines) for c in chunks)

@@ -48,15 +48,22 @@ _RETRY_ROW = "(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:ec
 
 
 def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
-    """Write outcomes and roll finished lines into their batch's counters; returns lines newly finished."""
+    with engine.begin() as conn:
+        return write_outcomes(conn, outcomes, finished_at)
+
+
+def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> int:
+    """Write outcomes and roll finished lines into their batch's counters, in the caller's transaction.
+
+    Returns how many lines ended now (a line that had already ended is left as it was).
+    """
     finals = [o for o in outcomes if o.status != "retry"]
     retries = [o for o in outcomes if o.status == "retry"]
     stored = 0
-    with engine.begin() as conn:
-        for start in range(0, len(finals), MAX_ROWS_PER_STATEMENT):
-            stored += _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
-        for start in range(0, len(retries), MAX_ROWS_PER_STATEMENT):
-            _store_retries(conn, retries[start:start + MAX_ROWS_PER_STATEMENT])
+    for start in range(0, len(finals), MAX_ROWS_PER_STATEMENT):
+        stored += _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
+    for start in range(0, len(retries), MAX_ROWS_PER_STATEMENT):
+        _store_retries(conn, retries[start:start + MAX_ROWS_PER_STATEMENT])
     return stored
 
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 60.0
-    worker_threads: int = 8
+    worker_threads: int = 32  #: each waits on one message; threads x lines per message bounds concurrency
     auth_disabled: bool = False
     simulator_port: int = DEFAULT_SIMULATOR_PORT
 

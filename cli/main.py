@@ -136,3 +136,7 @@ def keys_create(project: Annotated[str, typer.Option(help="Project the key belon
     typer.echo(_project_key(core, project))
 
 
+
+
+if __name__ == "__main__":
+    app()

@@ -13,23 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
 
+from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
 from broker.results import Outcome
 from workers.providers.openai import OpenAICompatible, UpstreamResponse
 
 EMBEDDINGS = "/v1/embeddings"
-
-
-@dataclass(slots=True)
-class LeasedLine:
-    id: int
-    batch_id: str
-    endpoint: str
-    body: str
-    attempts: int
-    expires_at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +32,6 @@ class RetryPolicy:
         """Exponential backoff with full jitter, never shorter than what the upstream asked for."""
         backoff = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
         return max(asked or 0.0, random.uniform(backoff / 2, backoff))
-
-
-def load_leased(engine: Engine, line_ids: Sequence[int]) -> list[LeasedLine]:
-    """The chunk's lines still leased to run; lines of batches no longer running give their lease back."""
-    marks = ", ".join(f":i{n}" for n in range(len(line_ids)))
-    params: dict[str, Any] = {f"i{n}": v for n, v in enumerate(line_ids)}
-    with engine.begin() as conn:
-        rows = conn.execute(
-            text("SELECT l.id, l.batch_id, b.endpoint, l.body, l.attempts, b.expires_at, b.status FROM line l "
-                 f"JOIN batch b ON b.id = l.batch_id WHERE l.id IN ({marks}) AND l.status = 'queued'"),
-            params,
-        ).all()
-        stopped = [r[0] for r in rows if r[6] != "in_progress"]
-        if stopped:
-            conn.execute(text("UPDATE line SET status = 'pending', lease_until = NULL "
-                              f"WHERE id IN ({', '.join(map(str, stopped))}) AND status = 'queued'"))
-    return [LeasedLine(*r[:6]) for r in rows if r[6] == "in_progress"]
 
 
 def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:

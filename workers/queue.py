@@ -9,7 +9,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, ShutdownNotifications, TimeLimit
 
 from broker.catalogue import Catalogue
-from broker.dispatch import SendChunk
+from broker.dispatch import Chunk, LeasedLine, SendChunk
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -19,10 +19,10 @@ ACTOR_TIME_LIMIT_MS = 3_600_000  #: the SQL lease, not Dramatiq, decides when a 
 _runtime: WorkerRuntime | None = None  # one per process: the actor below finds its resources here
 
 
-async def run_lines(provider_name: str, line_ids: list[int]) -> None:
+async def run_lines(provider_name: str, lines: list[list[Any]]) -> None:
     if _runtime is None:
         raise RuntimeError("worker runtime not installed; call workers.queue.install() first")
-    await _runtime.run_chunk(provider_name, line_ids)
+    await _runtime.run_chunk(provider_name, [LeasedLine(*line) for line in lines])
 
 
 def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
@@ -39,10 +39,11 @@ def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
 
 
 def sender(broker: dramatiq.Broker, catalogue: Catalogue) -> SendChunk:
-    def send(provider_name: str, line_ids: list[int]) -> None:
-        queue_name = catalogue.get(provider_name).queue_name
+    def send(chunk: Chunk) -> None:
+        queue_name = catalogue.get(chunk.provider).queue_name
+        lines = [line.to_message() for line in chunk.lines]
         broker.enqueue(dramatiq.Message(queue_name=queue_name, actor_name=ACTOR_NAME,
-                                        args=(provider_name, line_ids), kwargs={}, options={}))
+                                        args=(chunk.provider, lines), kwargs={}, options={}))
     return send
 
 

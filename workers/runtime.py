@@ -2,17 +2,15 @@
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import Engine
 
 from broker.catalogue import Catalogue, ProviderConfig
-from broker.dispatch import SendChunk, release_and_send
-from broker.results import store_outcomes
+from broker.dispatch import LeasedLine, SendChunk, finish_and_release
 from broker.settings import Settings
-from workers.execute import LineRunner, RetryPolicy, load_leased
+from workers.execute import LineRunner, RetryPolicy
 from workers.providers.openai import OpenAICompatible, make_client
 
 log = logging.getLogger(__name__)
@@ -37,16 +35,15 @@ class WorkerRuntime:
             self._clients[provider.name] = make_client(provider)
         return self._clients[provider.name]
 
-    async def run_chunk(self, provider_name: str, line_ids: list[int]) -> None:
+    async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
         provider = self.catalogue.get(provider_name)
-        lines = await asyncio.to_thread(load_leased, self.engine, line_ids)
-        if lines:
-            runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy,
-                                provider.embedding_batch_size)
-            outcomes = await runner.run(lines)
-            await asyncio.to_thread(store_outcomes, self.engine, outcomes, time.time())
-        # refill the provider's window at once instead of waiting for the planner's next tick
-        await asyncio.to_thread(release_and_send, self.engine, provider, self.settings.lease_seconds, self.send)
+        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, provider.embedding_batch_size)
+        outcomes = await runner.run(lines)
+        # store and refill the provider's window at once, instead of waiting for the planner's next tick
+        chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
+                                         self.settings.lease_seconds)
+        for chunk in chunks:
+            self.send(chunk)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -10,6 +10,7 @@ import orjson
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
+from workers.providers.transport import AsyncioTransport
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
@@ -26,11 +27,12 @@ class UpstreamResponse:
 def make_client(provider: ProviderConfig) -> httpx.AsyncClient:
     """One pooled client per provider per process, sized to the provider's concurrency."""
     key = provider.api_key()
+    limits = httpx.Limits(max_connections=provider.max_concurrency,
+                          max_keepalive_connections=provider.max_concurrency)
     return httpx.AsyncClient(
         base_url=provider.base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
-        limits=httpx.Limits(max_connections=provider.max_concurrency,
-                            max_keepalive_connections=provider.max_concurrency),
+        transport=AsyncioTransport(limits),
         headers={"Authorization": f"Bearer {key}"} if key else None,
     )
 

@@ -1,0 +1,93 @@
+"""Shared helpers for the benchmarks: free ports, subprocess services, JSONL builders, tables."""
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+@contextmanager
+def simulator(*args: str) -> Iterator[str]:
+    """``broker simulate`` in its own process; yields its OpenAI base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulate", "--port", str(port), *args],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_sim/stats")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32) -> Iterator[str]:
+    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        catalogue = Path(tmp) / "providers.toml"
+        catalogue.write_text(providers_toml)
+        port = free_port()
+        full_env = {**os.environ, "BROKER_DATA_DIR": tmp, "BROKER_PROVIDERS_FILE": str(catalogue),
+                    "DATABASE_URL": f"sqlite:///{tmp}/broker.db", **(env or {})}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--no-auth", "--port", str(port), "--threads", str(threads)],
+            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "serve.log", "w"),
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
+
+def chat_lines(n: int, model: str = "gpt-4o-mini", max_tokens: int | None = None) -> list[dict[str, object]]:
+    body: dict[str, object] = {"model": model}
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    return [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {**body, "messages": [{"role": "user", "content": f"Say something about item {i}."}]}}
+            for i in range(n)]
+
+
+def jsonl(lines: Sequence[dict[str, object]]) -> io.BytesIO:
+    return io.BytesIO(("\n".join(json.dumps(line) for line in lines) + "\n").encode())
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    Console().print(table)
