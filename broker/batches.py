@@ -38,7 +38,7 @@ def _priority(value: str | int) -> tuple[int, str]:
     return PRIORITY_CLASSES[value], value
 
 
-def create_batch(session: Session, project_id: str, req: BatchCreate) -> BatchRow:
+def create_batch(session: Session, project_id: str, req: BatchCreate, min_window_seconds: int) -> BatchRow:
     if req.endpoint not in BATCH_ENDPOINTS:
         raise InvalidRequest(
             f"Invalid endpoint '{req.endpoint}'. Supported: {', '.join(BATCH_ENDPOINTS)}.", param="endpoint"
@@ -49,7 +49,7 @@ def create_batch(session: Session, project_id: str, req: BatchCreate) -> BatchRo
                              param="input_file_id")
     if req.metadata and len(req.metadata) > MAX_METADATA_PAIRS:
         raise InvalidRequest(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs.", param="metadata")
-    window = parse_window(req.completion_window)
+    window = parse_window(req.completion_window, min_seconds=min_window_seconds)
     rank, label = _priority(req.priority)
     created = now()
     start = max(created, req.not_before or 0)

@@ -10,7 +10,7 @@ MIN_WINDOW_SECONDS = 60  #: shortest completion window accepted
 MAX_WINDOW_SECONDS = 30 * 86400  #: longest completion window accepted
 
 
-def parse_window(text: str, *, param: str = "completion_window") -> int:
+def parse_window(text: str, *, param: str = "completion_window", min_seconds: int = MIN_WINDOW_SECONDS) -> int:
     match = _DURATION.match(text)
     if not match:
         raise InvalidRequest(
@@ -18,9 +18,9 @@ def parse_window(text: str, *, param: str = "completion_window") -> int:
             param=param,
         )
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+    if not min_seconds <= seconds <= MAX_WINDOW_SECONDS:
         raise InvalidRequest(
-            f"completion_window must be between {MIN_WINDOW_SECONDS}s and {MAX_WINDOW_SECONDS // 86400}d.",
+            f"completion_window must be between {min_seconds}s and {MAX_WINDOW_SECONDS // 86400}d.",
             param=param,
         )
     return seconds

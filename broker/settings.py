@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     planner_interval: float = DEFAULT_PLANNER_INTERVAL
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    min_window_seconds: int = 60  #: shortest completion_window accepted
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 60.0
     worker_threads: int = 32  #: each waits on one message; threads x lines per message bounds concurrency

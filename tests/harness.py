@@ -1,0 +1,115 @@
+"""An embedded broker for tests: real HTTP API, real Dramatiq workers, the simulator as upstream."""
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from openai.types import Batch
+
+from broker.auth import create_key, get_or_create_project
+from broker.catalogue import Catalogue, ModelPrice, ProviderConfig
+from broker.db import session_scope
+from broker.serving import ThreadedServer
+from broker.settings import Settings
+from broker.simulator import SimulatorServer
+from cli.compose import Core, Processes
+
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+CHAT_MODEL = "gpt-4o-mini"
+EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+def sim_catalogue(sim: SimulatorServer, **provider: Any) -> Catalogue:
+    models = {CHAT_MODEL: ModelPrice(input=0.15, output=0.6), EMBEDDING_MODEL: ModelPrice(input=0.02),
+              "omni-moderation-latest": ModelPrice()}
+    return Catalogue(providers={"sim": ProviderConfig(base_url=sim.base_url, models=models, **provider)})
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    defaults: dict[str, Any] = {
+        "data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/broker.db", "planner_interval": 0.05,
+        "retry_base_seconds": 0.02, "retry_max_seconds": 0.2, "worker_threads": 16,
+    }
+    return Settings(**{**defaults, **overrides})
+
+
+@dataclass
+class EmbeddedBroker:
+    """API + planner + workers in this process, like ``broker serve``, on a free loopback port."""
+
+    settings: Settings
+    catalogue: Catalogue
+    core: Core = field(init=False)
+    procs: Processes = field(init=False)
+    server: ThreadedServer = field(init=False)
+    key: str = field(init=False)
+
+    def start(self, workers: bool = True, planner: bool = True) -> "EmbeddedBroker":
+        self.core = Core.open(self.settings, self.catalogue)
+        self.procs = Processes(self.core)
+        if workers:
+            self.procs.start_workers(self.settings.worker_threads)
+        if planner:
+            self.procs.start_planner()
+        self.server = ThreadedServer(self.procs.app(), name="broker-api").start()
+        self.key = self.new_key("default")
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.procs.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.url + "/v1"
+
+    def new_key(self, project: str) -> str:
+        with session_scope(self.core.engine) as session:
+            return create_key(session, get_or_create_project(session, project).id)
+
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)
+
+
+def jsonl_bytes(lines: Sequence[object]) -> io.BytesIO:
+    return io.BytesIO("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode())
+
+
+def chat_line(i: int, content: str | None = None, **body: Any) -> dict[str, Any]:
+    return {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": CHAT_MODEL, "messages": [{"role": "user", "content": content or f"hello {i}"}], **body}}
+
+
+def embedding_line(i: int, text: str | list[str] | None = None) -> dict[str, Any]:
+    return {"custom_id": f"emb-{i}", "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": EMBEDDING_MODEL, "input": text if text is not None else f"document number {i}"}}
+
+
+def submit(client: openai.OpenAI, lines: Sequence[object], endpoint: str = "/v1/chat/completions",
+           **extra_body: Any) -> Batch:
+    upload = client.files.create(file=("input.jsonl", jsonl_bytes(lines)), purpose="batch")
+    return client.batches.create(input_file_id=upload.id, endpoint=endpoint,  # type: ignore[arg-type]
+                                 completion_window="24h", extra_body=extra_body or None)
+
+
+def wait_for(client: openai.OpenAI, batch_id: str, statuses: Sequence[str] = TERMINAL,
+             timeout: float = 60.0) -> Batch:
+    deadline = time.monotonic() + timeout
+    batch = client.batches.retrieve(batch_id)
+    while batch.status not in statuses:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"batch {batch_id} still {batch.status} after {timeout}s: {batch}")
+        time.sleep(0.05)
+        batch = client.batches.retrieve(batch_id)
+    return batch
+
+
+def read_jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines() if line]
