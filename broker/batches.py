@@ -113,7 +113,7 @@ def to_wire(row: BatchRow) -> Batch:
     errors = BatchErrors.model_validate_json(row.errors_json) if row.errors_json else None
     return Batch(
         id=row.id, endpoint=row.endpoint, model=row.model, errors=errors, input_file_id=row.input_file_id,
-        completion_window=row.completion_window, status=row.status,  # type: ignore[arg-type]
+        completion_window=row.completion_window, status=row.status,
         output_file_id=row.output_file_id, error_file_id=row.error_file_id, created_at=row.created_at,
         in_progress_at=row.in_progress_at, expires_at=row.expires_at, finalizing_at=row.finalizing_at,
         completed_at=row.completed_at, failed_at=row.failed_at, expired_at=row.expired_at,

@@ -48,9 +48,11 @@ class LineRunner:
 
     async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
         singles, packs = self._plan(lines)
-        results = await asyncio.gather(*(self._single(line) for line in singles),
-                                       *(self._pack(pack) for pack in packs))
-        return [o for r in results for o in (r if isinstance(r, list) else [r])]
+        single_outcomes, pack_outcomes = await asyncio.gather(
+            asyncio.gather(*(self._single(line) for line in singles)),
+            asyncio.gather(*(self._pack(pack) for pack in packs)),
+        )
+        return [*single_outcomes, *(o for outcomes in pack_outcomes for o in outcomes)]
 
     def _plan(self, lines: Sequence[LeasedLine]) -> tuple[list[LeasedLine], list[list[tuple[LeasedLine, Any]]]]:
         singles: list[LeasedLine] = []

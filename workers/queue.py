@@ -29,10 +29,10 @@ def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
     # no Retries middleware: retries live in SQL (attempts, not_before), see DESIGN.md
     middleware = [TimeLimit(), ShutdownNotifications(), AsyncIO()]
     broker: dramatiq.Broker = (
-        RedisBroker(url=redis_url, middleware=middleware) if redis_url else StubBroker(middleware=middleware)
+        RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
+        if redis_url else StubBroker(middleware=middleware)
     )
-    dramatiq.actor(run_lines, broker=broker, actor_name=ACTOR_NAME,
-                   time_limit=ACTOR_TIME_LIMIT_MS)
+    dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, time_limit=ACTOR_TIME_LIMIT_MS)(run_lines)
     for provider in catalogue.providers.values():
         broker.declare_queue(provider.queue_name)
     return broker

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
-SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
+SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
 
 def _readable(fd: int) -> bool:

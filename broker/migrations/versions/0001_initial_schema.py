@@ -6,7 +6,6 @@ Create Date: 2026-11-25 08:11:22.953928
 """
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0001"
@@ -19,17 +18,17 @@ def upgrade() -> None:
 
     op.create_table(
         "project",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "api_key",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("project_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("prefix", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
+        sa.Column("project_id", sa.String(), nullable=False),
+        sa.Column("key_hash", sa.String(), nullable=False),
+        sa.Column("prefix", sa.String(), nullable=False),
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.Column("revoked_at", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -44,14 +43,14 @@ def upgrade() -> None:
 
     op.create_table(
         "batch",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("project_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("endpoint", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("provider", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("input_file_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("completion_window", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
+        sa.Column("project_id", sa.String(), nullable=False),
+        sa.Column("endpoint", sa.String(), nullable=False),
+        sa.Column("model", sa.String(), nullable=True),
+        sa.Column("provider", sa.String(), nullable=True),
+        sa.Column("input_file_id", sa.String(), nullable=False),
+        sa.Column("completion_window", sa.String(), nullable=False),
+        sa.Column("status", sa.String(), nullable=False),
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.Column("in_progress_at", sa.Integer(), nullable=True),
         sa.Column("expires_at", sa.Integer(), nullable=True),
@@ -61,8 +60,8 @@ def upgrade() -> None:
         sa.Column("expired_at", sa.Integer(), nullable=True),
         sa.Column("cancelling_at", sa.Integer(), nullable=True),
         sa.Column("cancelled_at", sa.Integer(), nullable=True),
-        sa.Column("output_file_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("error_file_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("output_file_id", sa.String(), nullable=True),
+        sa.Column("error_file_id", sa.String(), nullable=True),
         sa.Column("errors_json", sa.Text(), nullable=True),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
@@ -72,12 +71,12 @@ def upgrade() -> None:
         sa.Column("metadata_json", sa.Text(), nullable=True),
         sa.Column("output_expires_after", sa.Integer(), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("priority_label", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("priority_label", sa.String(), nullable=False),
         sa.Column("not_before", sa.Integer(), nullable=True),
         sa.Column("constraints_json", sa.Text(), nullable=True),
-        sa.Column("webhook_url", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("webhook_url", sa.String(), nullable=True),
         sa.Column("max_cost_usd", sa.Float(), nullable=True),
-        sa.Column("route", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("route", sa.String(), nullable=False),
         sa.Column("claimed_until", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["project_id"],
@@ -91,15 +90,15 @@ def upgrade() -> None:
 
     op.create_table(
         "file",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("project_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
+        sa.Column("project_id", sa.String(), nullable=False),
+        sa.Column("filename", sa.String(), nullable=False),
+        sa.Column("purpose", sa.String(), nullable=False),
         sa.Column("bytes", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.Column("expires_at", sa.Integer(), nullable=True),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("path", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("path", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["project_id"],
             ["project.id"],
@@ -112,19 +111,19 @@ def upgrade() -> None:
     op.create_table(
         "line",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("batch_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("batch_id", sa.String(), nullable=False),
         sa.Column("idx", sa.Integer(), nullable=False),
-        sa.Column("custom_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("custom_id", sa.String(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("provider", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("provider", sa.String(), nullable=False),
+        sa.Column("status", sa.String(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("not_before", sa.Float(), nullable=False),
         sa.Column("lease_until", sa.Float(), nullable=True),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
-        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("error_code", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("request_id", sa.String(), nullable=True),
+        sa.Column("error_code", sa.String(), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("input_tokens", sa.Integer(), nullable=False),
         sa.Column("output_tokens", sa.Integer(), nullable=False),
