@@ -71,6 +71,41 @@ def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads
             proc.wait(20)
 
 
+@contextmanager
+def broker_api(database_url: str, data_dir: str) -> Iterator[str]:
+    """``broker api`` alone (no workers, no planner) with auth off; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url, "BROKER_AUTH_DISABLED": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one run; dropped afterwards."""
+    import secrets
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url.replace("postgresql+psycopg://", "postgresql://"))
+    name = f"broker_bench_{secrets.token_hex(4)}"
+    admin = base.render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def chat_lines(n: int, model: str = "gpt-4o-mini", max_tokens: int | None = None) -> list[dict[str, object]]:
     body: dict[str, object] = {"model": model}
     if max_tokens:
