@@ -83,7 +83,7 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> Uplo
     if content_type != b"multipart/form-data" or not boundary:
         raise InvalidRequest("Upload a file as multipart/form-data with fields 'file' and 'purpose'.")
     sink = _PartSink(target, max_bytes)
-    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, {
         "on_part_begin": sink.on_part_begin, "on_part_data": sink.on_part_data,
         "on_part_end": sink.on_part_end, "on_header_field": sink.on_header_field,
         "on_header_value": sink.on_header_value, "on_header_end": sink.on_header_end,

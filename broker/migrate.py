@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -16,9 +16,15 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+MIGRATION_LOCK_ID = 7_310_241  #: PostgreSQL advisory lock held while migrating
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; safe when several processes start at once (they take turns)."""
     cfg = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

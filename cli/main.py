@@ -3,6 +3,7 @@
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,6 +72,16 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
         procs.stop()
         if sim is not None:
             sim.stop()
+
+
+@app.command()
+def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
+         data_dir: Annotated[Path | None, typer.Option(help="Keep the database and files here.")] = None) -> None:
+    """Run the main job end to end on the embedded default: chat + embeddings batches via the openai SDK."""
+    from cli.demo import run_demo
+
+    if not run_demo(lines, data_dir, Console()):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -113,3 +113,24 @@ def read_jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any
     if file_id is None:
         return []
     return [json.loads(line) for line in client.files.content(file_id).text.splitlines() if line]
+
+
+def results_once(client: openai.OpenAI, batch: Batch, custom_ids: Sequence[str]) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch's output and error lines, after checking every ``custom_ids`` entry appears exactly once."""
+    out, err = read_jsonl(client, batch.output_file_id), read_jsonl(client, batch.error_file_id)
+    seen = [line["custom_id"] for line in out + err]
+    assert sorted(seen) == sorted(custom_ids), "every custom_id must appear exactly once across output+error"
+    counts = batch.request_counts
+    assert counts is not None
+    assert (counts.total, counts.completed, counts.failed) == (len(custom_ids), len(out), len(err))
+    return out, err
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY broker broker
+COPY workers workers
+COPY api api
+COPY cli cli
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["broker"]
+CMD ["serve", "--host", "0.0.0.0"]
