@@ -3,7 +3,7 @@
 BrokerError
  +-- ApiError                 shown to API callers as OpenAI's ``{"error": {...}}`` envelope
  |    +-- InvalidRequest      400 invalid_request_error
- |    +-- Unauthorized        401 authentication_error
+ |    +-- Unauthorized        401 invalid_request_error (OpenAI's type for a missing or wrong key)
  |    +-- NotFound            404 invalid_request_error
  |    +-- Conflict            409 invalid_request_error
  |    +-- PayloadTooLarge     413 invalid_request_error
@@ -34,7 +34,6 @@ class InvalidRequest(ApiError):
 
 class Unauthorized(ApiError):
     status_code = 401
-    error_type = "authentication_error"
 
 
 class NotFound(ApiError):

@@ -4,7 +4,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from broker.access import get_owned
 from broker.ids import new_id, now
@@ -68,3 +69,17 @@ def to_wire(row: StoredFile) -> FileObject:
         status=row.status,
         expires_at=row.expires_at,
     )
+
+
+def purge_expired(engine: Engine, store: FileStore, limit: int = 500) -> int:
+    """Delete files whose ``expires_at`` has passed (rows and bytes); returns how many."""
+    with Session(engine) as session:
+        rows = list(session.exec(
+            select(StoredFile).where(col(StoredFile.expires_at) < now()).limit(limit)
+        ))
+        for row in rows:
+            session.delete(row)
+        session.commit()
+    for row in rows:
+        store.remove(store.path_for(row.id))
+    return len(rows)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from broker.batches import validate_batch
 from broker.catalogue import Catalogue, ProviderConfig
 from broker.dispatch import SendChunk, release_and_send
-from broker.files import FileStore
+from broker.files import FileStore, purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
 from broker.results import Outcome, store_outcomes
@@ -38,6 +38,8 @@ class Planner:
             self._reclaim_expired_leases(provider)
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
         self._advance_batches()
+        if (n := purge_expired(self.engine, self.store)) > 0:
+            log.info("deleted %d expired files", n)
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""

@@ -25,6 +25,8 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     not_before: float = 0.0
+    refund_attempt: bool = False
+    """A retry whose call the upstream refused unprocessed (429 with Retry-After): it does not use up an attempt."""
 
 
 _FINAL_SQL = """
@@ -40,11 +42,12 @@ _FINAL_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:s{n} AS TEXT), CAST(:rs{n} AS INTEG
               "CAST(:ot{n} AS INTEGER), CAST(:ft{n} AS DOUBLE PRECISION))")
 _RETRY_SQL = """
 UPDATE line SET status = 'pending', lease_until = NULL, not_before = v.column2,
-    error_code = v.column3, error_message = v.column4
+    error_code = v.column3, error_message = v.column4, attempts = line.attempts - v.column5
 FROM (VALUES {rows}) AS v
 WHERE line.id = v.column1 AND line.status = 'queued'
 """
-_RETRY_ROW = "(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT))"
+_RETRY_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT), "
+              "CAST(:rf{n} AS INTEGER))")
 
 
 def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
@@ -97,6 +100,6 @@ def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     params: dict[str, Any] = {}
     for n, o in enumerate(outcomes):
         params.update({f"i{n}": o.line_id, f"nb{n}": o.not_before, f"ec{n}": o.error_code,
-                       f"em{n}": o.error_message})
+                       f"em{n}": o.error_message, f"rf{n}": int(o.refund_attempt)})
     rows = ", ".join(_RETRY_ROW.format(n=n) for n in range(len(outcomes)))
     conn.execute(text(_RETRY_SQL.format(rows=rows)), params)

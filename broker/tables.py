@@ -23,7 +23,10 @@ class ApiKey(SQLModel, table=True):
 
 class StoredFile(SQLModel, table=True):
     __tablename__ = "file"
-    __table_args__ = (Index("ix_file_project_id_id", "project_id", "id"),)
+    __table_args__ = (
+        Index("ix_file_project_id_id", "project_id", "id"),
+        Index("ix_file_expires_at", "expires_at"),
+    )
 
     id: str = Field(primary_key=True)
     project_id: str = Field(foreign_key="project.id")

@@ -107,6 +107,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("file", schema=None) as batch_op:
         batch_op.create_index("ix_file_project_id_id", ["project_id", "id"], unique=False)
+        batch_op.create_index("ix_file_expires_at", ["expires_at"], unique=False)
 
     op.create_table(
         "line",
@@ -151,6 +152,7 @@ def downgrade() -> None:
     op.drop_table("line")
     with op.batch_alter_table("file", schema=None) as batch_op:
         batch_op.drop_index("ix_file_project_id_id")
+        batch_op.drop_index("ix_file_expires_at")
 
     op.drop_table("file")
     with op.batch_alter_table("batch", schema=None) as batch_op:
