@@ -83,6 +83,8 @@ class BatchRow(SQLModel, table=True):
     route: str = "auto"
     #: a process working on this batch outside a line lease (validation, finalization) holds it until then
     claimed_until: float | None = None
+    #: lines ended so far, in commit order: numbers each ended line so result files only ever grow at the end
+    result_seq: int = 0
 
 
 class Line(SQLModel, table=True):
@@ -93,6 +95,7 @@ class Line(SQLModel, table=True):
         UniqueConstraint("batch_id", "custom_id", name="uq_line_batch_custom_id"),
         Index("ix_line_batch_status_idx", "batch_id", "status", "idx"),
         Index("ix_line_provider_status_lease", "provider", "status", "lease_until"),
+        Index("ix_line_batch_status_seq", "batch_id", "status", "result_seq"),
     )
 
     #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes it the auto-assigned rowid
@@ -116,3 +119,4 @@ class Line(SQLModel, table=True):
     input_tokens: int = 0
     output_tokens: int = 0
     finished_at: float | None = None
+    result_seq: int | None = None  #: position among the batch's ended lines (see BatchRow.result_seq)
