@@ -4,7 +4,7 @@ import logging
 
 import orjson
 from sqlalchemy import Engine, text
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from broker.access import get_owned, page
 from broker.catalogue import Catalogue
@@ -13,7 +13,7 @@ from broker.errors import InvalidRequest
 from broker.files import FileStore, get_file
 from broker.ids import new_id, now
 from broker.intake import claim_validation, load_lines
-from broker.tables import BatchRow
+from broker.tables import BatchRow, StoredFile
 from schemas.batches import (
     BATCH_ENDPOINTS,
     PRIORITY_CLASSES,
@@ -109,6 +109,48 @@ def cancel_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
     return row
 
 
+RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
+RETRYABLE = ("completed", "expired", "cancelled")
+
+
+def batch_of_output_file(session: Session, file_id: str) -> BatchRow | None:
+    """The batch whose output file this is, if any."""
+    return session.exec(select(BatchRow).where(col(BatchRow.output_file_id) == file_id)).first()
+
+
+def retry_failed(session: Session, store: FileStore, project_id: str, batch_id: str) -> BatchRow:
+    """Run a finished batch's failed lines again, in place: same batch, same output file, a fresh window.
+
+    Lines that succeeded stay as they are; the error file is dropped and written anew at the end.
+    """
+    row = get_batch(session, project_id, batch_id)
+    if row.status not in RETRYABLE or row.total == 0:
+        raise InvalidRequest(f"Only a finished batch with failed lines can be retried; this one is '{row.status}'.",
+                             code="batch_not_retryable")
+    if row.failed == 0:
+        raise InvalidRequest("This batch has no failed lines to retry.", code="batch_not_retryable")
+    conn = session.connection()
+    reset = conn.execute(
+        text("UPDATE line SET status = 'pending', attempts = 0, not_before = 0, lease_until = NULL, "
+             "response_status = NULL, response_body = NULL, request_id = NULL, error_code = NULL, "
+             "error_message = NULL, result_seq = NULL, finished_at = NULL "
+             "WHERE batch_id = :b AND status = 'failed'"),
+        {"b": row.id},
+    ).rowcount
+    if row.error_file_id is not None:
+        old_errors = session.get(StoredFile, row.error_file_id)
+        if old_errors is not None:
+            session.delete(old_errors)
+            store.remove(store.path_for(old_errors.id))
+    window = parse_window(row.completion_window, min_seconds=1)
+    t = now()
+    row.failed -= reset
+    row.status, row.error_file_id, row.expires_at = "in_progress", None, t + window
+    row.finalizing_at = row.completed_at = row.expired_at = row.cancelled_at = row.cancelling_at = None
+    session.add(row)
+    return row
+
+
 def to_wire(row: BatchRow) -> Batch:
     errors = BatchErrors.model_validate_json(row.errors_json) if row.errors_json else None
     return Batch(
@@ -122,7 +164,9 @@ def to_wire(row: BatchRow) -> Batch:
         usage=BatchUsage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
                          total_tokens=row.input_tokens + row.output_tokens),
         metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
-        priority=row.priority_label, not_before=row.not_before,
+        # a class name is shown as sent; an integer priority is shown as the integer it was
+        priority=row.priority_label if row.priority_label in PRIORITY_CLASSES else row.priority,
+        not_before=row.not_before,
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
         webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
     )

@@ -34,6 +34,24 @@ class FileStore:
             while chunk := fh.read(READ_CHUNK_BYTES):
                 yield chunk
 
+    def stream_from_line(self, path: Path, first_line: int) -> Iterator[bytes]:
+        """The bytes from the start of line ``first_line`` (0-based) on."""
+        with path.open("rb") as fh:
+            to_skip = first_line
+            while to_skip and (chunk := fh.read(READ_CHUNK_BYTES)):
+                newlines = chunk.count(b"\n")
+                if newlines < to_skip:
+                    to_skip -= newlines
+                    continue
+                cut = -1
+                for _ in range(to_skip):
+                    cut = chunk.index(b"\n", cut + 1)
+                to_skip = 0
+                if rest := chunk[cut + 1:]:
+                    yield rest
+            while chunk := fh.read(READ_CHUNK_BYTES):
+                yield chunk
+
     def remove(self, path: Path) -> None:
         try:
             os.unlink(path)
@@ -57,6 +75,18 @@ def register_file(
     )
     session.add(row)
     return row
+
+
+def complete_file(session: Session, store: FileStore, file_id: str, source: Path) -> bool:
+    """Give a file that was announced early (a running batch's output) its final bytes; False if it is gone."""
+    row = session.get(StoredFile, file_id)
+    if row is None:  # deleted by its owner while the batch ran
+        return False
+    target = store.path_for(file_id)
+    os.replace(source, target)
+    row.bytes, row.status = target.stat().st_size, "processed"
+    session.add(row)
+    return True
 
 
 def get_file(session: Session, project_id: str, file_id: str) -> StoredFile:

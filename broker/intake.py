@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from broker.bulk import LineRow, insert_lines
 from broker.catalogue import Catalogue
 from broker.errors import InvalidRequest
-from broker.ids import now
+from broker.ids import new_id, now
 from schemas.batches import BatchError
 
 INSERT_CHUNK_LINES = 10_000  #: rows written per bulk insert
@@ -150,14 +150,29 @@ def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catal
             return _capped(errors)
         insert_lines(conn, buffer)
         assert first is not None
+        output_file_id = new_id("file")
         started = conn.execute(
             text("UPDATE batch SET status = 'in_progress', in_progress_at = :t, total = :n, model = :model, "
-                 "provider = :provider, claimed_until = NULL WHERE id = :id AND status = 'validating'"),
-            {"t": now(), "n": count, "model": first.model, "provider": first.provider, "id": batch_id},
+                 "provider = :provider, output_file_id = :out, claimed_until = NULL "
+                 "WHERE id = :id AND status = 'validating'"),
+            {"t": now(), "n": count, "model": first.model, "provider": first.provider, "id": batch_id,
+             "out": output_file_id},
         ).rowcount
         if not started:  # cancelled while we validated: keep nothing
             tx.rollback()
+            return []
+        _announce_output_file(conn, batch_id, output_file_id)
     return []
+
+
+def _announce_output_file(conn: Connection, batch_id: str, file_id: str) -> None:
+    """The output file exists from the start, so results can be read while the batch runs."""
+    conn.execute(
+        text("INSERT INTO file (id, project_id, filename, purpose, bytes, created_at, expires_at, status, path) "
+             "SELECT :f, project_id, :name, 'batch_output', 0, :t, :t + output_expires_after, 'uploaded', :f "
+             "FROM batch WHERE id = :id"),
+        {"f": file_id, "name": f"{batch_id}_output.jsonl", "t": now(), "id": batch_id},
+    )
 
 
 def _file_level_errors(valid: int, invalid: int, max_lines: int) -> list[BatchError]:

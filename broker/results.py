@@ -80,20 +80,35 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
         })
     rows = ", ".join(_FINAL_ROW.format(n=n) for n in range(len(outcomes)))
     updated = {r[0] for r in conn.execute(text(_FINAL_SQL.format(rows=rows)), params)}
-    counters: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    ended: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         if o.line_id in updated:
-            c = counters[o.batch_id]
-            c[0 if o.status == "succeeded" else 1] += 1
-            c[2] += o.input_tokens
-            c[3] += o.output_tokens
-    if counters:
-        conn.execute(
-            text("UPDATE batch SET completed = completed + :c, failed = failed + :f, "
-                 "input_tokens = input_tokens + :it, output_tokens = output_tokens + :ot WHERE id = :id"),
-            [{"id": b, "c": c[0], "f": c[1], "it": c[2], "ot": c[3]} for b, c in sorted(counters.items())],
-        )
+            ended[o.batch_id].append(o)
+    for batch_id, batch_outcomes in sorted(ended.items()):
+        _roll_up(conn, batch_id, batch_outcomes)
     return len(updated)
+
+
+def _roll_up(conn: Connection, batch_id: str, ended: list[Outcome]) -> None:
+    """Add ended lines to the batch's counters and number them after the batch's last ended line.
+
+    The batch row's update serialises writers per batch, so numbers follow commit order and a reader of the
+    partial output never finds a line appearing before one it has already read.
+    """
+    last = conn.execute(
+        text("UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
+             "output_tokens = output_tokens + :ot, result_seq = result_seq + :n WHERE id = :id RETURNING result_seq"),
+        {"id": batch_id, "c": sum(o.status == "succeeded" for o in ended),
+         "f": sum(o.status != "succeeded" for o in ended), "it": sum(o.input_tokens for o in ended),
+         "ot": sum(o.output_tokens for o in ended), "n": len(ended)},
+    ).scalar_one()
+    first = last - len(ended) + 1
+    rows = ", ".join(f"(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))" for n in range(len(ended)))
+    params: dict[str, Any] = {}
+    for n, o in enumerate(sorted(ended, key=lambda o: o.line_id)):
+        params.update({f"i{n}": o.line_id, f"q{n}": first + n})
+    conn.execute(text(f"UPDATE line SET result_seq = v.column2 FROM (VALUES {rows}) AS v WHERE line.id = v.column1"),
+                 params)
 
 
 def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:

@@ -44,6 +44,7 @@ class BatchRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_batch_project_id_id", "project_id", "id"),
         Index("ix_batch_status_provider", "status", "provider"),
+        Index("ix_batch_output_file_id", "output_file_id"),
     )
 
     id: str = Field(primary_key=True)
@@ -120,3 +121,56 @@ class Line(SQLModel, table=True):
     output_tokens: int = 0
     finished_at: float | None = None
     result_seq: int | None = None  #: position among the batch's ended lines (see BatchRow.result_seq)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A project's registered webhook receiver; its own secret signs what it is sent."""
+
+    __tablename__ = "webhook_endpoint"
+    __table_args__ = (Index("ix_webhook_endpoint_project_id_id", "project_id", "id"),)
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id")
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    secret: str
+    events: str = Field(sa_column=Column(Text, nullable=False))  #: JSON list of subscribed event types
+    enabled: bool = True
+    disabled_reason: str | None = None
+    first_failure_at: int | None = None  #: start of the current run of failed attempts (None after a success)
+    created_at: int
+
+
+class WebhookSecret(SQLModel, table=True):
+    """A project's default signing secret, used for the per-batch ``webhook_url`` deliveries."""
+
+    __tablename__ = "webhook_secret"
+
+    project_id: str = Field(foreign_key="project.id", primary_key=True)
+    secret: str
+    created_at: int
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one event for one target, from enqueued to delivered or failed (at least once)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_status_next", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_webhook_delivery_project_id_id", "project_id", "id"),
+    )
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id")
+    endpoint_id: str | None = Field(default=None, foreign_key="webhook_endpoint.id")  #: None: a batch's webhook_url
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    event_id: str  #: sent as ``webhook-id``; the same on every attempt and redelivery, so receivers can dedupe
+    event_type: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = "pending"  #: pending -> delivered | failed
+    attempts: int = 0
+    next_attempt_at: float  #: due time while pending; pushed forward by the deliverer that claims the row
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: int
+    delivered_at: int | None = None

@@ -46,3 +46,12 @@ def cancel_batch(batch_id: str, ctx: ContextDep, project_id: ProjectDep, session
     session.commit()
     ctx.wake_planner()
     return service.to_wire(row)
+
+
+@router.post("/{batch_id}/retry", response_model=Batch)
+def retry_batch(batch_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Batch:
+    """Extension: run the batch's failed lines again, in place."""
+    row = service.retry_failed(session, ctx.store, project_id, batch_id)
+    session.commit()
+    ctx.wake_planner()
+    return service.to_wire(row)

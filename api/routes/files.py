@@ -3,19 +3,22 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col
 
 from api.deps import ContextDep, ProjectDep, SessionDep
 from api.upload import receive_upload
 from broker.access import page
+from broker.batches import RUNNING, batch_of_output_file
 from broker.errors import InvalidRequest
 from broker.files import get_file, register_file, to_wire
+from broker.result_lines import iter_lines
 from broker.tables import StoredFile
 from schemas.files import UPLOADABLE_PURPOSES, FileDeleted, FileList, FileObject
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_LIST_LIMIT = 10_000  #: as OpenAI
+PARTIAL_PAGE_LINES = 10_000  #: lines per read of a running batch's output; resume with ?offset=
 
 
 def _expires_after(fields: dict[str, str]) -> int | None:
@@ -71,11 +74,27 @@ def retrieve_file(file_id: str, project_id: ProjectDep, session: SessionDep) -> 
 
 
 @router.get("/{file_id}/content")
-def file_content(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> StreamingResponse:
+def file_content(
+    file_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep,
+    offset: Annotated[int, Query(ge=0, description="Lines to skip (extension), to resume reading.")] = 0,
+) -> Response:
+    """The file's bytes. A running batch's output file answers with the lines so far (extension headers
+    ``x-file-complete`` and ``x-last-line`` say whether more will come and where to resume)."""
     row = get_file(session, project_id, file_id)
+    batch = batch_of_output_file(session, row.id)
+    if batch is not None and batch.status in RUNNING:
+        lines = list(iter_lines(session.connection(), batch.id, True, offset, PARTIAL_PAGE_LINES))
+        return Response(b"".join(lines), media_type="application/octet-stream",
+                        headers={"x-file-complete": "false", "x-last-line": str(offset + len(lines)),
+                                 "x-batch-status": batch.status})
     path = ctx.store.path_for(row.id)
-    return StreamingResponse(ctx.store.stream(path), media_type="application/octet-stream",
-                             headers={"content-length": str(path.stat().st_size)})
+    headers = {"x-file-complete": "true"}
+    if batch is not None:
+        headers["x-last-line"] = str(batch.completed)
+    if offset == 0:
+        headers["content-length"] = str(path.stat().st_size)
+    return StreamingResponse(ctx.store.stream_from_line(path, offset), media_type="application/octet-stream",
+                             headers=headers)
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)

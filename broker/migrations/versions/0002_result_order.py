@@ -1,4 +1,5 @@
-"""Result order: ended lines are numbered per batch so partial result files only grow at the end.
+"""Result order: ended lines are numbered per batch so partial result files only grow at the end;
+batches are found by their output file.
 
 Revision ID: 0002
 Revises: 0001
@@ -16,6 +17,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("batch") as batch_op:
         batch_op.add_column(sa.Column("result_seq", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.create_index("ix_batch_output_file_id", ["output_file_id"], unique=False)
     with op.batch_alter_table("line") as batch_op:
         batch_op.add_column(sa.Column("result_seq", sa.Integer(), nullable=True))
         batch_op.create_index("ix_line_batch_status_seq", ["batch_id", "status", "result_seq"], unique=False)
@@ -26,4 +28,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_line_batch_status_seq")
         batch_op.drop_column("result_seq")
     with op.batch_alter_table("batch") as batch_op:
+        batch_op.drop_index("ix_batch_output_file_id")
         batch_op.drop_column("result_seq")
