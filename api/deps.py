@@ -34,7 +34,7 @@ def get_project(ctx: ContextDep, session: SessionDep, authorization: Annotated[s
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.", code="missing_api_key"
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
         )
     return project_for_key(session, key.strip())
 

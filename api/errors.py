@@ -13,6 +13,10 @@ from schemas.errors import ErrorDetail, ErrorResponse
 log = logging.getLogger(__name__)
 
 
+#: parts of a pydantic error location that are not the parameter's name (sources and union member tags)
+_NOT_PARAMS = frozenset({"body", "query", "path", "header", "str", "int", "float", "bool", "list", "dict"})
+
+
 def error_response(status: int, message: str, type_: str, param: str | None = None,
                    code: str | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(message=message, type=type_, param=param, code=code))
@@ -27,7 +31,9 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    if first.get("type") == "json_invalid":  # the loc is a character offset, not a parameter
+        return error_response(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+    loc = [str(p) for p in first.get("loc", ()) if p not in _NOT_PARAMS]
     param = ".".join(loc) or None
     message = f"{first.get('msg', 'Invalid request')}" + (f": '{param}'" if param else "")
     return error_response(400, message, "invalid_request_error", param)

@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
@@ -66,7 +66,7 @@ class BatchCreate(BaseModel):
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
     output_expires_after: OutputExpiresAfter | None = None
-    priority: str | int = "normal"
+    priority: StrictInt | str = "normal"
     not_before: int | None = None
     constraints: Constraints | None = None
     webhook_url: str | None = None
