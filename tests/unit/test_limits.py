@@ -1,0 +1,75 @@
+"""Rate limiters: the same behaviour in memory and in Redis (fakeredis with Lua), shared between clients."""
+
+import asyncio
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+
+from workers.limits import BURST_SECONDS, Limit, Limiter, LocalLimiter, RedisLimiter
+
+LIMIT = Limit(rpm=600, tpm=60_000)  # 10 requests / s, 1000 tokens / s
+BURST = int(600 * BURST_SECONDS / 60)
+
+
+@pytest.fixture(params=["local", "redis"])
+def limiters(request: pytest.FixtureRequest) -> Iterator[tuple[Limiter, Limiter]]:
+    """Two limiter handles over the same state (two worker processes, in the Redis case)."""
+    if request.param == "local":
+        one = LocalLimiter()
+        yield one, one
+        return
+    server = fakeredis.FakeServer()
+    a = fakeredis.FakeAsyncRedis(server=server)
+    b = fakeredis.FakeAsyncRedis(server=server)
+    yield RedisLimiter(a), RedisLimiter(b)
+
+
+def test_burst_then_wait_shared_between_handles(limiters: tuple[Limiter, Limiter]) -> None:
+    a, b = limiters
+
+    async def scenario() -> list[float]:
+        waits = []
+        for n in range(BURST + 1):
+            waits.append(await (a if n % 2 else b).acquire("p", LIMIT, 10))
+        return waits
+
+    waits = asyncio.run(scenario())
+    assert all(w == 0 for w in waits[:BURST]), "a full bucket grants a burst"
+    assert 0.05 <= waits[BURST] <= 0.11, "then one request per 1/10 s, whichever handle asks"
+
+
+def test_tokens_limit_and_settle(limiters: tuple[Limiter, Limiter]) -> None:
+    a, b = limiters
+    limit = Limit(rpm=None, tpm=600)  # 10 tokens / s, bucket of 100
+
+    async def scenario() -> tuple[float, float, float]:
+        first = await a.acquire("t", limit, 100)
+        blocked = await b.acquire("t", limit, 50)
+        await a.settle("t", limit, estimated=100, actual=40)  # the call used less: give 60 back
+        after = await b.acquire("t", limit, 50)
+        return first, blocked, after
+
+    first, blocked, after = asyncio.run(scenario())
+    assert first == 0 and 4.5 <= blocked <= 5.1 and after == 0
+
+
+def test_429_cuts_the_limit_and_headers_cap_it(limiters: tuple[Limiter, Limiter]) -> None:
+    a, b = limiters
+
+    async def scenario() -> tuple[float | None, float | None, float | None]:
+        await a.acquire("x", LIMIT, 1)
+        await a.on_rate_limited("x", LIMIT)
+        await b.on_rate_limited("x", LIMIT)  # same storm: cut once
+        cut = (await b.state("x", LIMIT)).rpm
+        await a.on_headers("x", LIMIT, requests_limit=100, tokens_limit=None)
+        capped = (await b.state("x", LIMIT)).rpm
+        blocked = await b.acquire("x", LIMIT, 1)
+        return cut, capped, blocked
+
+    cut, capped, blocked = asyncio.run(scenario())
+    assert cut == pytest.approx(600 * 0.7)
+    assert capped == 100
+    assert blocked > 0, "after a 429 the bucket is emptied"
+    state = asyncio.run(a.state("x", LIMIT))
+    assert state.rate_limited == 2 and state.last_429_at is not None

@@ -1,0 +1,251 @@
+"""Shared rate limits: requests and tokens per minute per provider (and per model), adapting to the upstream.
+
+Each limit is a pair of token buckets (requests, tokens) refilling continuously at ``limit / 60`` per second up to
+``BURST_SECONDS`` worth. With Redis, one Lua script refills and takes from both atomically, so every worker
+process on every host draws from the same buckets (DESIGN.md invariant 4); embedded mode keeps them in memory.
+Callers are async: waiting for capacity never blocks a worker's event loop.
+
+The limit in force adapts (AIMD): a 429 cuts it by ``DECREASE_FACTOR`` (once per ``DECREASE_COOLDOWN``) and
+empties the buckets; an ``x-ratelimit-limit-*`` header lower than the limit replaces it; after
+``INCREASE_INTERVAL`` without a 429 it grows by ``INCREASE_FRACTION``, never above the configured limit.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+BURST_SECONDS = 10.0  #: a bucket holds this many seconds of its limit (smooths bursts)
+DECREASE_FACTOR = 0.7  #: a 429 multiplies the limit in force by this
+DECREASE_COOLDOWN = 2.0  #: seconds: one 429 storm cuts the limit once
+INCREASE_INTERVAL = 5.0  #: seconds without a 429 before the limit in force is probed upwards
+INCREASE_FRACTION = 0.05  #: probe step, relative to the limit in force
+MIN_FRACTION = 0.02  #: the limit in force never drops below this share of the configured one
+KEY_TTL_MS = 3_600_000  #: idle limiter state expires after an hour
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Configured requests and tokens per minute; None = unlimited."""
+
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass
+class LimitState:
+    """What a limiter knows about one key, for ``GET /v1/providers`` and logs."""
+
+    rpm: float | None
+    tpm: float | None
+    rate_limited: int = 0
+    last_429_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Limiter(Protocol):
+    async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
+        """Take one request and ``tokens`` tokens; returns the seconds to wait first (0 = go now)."""
+
+    async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
+        """Correct the token bucket once the call's real usage is known."""
+
+    async def on_rate_limited(self, key: str, limit: Limit) -> None:
+        """The upstream answered 429."""
+
+    async def on_headers(self, key: str, limit: Limit, requests_limit: int | None, tokens_limit: int | None) -> None:
+        """The upstream told its limits (``x-ratelimit-limit-*``)."""
+
+    async def state(self, key: str, limit: Limit) -> LimitState: ...
+
+
+async def wait_for_capacity(limiter: Limiter, key: str, limit: Limit, tokens: int) -> None:
+    while (delay := await limiter.acquire(key, limit, tokens)) > 0:
+        await asyncio.sleep(delay)
+
+
+# --- in-process ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Bucket:
+    rpm: float | None
+    tpm: float | None
+    requests: float
+    tokens: float
+    at: float
+    decreased_at: float = 0.0
+    increased_at: float = 0.0
+    rate_limited: int = 0
+    last_429_at: float | None = None
+
+    def refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self.at)
+        self.at = now
+        if self.rpm:
+            self.requests = min(self.rpm * BURST_SECONDS / 60, self.requests + elapsed * self.rpm / 60)
+        if self.tpm:
+            self.tokens = min(self.tpm * BURST_SECONDS / 60, self.tokens + elapsed * self.tpm / 60)
+
+
+class LocalLimiter:
+    """Buckets in this process (embedded mode: one process runs every worker)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+
+    def _bucket(self, key: str, limit: Limit) -> _Bucket:
+        if key not in self._buckets:
+            now = time.monotonic()
+            self._buckets[key] = _Bucket(limit.rpm, limit.tpm, (limit.rpm or 0) * BURST_SECONDS / 60,
+                                         (limit.tpm or 0) * BURST_SECONDS / 60, now, increased_at=now)
+        return self._buckets[key]
+
+    async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
+        b = self._bucket(key, limit)
+        now = time.monotonic()
+        b.refill(now)
+        _probe_up(b, limit, now)
+        wait = 0.0
+        if b.rpm and b.requests < 1:
+            wait = (1 - b.requests) * 60 / b.rpm
+        need = min(tokens, b.tpm * BURST_SECONDS / 60) if b.tpm else 0
+        if b.tpm and b.tokens < need:
+            wait = max(wait, (need - b.tokens) * 60 / b.tpm)
+        if wait == 0:
+            b.requests -= 1
+            b.tokens -= tokens
+        return wait
+
+    async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
+        self._bucket(key, limit).tokens += estimated - actual
+
+    async def on_rate_limited(self, key: str, limit: Limit) -> None:
+        b = self._bucket(key, limit)
+        now = time.monotonic()
+        b.rate_limited += 1
+        b.last_429_at = time.time()
+        b.increased_at = now
+        if now - b.decreased_at >= DECREASE_COOLDOWN:
+            b.decreased_at = now
+            b.rpm = _decreased(b.rpm, limit.rpm)
+            b.tpm = _decreased(b.tpm, limit.tpm)
+            b.requests, b.tokens = min(b.requests, 0.0), min(b.tokens, 0.0)
+
+    async def on_headers(self, key: str, limit: Limit, requests_limit: int | None, tokens_limit: int | None) -> None:
+        b = self._bucket(key, limit)
+        if requests_limit and b.rpm and requests_limit < b.rpm:
+            b.rpm = float(requests_limit)
+        if tokens_limit and b.tpm and tokens_limit < b.tpm:
+            b.tpm = float(tokens_limit)
+
+    async def state(self, key: str, limit: Limit) -> LimitState:
+        b = self._bucket(key, limit)
+        return LimitState(b.rpm, b.tpm, b.rate_limited, b.last_429_at)
+
+
+def _decreased(current: float | None, configured: int | None) -> float | None:
+    if not current or not configured:
+        return current
+    return max(configured * MIN_FRACTION, current * DECREASE_FACTOR)
+
+
+def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
+    if now - b.increased_at < INCREASE_INTERVAL:
+        return
+    b.increased_at = now
+    if b.rpm and limit.rpm:
+        b.rpm = min(float(limit.rpm), b.rpm * (1 + INCREASE_FRACTION))
+    if b.tpm and limit.tpm:
+        b.tpm = min(float(limit.tpm), b.tpm * (1 + INCREASE_FRACTION))
+
+
+# --- Redis ----------------------------------------------------------------------------------------------------------
+
+# KEYS[1] = state hash. ARGV: now_ms, configured rpm, configured tpm (0 = unlimited), tokens, op, burst_s, ...
+# Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force), dec, inc (ms), n429, last429.
+_SCRIPT = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local crpm, ctpm, cost, op, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local h = redis.call('HMGET', key, 'r', 't', 'ts', 'rpm', 'tpm', 'dec', 'inc', 'n429')
+local rpm = tonumber(h[4]) or crpm
+local tpm = tonumber(h[5]) or ctpm
+local ts = tonumber(h[3]) or now
+local elapsed = math.max(0, now - ts)
+local r = math.min(rpm * burst / 60, (tonumber(h[1]) or rpm * burst / 60) + elapsed * rpm / 60000)
+local t = math.min(tpm * burst / 60, (tonumber(h[2]) or tpm * burst / 60) + elapsed * tpm / 60000)
+local dec, inc, n429 = tonumber(h[6]) or 0, tonumber(h[7]) or now, tonumber(h[8]) or 0
+local result = 0
+if op == 'acquire' then
+  if now - inc >= tonumber(ARGV[9]) then
+    inc = now
+    if crpm > 0 then rpm = math.min(crpm, rpm * (1 + tonumber(ARGV[10]))) end
+    if ctpm > 0 then tpm = math.min(ctpm, tpm * (1 + tonumber(ARGV[10]))) end
+  end
+  local wait = 0
+  if rpm > 0 and r < 1 then wait = (1 - r) * 60000 / rpm end
+  local need = math.min(cost, tpm * burst / 60)
+  if tpm > 0 and t < need then wait = math.max(wait, (need - t) * 60000 / tpm) end
+  if wait == 0 then r = r - 1; t = t - cost end
+  result = wait
+elseif op == 'settle' then
+  t = t + cost
+elseif op == 'limited' then
+  n429 = n429 + 1
+  inc = now
+  redis.call('HSET', key, 'last429', now)
+  if now - dec >= tonumber(ARGV[7]) then
+    dec = now
+    local factor, floor = tonumber(ARGV[8]), tonumber(ARGV[11])
+    if crpm > 0 then rpm = math.max(crpm * floor, rpm * factor) end
+    if ctpm > 0 then tpm = math.max(ctpm * floor, tpm * factor) end
+    r = math.min(r, 0); t = math.min(t, 0)
+  end
+elseif op == 'headers' then
+  local hr, ht = tonumber(ARGV[12]), tonumber(ARGV[13])
+  if hr > 0 and crpm > 0 and hr < rpm then rpm = hr end
+  if ht > 0 and ctpm > 0 and ht < tpm then tpm = ht end
+end
+redis.call('HSET', key, 'r', r, 't', t, 'ts', now, 'rpm', rpm, 'tpm', tpm, 'dec', dec, 'inc', inc, 'n429', n429)
+redis.call('PEXPIRE', key, tonumber(ARGV[14]))
+return tostring(result)
+"""
+
+
+class RedisLimiter:
+    """Buckets in Redis, shared by every worker process on every host."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "broker:limits:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._script = client.register_script(_SCRIPT)
+
+    async def _run(self, key: str, limit: Limit, op: str, cost: int = 0, header_rpm: int = 0,
+                   header_tpm: int = 0) -> float:
+        args: list[str | int | float] = [
+            int(time.time() * 1000), limit.rpm or 0, limit.tpm or 0, cost, op, BURST_SECONDS,
+            DECREASE_COOLDOWN * 1000, DECREASE_FACTOR, INCREASE_INTERVAL * 1000, INCREASE_FRACTION,
+            MIN_FRACTION, header_rpm, header_tpm, KEY_TTL_MS,
+        ]
+        return float(await self._script(keys=[self.prefix + key], args=args)) / 1000
+
+    async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
+        return await self._run(key, limit, "acquire", tokens)
+
+    async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
+        await self._run(key, limit, "settle", estimated - actual)
+
+    async def on_rate_limited(self, key: str, limit: Limit) -> None:
+        await self._run(key, limit, "limited")
+
+    async def on_headers(self, key: str, limit: Limit, requests_limit: int | None, tokens_limit: int | None) -> None:
+        await self._run(key, limit, "headers", header_rpm=requests_limit or 0, header_tpm=tokens_limit or 0)
+
+    async def state(self, key: str, limit: Limit) -> LimitState:
+        raw = await self.client.hgetall(self.prefix + key)
+        fields = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+        last = fields.get("last429")
+        return LimitState(fields.get("rpm", limit.rpm or 0) or None, fields.get("tpm", limit.tpm or 0) or None,
+                          int(fields.get("n429", 0)), last / 1000 if last else None)
