@@ -1,4 +1,4 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys; submit, status, results, cancel, label."""
 
 import logging
 import signal
@@ -17,7 +17,9 @@ from broker.serving import fast_config
 from broker.settings import Settings
 from broker.simulator import SimulatorConfig, SimulatorServer
 from broker.simulator import serve as serve_simulator
+from cli.batches import register as register_batch_commands
 from cli.compose import Core, Processes
+from cli.label import register as register_label_command
 
 app = typer.Typer(help="inference-broker: OpenAI-compatible batch inference in front of many providers.",
                   no_args_is_help=True)
@@ -147,6 +149,8 @@ def keys_create(project: Annotated[str, typer.Option(help="Project the key belon
     typer.echo(_project_key(core, project))
 
 
+register_batch_commands(app)  # submit, status, results, cancel: a client of any broker, over HTTP
+register_label_command(app)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from broker.simulator.errors import RequestError, missing, positive_int, require_model
+from broker.simulator.structured import structured_text
 from broker.simulator.vectors import embedding_items, moderation_result
 
 CHAT_PATH = "/v1/chat/completions"
@@ -123,6 +124,14 @@ def reply_text(prefix: str, digest: bytes, index: int, hint: str, limit: int | N
     return text, natural, "stop"
 
 
+def fit_text(text: str, limit: int | None) -> tuple[str, int, str]:
+    """``text``, its output tokens and finish reason, truncated to ``limit`` tokens."""
+    natural = estimate_tokens(text)
+    if limit is not None and limit < natural:
+        return text[: limit * 4], limit, "length"
+    return text, natural, "stop"
+
+
 def prepare_chat(body: dict[str, Any], max_inputs: int) -> Prepared:
     model = require_model(body)
     messages = body.get("messages")
@@ -144,7 +153,11 @@ def render_chat(p: Prepared, ident: str, now: int, embedding_dim: int) -> Render
     choices = []
     completion_tokens = 0
     for index in range(p.n):
-        text, tokens, finish = reply_text("Simulated reply", digest, index, hint, p.limit)
+        structured = structured_text(p.body, digest, index)
+        if structured is None:
+            text, tokens, finish = reply_text("Simulated reply", digest, index, hint, p.limit)
+        else:
+            text, tokens, finish = fit_text(structured, p.limit)
         completion_tokens += tokens
         choices.append({
             "index": index,
