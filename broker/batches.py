@@ -1,6 +1,7 @@
 """Batch lifecycle on the API side: create, validate, read, list, cancel, and the wire conversion."""
 
 import logging
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import Engine, text
@@ -14,6 +15,8 @@ from broker.files import FileStore, get_file
 from broker.ids import new_id, now
 from broker.intake import claim_validation, load_lines
 from broker.tables import BatchRow, StoredFile
+from broker.webhooks.events import enqueue_batch_event
+from broker.webhooks.ssrf import require_safe_url
 from schemas.batches import (
     BATCH_ENDPOINTS,
     PRIORITY_CLASSES,
@@ -38,7 +41,8 @@ def _priority(value: str | int) -> tuple[int, str]:
     return PRIORITY_CLASSES[value], value
 
 
-def create_batch(session: Session, project_id: str, req: BatchCreate, min_window_seconds: int) -> BatchRow:
+def create_batch(session: Session, project_id: str, req: BatchCreate, min_window_seconds: int,
+                 webhook_allow_hosts: Sequence[str] = ()) -> BatchRow:
     if req.endpoint not in BATCH_ENDPOINTS:
         raise InvalidRequest(
             f"Invalid endpoint '{req.endpoint}'. Supported: {', '.join(BATCH_ENDPOINTS)}.", param="endpoint"
@@ -49,6 +53,8 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
                              param="input_file_id")
     if req.metadata and len(req.metadata) > MAX_METADATA_PAIRS:
         raise InvalidRequest(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs.", param="metadata")
+    if req.webhook_url:
+        require_safe_url(req.webhook_url, webhook_allow_hosts, param="webhook_url")
     window = parse_window(req.completion_window, min_seconds=min_window_seconds)
     rank, label = _priority(req.priority)
     created = now()
@@ -79,11 +85,13 @@ def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
         with engine.begin() as conn:
-            conn.execute(
+            failed = conn.execute(
                 text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
                      "WHERE id = :id AND status = 'validating'"),
                 {"t": now(), "e": errors_json, "id": batch_id},
-            )
+            ).rowcount == 1
+            if failed:
+                enqueue_batch_event(conn, batch_id)
         log.info("batch %s failed validation with %d errors", batch_id, len(errors))
 
 

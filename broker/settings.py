@@ -13,6 +13,8 @@ DEFAULT_LEASE_SECONDS = 120.0  #: a released line is taken back when its worker 
 DEFAULT_PLANNER_INTERVAL = 0.25  #: seconds between planner ticks
 DEFAULT_MAX_ATTEMPTS = 5  #: upstream calls per line before it fails for good
 DEFAULT_SIMULATOR_PORT = 8765  #: where `broker serve` runs the demo provider
+#: seconds to wait after each failed webhook delivery attempt (then it fails): now, 5 s, 5 min, 30 min, 2 h ... 24 h
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 
 
 class Settings(BaseSettings):
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     worker_threads: int = 32  #: each waits on one message; threads x lines per message bounds concurrency
     auth_disabled: bool = False
     simulator_port: int = DEFAULT_SIMULATOR_PORT
+    #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
+    webhook_allow_hosts: list[str] = Field(default_factory=list)
+    webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))
 
     @cached_property
     def files_dir(self) -> Path:

@@ -16,6 +16,7 @@ from broker.files import FileStore
 from broker.migrate import upgrade
 from broker.planner import Planner
 from broker.settings import Settings
+from broker.webhooks.delivery import Deliverer
 from workers.queue import install, make_broker, sender, start_worker
 from workers.runtime import WorkerRuntime
 
@@ -53,6 +54,7 @@ class Processes:
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake_event: threading.Event = field(default_factory=threading.Event)
     planner_thread: threading.Thread | None = None
+    webhook_thread: threading.Thread | None = None
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -75,6 +77,10 @@ class Processes:
         self.planner_thread = threading.Thread(target=planner.run, args=(self.stop_event, self.wake_event),
                                                name="planner", daemon=True)
         self.planner_thread.start()
+        deliverer = Deliverer(self.core.engine, self.core.settings)  # network calls: a thread and loop of its own
+        self.webhook_thread = threading.Thread(target=deliverer.run, args=(self.stop_event,), name="webhooks",
+                                               daemon=True)
+        self.webhook_thread.start()
 
     def api_context(self) -> ApiContext:
         c = self.core
@@ -88,6 +94,8 @@ class Processes:
         self.wake_event.set()
         if self.planner_thread is not None:
             self.planner_thread.join(10)
+        if self.webhook_thread is not None:
+            self.webhook_thread.join(10)
         if self.worker is not None:
             if self.runtime is not None:
                 from dramatiq.asyncio import get_event_loop_thread

@@ -20,7 +20,8 @@ def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
 @router.post("", response_model=Batch)
 def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
                  session: SessionDep) -> Batch:
-    row = service.create_batch(session, project_id, body, ctx.settings.min_window_seconds)
+    row = service.create_batch(session, project_id, body, ctx.settings.min_window_seconds,
+                               ctx.settings.webhook_allow_hosts)
     session.commit()
     background.add_task(_validate_then_wake, ctx, row.id)
     return service.to_wire(row)
