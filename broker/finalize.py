@@ -14,6 +14,7 @@ from sqlmodel import Session
 from broker.files import FileStore, complete_file, register_file
 from broker.ids import now
 from broker.result_lines import iter_lines
+from broker.webhooks.events import enqueue_batch_event
 
 log = logging.getLogger(__name__)
 FINALIZE_CLAIM_SECONDS = 600.0  #: another planner may redo a finalization silent this long
@@ -75,6 +76,7 @@ def write_results(engine: Engine, store: FileStore, batch_id: str, final_status:
                  "error_file_id = :e, claimed_until = NULL WHERE id = :id"),
             {"s": final_status, "t": now(), "o": out_id, "e": err_id, "id": batch_id},
         )
+        enqueue_batch_event(conn, batch_id)  # same transaction: a batch never ends without its event
         session.commit()
     for path in (out_tmp, err_tmp):
         store.remove(path)

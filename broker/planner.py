@@ -18,7 +18,6 @@ from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
 from broker.results import Outcome, store_outcomes
 from broker.settings import Settings
-from broker.webhooks.events import emit_batch_event
 
 log = logging.getLogger(__name__)
 RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
@@ -126,6 +125,5 @@ class Planner:
         else:
             fail_open_lines(self.engine, batch_id, final_status)
         write_results(self.engine, self.store, batch_id, final_status)
-        emit_batch_event(self.engine, batch_id)
 
 

@@ -8,7 +8,7 @@ carries the same event id, which is also the ``webhook-id`` header on every atte
 import logging
 
 import orjson
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
 from broker.ids import new_id, now
 from broker.webhooks.signing import default_secret
@@ -54,8 +54,3 @@ def enqueue_batch_event(conn: Connection, batch_id: str) -> int:
         log.info("batch %s: %s queued for %d webhook target(s)", batch_id, event.type, len(targets))
     return len(targets)
 
-
-def emit_batch_event(engine: Engine, batch_id: str) -> int:
-    """:func:`enqueue_batch_event` in a transaction of its own."""
-    with engine.begin() as conn:
-        return enqueue_batch_event(conn, batch_id)
