@@ -7,6 +7,7 @@ BrokerError
  |    +-- NotFound            404 invalid_request_error
  |    +-- Conflict            409 invalid_request_error
  |    +-- PayloadTooLarge     413 invalid_request_error
+ +-- UnsafeTarget            a webhook URL the broker refuses to call (broker/webhooks/ssrf.py)
  +-- UpstreamError           a provider call went wrong
       +-- RetryableUpstream   429, 5xx, timeouts, dropped connections: try again after ``delay``
       +-- TerminalUpstream    any other 4xx: the line fails with the upstream's status and body

@@ -96,14 +96,16 @@ class Processes:
             self.planner_thread.join(10)
         if self.webhook_thread is not None:
             self.webhook_thread.join(10)
-        if self.worker is not None:
-            if self.runtime is not None:
+        worker, runtime, queue = self.worker, self.runtime, self.queue
+        self.worker = self.runtime = self.queue = None  # a second stop() has nothing left to do
+        if worker is not None:
+            if runtime is not None:
                 from dramatiq.asyncio import get_event_loop_thread
 
                 loop_thread = get_event_loop_thread()
                 if loop_thread is not None:
-                    loop_thread.run_coroutine(self.runtime.aclose())
-            self.worker.stop()
-        if self.queue is not None:
-            self.queue.close()
+                    loop_thread.run_coroutine(runtime.aclose())
+            worker.stop()
+        if queue is not None:
+            queue.close()
         self.core.engine.dispose()
