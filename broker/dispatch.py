@@ -15,7 +15,6 @@ from dataclasses import astuple, dataclass
 from sqlalchemy import Connection, Engine, text
 
 from broker.catalogue import ProviderConfig
-from broker.ids import now
 from broker.results import Outcome, write_outcomes
 
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
@@ -75,7 +74,7 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
 
     The caller commits, then sends the returned chunks.
     """
-    at = now()
+    at = time.time()  # not ids.now(): whole seconds would hold every sub-second retry back to the next second
     chunks: list[Chunk] = []
     free = provider.max_concurrency - calls_in_flight(conn, provider, at)
     for batch_id, endpoint, expires_at in _active_batches(conn, at) if free > 0 else []:

@@ -60,7 +60,11 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: f
 
     Returns how many lines ended now (a line that had already ended is left as it was).
     """
-    finals = [o for o in outcomes if o.status != "retry"]
+    first: dict[int, Outcome] = {}
+    for o in outcomes:
+        if o.status != "retry":
+            first.setdefault(o.line_id, o)  # the same line twice in one write still ends once
+    finals = list(first.values())
     retries = [o for o in outcomes if o.status == "retry"]
     stored = 0
     for start in range(0, len(finals), MAX_ROWS_PER_STATEMENT):

@@ -103,11 +103,13 @@ class LineRunner:
 
     def _failure(self, line: LeasedLine, exc: UpstreamError) -> Outcome:
         now = time.time()
-        if isinstance(exc, RetryableUpstream) and line.attempts < self.policy.max_attempts:
+        # a 429 that says when to come back was refused unprocessed: the deadline bounds it, not the attempts
+        refused = isinstance(exc, RetryableUpstream) and exc.status == 429 and exc.delay is not None
+        if isinstance(exc, RetryableUpstream) and (refused or line.attempts < self.policy.max_attempts):
             not_before = now + self.policy.delay(line.attempts, exc.delay)
             if line.expires_at is None or not_before < line.expires_at:
                 return Outcome(line.id, line.batch_id, "retry", error_code=exc.code, error_message=exc.message,
-                               not_before=not_before)
+                               not_before=not_before, refund_attempt=refused)
         if exc.status is not None:
             return Outcome(line.id, line.batch_id, "failed", exc.status, exc.body, exc.request_id)
         return Outcome(line.id, line.batch_id, "failed", error_code=exc.code, error_message=exc.message)

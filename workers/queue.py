@@ -14,6 +14,7 @@ from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 ACTOR_NAME = "run_lines"
+WORKER_POLL_MS = 250  #: how long idle worker threads wait for a message; also how long stopping takes
 ACTOR_TIME_LIMIT_MS = 3_600_000  #: the SQL lease, not Dramatiq, decides when a line is taken back
 
 _runtime: WorkerRuntime | None = None  # one per process: the actor below finds its resources here
@@ -55,7 +56,7 @@ def install(runtime: WorkerRuntime) -> None:
 def start_worker(broker: dramatiq.Broker, threads: int) -> Any:
     """Start consuming in this process (threads run chunks; each chunk runs its lines concurrently)."""
     broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=threads)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=WORKER_POLL_MS)
     worker.queue_prefetch = threads  # prefetched messages hide work from other workers
     worker.start()
     return worker

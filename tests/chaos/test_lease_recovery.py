@@ -1,0 +1,109 @@
+"""Workers that vanish, messages that are lost or delivered twice: SQL leases and idempotent results lose nothing.
+
+DESIGN.md invariant 2: releasing work is leasing lines in SQL; a line whose worker went silent is taken back
+when its lease expires, and a line executed twice is stored once.
+"""
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine, text
+
+from broker.results import Outcome, store_outcomes
+from broker.simulator import SimulatorServer
+from tests.harness import EmbeddedBroker, chat_line, results_once, submit, wait_for
+
+MakeBroker = Callable[..., EmbeddedBroker]
+
+
+def _ids(n: int) -> list[str]:
+    return [f"req-{i}" for i in range(n)]
+
+
+def _max_attempts(engine: Engine, batch_id: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT coalesce(max(attempts), 0) FROM line WHERE batch_id = :b"),
+                                {"b": batch_id}).scalar_one())
+
+
+def _wait_for_second_lease(broker: EmbeddedBroker, batch_id: str) -> None:
+    """Wait until the planner has leased lines, seen the leases expire unanswered and leased them again."""
+    deadline = time.monotonic() + 10
+    while _max_attempts(broker.core.engine, batch_id) < 2:
+        assert time.monotonic() < deadline, "expired leases were never taken back"
+        time.sleep(0.05)
+
+
+def test_lines_leased_to_a_vanished_worker_are_taken_back(sim: SimulatorServer, make_broker: MakeBroker) -> None:
+    broker = make_broker(workers=False, lease_seconds=1)
+    client = broker.client()
+    n = 100  # more than the provider window (64): some lines are leased, the rest wait
+    batch = submit(client, [chat_line(i) for i in range(n)])
+    _wait_for_second_lease(broker, batch.id)
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+    assert sim.stats.requests == 0
+
+    # the worker that held the messages is gone and its messages with it (as after a Redis flush)
+    assert broker.procs.queue is not None
+    broker.procs.queue.flush_all()
+    broker.procs.start_workers(8)
+    batch = wait_for(client, batch.id, timeout=20)
+
+    assert batch.status == "completed"
+    out, err = results_once(client, batch, _ids(n))
+    assert err == [], [line["error"] for line in err[:3]]
+    assert len(out) == n and all(line["response"]["status_code"] == 200 for line in out)
+    assert sim.stats.successes >= n
+
+
+def test_a_line_delivered_twice_is_stored_and_counted_once(sim: SimulatorServer, make_broker: MakeBroker) -> None:
+    broker = make_broker(workers=False, lease_seconds=1)
+    client = broker.client()
+    n = 40
+    batch = submit(client, [chat_line(i) for i in range(n)])
+    _wait_for_second_lease(broker, batch.id)
+
+    # the stale messages of the first lease are still queued next to the new ones: every line runs twice
+    broker.procs.start_workers(8)
+    assert wait_for(client, batch.id, timeout=20).status == "completed"
+    assert broker.procs.queue is not None
+    broker.procs.queue.join(broker.catalogue.get("sim").queue_name, timeout=10_000)  # late duplicates included
+    batch = client.batches.retrieve(batch.id)
+
+    assert sim.stats.successes > n, "the test needs lines that really were executed twice"
+    out, err = results_once(client, batch, _ids(n))
+    assert err == [] and len(out) == n
+    assert batch.usage is not None
+    assert batch.usage.input_tokens == sum(line["response"]["body"]["usage"]["prompt_tokens"] for line in out)
+    assert batch.usage.output_tokens == sum(line["response"]["body"]["usage"]["completion_tokens"] for line in out)
+    assert batch.usage.input_tokens < sim.stats.prompt_tokens  # the upstream did bill the duplicates
+
+
+def test_storing_the_same_outcome_twice_counts_it_once(make_broker: MakeBroker) -> None:
+    broker = make_broker(workers=False, planner=False)
+    client = broker.client()
+    batch = wait_for(client, submit(client, [chat_line(i) for i in range(3)]).id, statuses=("in_progress",))
+    engine = broker.core.engine
+    with engine.connect() as conn:
+        first, second, _ = conn.execute(text("SELECT id FROM line WHERE batch_id = :b ORDER BY idx"),
+                                        {"b": batch.id}).scalars()
+    body = '{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}'
+    ok = Outcome(first, batch.id, "succeeded", 200, body, "req_dup", input_tokens=5, output_tokens=7)
+
+    assert store_outcomes(engine, [ok], time.time()) == 1
+    assert store_outcomes(engine, [ok], time.time()) == 0
+    assert store_outcomes(engine, [ok, ok], time.time()) == 0
+    late_failure = Outcome(first, batch.id, "failed", 500, '{"error":{}}', "req_late")
+    assert store_outcomes(engine, [late_failure], time.time()) == 0  # a line that ended stays as it ended
+    fail = Outcome(second, batch.id, "failed", error_code="upstream_timeout", error_message="timed out")
+    assert store_outcomes(engine, [fail, fail], time.time()) == 1  # twice in one write: still once
+
+    batch = client.batches.retrieve(batch.id)
+    assert batch.request_counts is not None
+    assert (batch.request_counts.completed, batch.request_counts.failed, batch.request_counts.total) == (1, 1, 3)
+    assert batch.usage is not None and (batch.usage.input_tokens, batch.usage.output_tokens) == (5, 7)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, response_status, request_id, result_seq FROM line "
+                                 "WHERE batch_id = :b ORDER BY idx"), {"b": batch.id}).all()
+    assert [tuple(r) for r in rows] == [("succeeded", 200, "req_dup", 1), ("failed", None, None, 2),
+                                        ("pending", None, None, None)]
