@@ -4,7 +4,6 @@ Every test runs a real embedded broker against the real simulator; what is asser
 ``openai`` client reads back (batch object, output and error files) plus the simulator's own call counters.
 """
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -88,9 +87,7 @@ def test_retries_exhausted_end_in_error_file_with_last_upstream_answer(sim: Simu
     sim.app.apply_config({"error_rate": 1.0, "error_kinds": ["500"]})
     broker = make_broker(max_attempts=3)
     client = broker.client()
-    started = time.monotonic()
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(10)]).id)
-    elapsed = time.monotonic() - started
 
     assert batch.status == "completed"
     out, err = results_once(client, batch, _ids(10))
@@ -101,8 +98,6 @@ def test_retries_exhausted_end_in_error_file_with_last_upstream_answer(sim: Simu
         assert line["response"]["body"] == SIM_500_BODY
     assert sim.stats.requests == 10 * 3  # attempts are bounded by max_attempts
     assert sim.stats.by_status == {500: 30}
-    # two backoffs of at most retry_max_seconds (0.2 s) each, plus planner ticks: not whole seconds
-    assert elapsed < 1.5, f"two sub-second retries took {elapsed:.2f}s"
 
 
 LINE_TOKENS = 24  #: what one ``chat_line`` costs the simulator's TPM bucket (8 prompt + 16 reserved output)

@@ -1,0 +1,34 @@
+"""Release: a line waiting out a sub-second backoff becomes eligible at its time, not at the next whole second."""
+
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from broker.catalogue import ModelPrice, ProviderConfig
+from broker.db import make_engine
+from broker.dispatch import release
+from broker.migrate import upgrade
+
+
+def test_sub_second_not_before_is_honoured(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/d.db")
+    upgrade(engine)
+    provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", models={"m": ModelPrice()})
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
+        conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "
+                          "created_at, total, completed, failed, input_tokens, output_tokens, priority, "
+                          "priority_label, route, result_seq) VALUES ('b', 'proj', '/v1/chat/completions', 'f', "
+                          "'24h', 'in_progress', 0, 1, 0, 0, 0, 0, 20, 'normal', 'auto', 0)"))
+        conn.execute(text("INSERT INTO line (batch_id, idx, custom_id, body, provider, status, attempts, not_before, "
+                          "input_tokens, output_tokens) VALUES ('b', 0, 'c', '{}', 'p', 'pending', 1, :nb, 0, 0)"),
+                     {"nb": time.time() + 0.4})
+    with engine.connect() as conn:
+        assert release(conn, provider, 60) == []  # still backing off
+        conn.rollback()
+        time.sleep(0.45)
+        chunks = release(conn, provider, 60)
+        conn.commit()
+    assert [len(c.lines) for c in chunks] == [1]
+    engine.dispose()
