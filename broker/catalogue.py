@@ -27,11 +27,13 @@ DEMO_MODELS: dict[str, tuple[float, float]] = {
 }
 
 
-class ModelPrice(BaseModel):
-    """USD per 1M tokens."""
+class ModelSpec(BaseModel):
+    """A model a provider serves: its price (USD per 1M tokens) and, optionally, limits of its own."""
 
     input: float = 0.0
     output: float = 0.0
+    rpm: int | None = Field(None, ge=1)  #: requests per minute for this model, on top of the provider's
+    tpm: int | None = Field(None, ge=1)  #: tokens per minute for this model, on top of the provider's
 
 
 class ProviderConfig(BaseModel):
@@ -39,7 +41,7 @@ class ProviderConfig(BaseModel):
     kind: Literal["openai"] = "openai"
     base_url: str
     api_key_env: str | None = None
-    models: dict[str, ModelPrice] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
     max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1)
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
@@ -89,5 +91,5 @@ def load_catalogue(path: Path) -> Catalogue:
 
 def demo_catalogue(simulator_url: str) -> Catalogue:
     """The embedded default: every demo model served by the project's simulator."""
-    models = {name: ModelPrice(input=i, output=o) for name, (i, o) in DEMO_MODELS.items()}
+    models = {name: ModelSpec(input=i, output=o) for name, (i, o) in DEMO_MODELS.items()}
     return Catalogue(providers={DEMO_PROVIDER: ProviderConfig(base_url=simulator_url, models=models)})

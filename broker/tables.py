@@ -174,3 +174,20 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: int
     delivered_at: int | None = None
+
+
+class ProviderStateRow(SQLModel, table=True):
+    """What one worker process last saw of one provider (the API aggregates these for GET /v1/providers)."""
+
+    __tablename__ = "provider_state"
+
+    provider: str = Field(primary_key=True)
+    worker_id: str = Field(primary_key=True)
+    updated_at: float
+    rpm_in_force: float | None = None
+    tpm_in_force: float | None = None
+    in_flight: int = 0
+    calls: int = 0  #: calls in the last minute
+    rate_limited: int = 0  #: of which answered 429
+    p50_ms: float | None = None
+    p95_ms: float | None = None

@@ -12,7 +12,7 @@ import openai
 from openai.types import Batch
 
 from broker.auth import create_key, get_or_create_project
-from broker.catalogue import Catalogue, ModelPrice, ProviderConfig
+from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
 from broker.db import session_scope
 from broker.serving import ThreadedServer
 from broker.settings import Settings
@@ -25,8 +25,8 @@ EMBEDDING_MODEL = "text-embedding-3-small"
 
 
 def sim_catalogue(sim: SimulatorServer, **provider: Any) -> Catalogue:
-    models = {CHAT_MODEL: ModelPrice(input=0.15, output=0.6), EMBEDDING_MODEL: ModelPrice(input=0.02),
-              "omni-moderation-latest": ModelPrice()}
+    models = {CHAT_MODEL: ModelSpec(input=0.15, output=0.6), EMBEDDING_MODEL: ModelSpec(input=0.02),
+              "omni-moderation-latest": ModelSpec()}
     return Catalogue(providers={"sim": ProviderConfig(base_url=sim.base_url, models=models, **provider)})
 
 
@@ -134,3 +134,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def publish_provider_state(broker: EmbeddedBroker) -> None:
+    """Make the embedded worker report its provider state now (it does every couple of seconds anyway)."""
+    from dramatiq.asyncio import get_event_loop_thread
+
+    loop, runtime = get_event_loop_thread(), broker.procs.runtime
+    assert loop is not None and runtime is not None
+    loop.run_coroutine(runtime.publish_state())

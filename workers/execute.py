@@ -17,7 +17,9 @@ import orjson
 from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
 from broker.results import Outcome
+from broker.tokens import admission_tokens
 from workers.providers.openai import OpenAICompatible, UpstreamResponse
+from workers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
 
@@ -41,10 +43,30 @@ def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
 
 
 class LineRunner:
-    def __init__(self, adapter: OpenAICompatible, policy: RetryPolicy, embedding_batch_size: int) -> None:
+    def __init__(self, adapter: OpenAICompatible, policy: RetryPolicy, throttle: ProviderThrottle) -> None:
         self.adapter = adapter
         self.policy = policy
-        self.embedding_batch_size = embedding_batch_size
+        self.throttle = throttle
+        self.embedding_batch_size = throttle.provider.embedding_batch_size
+
+    async def _call(self, endpoint: str, payload: bytes, body: dict[str, Any] | None = None) -> UpstreamResponse:
+        """One upstream call under the provider's shared limits."""
+        model, estimated = None, 0
+        if self.throttle.active:
+            body = body if body is not None else orjson.loads(payload)
+            model, estimated = body.get("model"), admission_tokens(endpoint, body)
+        await self.throttle.before(model, estimated)
+        start = time.monotonic()
+        try:
+            resp = await self.adapter.post(endpoint, payload)
+        except UpstreamError as exc:
+            await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
+                                      rate_limited=exc.status == 429)
+            raise
+        tokens_in, tokens_out = usage_tokens(resp.json)
+        await self.throttle.after(model, time.monotonic() - start, estimated, tokens_in + tokens_out,
+                                  resp.header_limits, rate_limited=False)
+        return resp
 
     async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
         singles, packs = self._plan(lines)
@@ -81,7 +103,7 @@ class LineRunner:
 
     async def _single(self, line: LeasedLine) -> Outcome:
         try:
-            resp = await self.adapter.post(line.endpoint, line.body.encode())
+            resp = await self._call(line.endpoint, line.body.encode())
         except UpstreamError as exc:
             return self._failure(line, exc)
         tokens_in, tokens_out = usage_tokens(resp.json)
@@ -94,7 +116,8 @@ class LineRunner:
         params, _ = pack[0][1]
         flat = [text for _, (_, inputs) in pack for text in inputs]
         try:
-            resp = await self.adapter.post(EMBEDDINGS, orjson.dumps({**params, "input": flat}))
+            body = {**params, "input": flat}
+            resp = await self._call(EMBEDDINGS, orjson.dumps(body), body)
             return _split_embeddings(pack, resp)
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
             return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))

@@ -1,19 +1,28 @@
-"""What a worker process needs to run chunks: database, catalogue, pooled HTTP clients, a way to send."""
+"""What a worker process needs to run chunks: database, catalogue, pooled HTTP clients, shared limits."""
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 
 import httpx
+import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from broker.catalogue import Catalogue, ProviderConfig
 from broker.dispatch import LeasedLine, SendChunk, finish_and_release
+from broker.provider_state import publish
 from broker.settings import Settings
+from broker.tables import ProviderStateRow
 from workers.execute import LineRunner, RetryPolicy
+from workers.limits import Limiter, LocalLimiter, RedisLimiter
 from workers.providers.openai import OpenAICompatible, make_client
+from workers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
+PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
 
 
 @dataclass
@@ -22,7 +31,12 @@ class WorkerRuntime:
     settings: Settings
     catalogue: Catalogue
     send: SendChunk
+    #: shared limits; None until first use (a Redis client belongs to the event loop that made it)
+    limiter: Limiter | None = None
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
+    _published_at: float = 0.0
 
     @property
     def policy(self) -> RetryPolicy:
@@ -35,17 +49,48 @@ class WorkerRuntime:
             self._clients[provider.name] = make_client(provider)
         return self._clients[provider.name]
 
+    def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
+        if self.limiter is None:
+            redis_url = self.settings.redis_url
+            self.limiter = RedisLimiter(aioredis.from_url(redis_url)) if redis_url else LocalLimiter()
+        if provider.name not in self._throttles:
+            self._throttles[provider.name] = ProviderThrottle(provider, self.limiter)
+        return self._throttles[provider.name]
+
     async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
         provider = self.catalogue.get(provider_name)
-        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, provider.embedding_batch_size)
+        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, self.throttle(provider))
         outcomes = await runner.run(lines)
         # store and refill the provider's window at once, instead of waiting for the planner's next tick
         chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
                                          self.settings.lease_seconds)
         for chunk in chunks:
             self.send(chunk)
+        if time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
+            self._published_at = time.monotonic()
+            await self.publish_state()
+
+    async def publish_state(self) -> None:
+        rows = []
+        for name, throttle in self._throttles.items():
+            rpm, tpm = await throttle.limit_in_force()
+            stats = throttle.stats
+            p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
+            rows.append(ProviderStateRow(
+                provider=name, worker_id=self.worker_id, updated_at=time.time(), rpm_in_force=rpm,
+                tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
+                rate_limited=sum(limited for _, limited in stats.calls),
+                p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None,
+            ))
+            if rpm is not None and throttle.provider.rpm and rpm < throttle.provider.rpm:
+                log.info("provider %s: %.0f rpm in force (configured %d), %.1f%% of calls got 429", name, rpm,
+                         throttle.provider.rpm, 100 * stats.rate_limited_share())
+        if rows:
+            await asyncio.to_thread(publish, self.engine, rows)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.client.aclose()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from openai.types import Batch
 
-from broker.catalogue import Catalogue, ModelPrice, ProviderConfig
+from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
 from broker.simulator import SimulatorServer
 from tests import harness
 from tests.harness import (
@@ -144,7 +144,7 @@ def test_rate_limited_upstream_retry_after_is_honoured(sim: SimulatorServer, mak
 @pytest.fixture
 def dead_upstream_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker whose only provider points at a loopback port nobody listens on."""
-    provider = ProviderConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", models={CHAT_MODEL: ModelPrice()})
+    provider = ProviderConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", models={CHAT_MODEL: ModelSpec()})
     broker = EmbeddedBroker(harness.test_settings(tmp_path, max_attempts=3), Catalogue(providers={"dead": provider}))
     broker.start()
     yield broker

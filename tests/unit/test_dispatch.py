@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from broker.catalogue import ModelPrice, ProviderConfig
+from broker.catalogue import ModelSpec, ProviderConfig
 from broker.db import make_engine
 from broker.dispatch import release
 from broker.migrate import upgrade
@@ -14,7 +14,7 @@ from broker.migrate import upgrade
 def test_sub_second_not_before_is_honoured(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/d.db")
     upgrade(engine)
-    provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", models={"m": ModelPrice()})
+    provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", models={"m": ModelSpec()})
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
         conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "

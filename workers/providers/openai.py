@@ -22,6 +22,13 @@ class UpstreamResponse:
     text: str
     json: dict[str, Any]
     request_id: str | None
+    #: the provider's own requests and tokens per minute, when it says (x-ratelimit-limit-*)
+    header_limits: tuple[int | None, int | None] = (None, None)
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    return int(value) if value and value.isdigit() else None
 
 
 def make_client(provider: ProviderConfig) -> httpx.AsyncClient:
@@ -93,4 +100,6 @@ class OpenAICompatible:
         except orjson.JSONDecodeError as exc:
             raise RetryableUpstream("Upstream answered with a body that is not JSON",
                                     code="upstream_invalid_response", status=resp.status_code) from exc
-        return UpstreamResponse(resp.status_code, resp.text, parsed, request_id)
+        limits = (_int_header(resp.headers, "x-ratelimit-limit-requests"),
+                  _int_header(resp.headers, "x-ratelimit-limit-tokens"))
+        return UpstreamResponse(resp.status_code, resp.text, parsed, request_id, limits)

@@ -1,0 +1,36 @@
+"""``GET /v1/providers`` (extension): each provider's limits and how it is doing right now."""
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class ProviderLimits(BaseModel):
+    max_concurrency: int
+    rpm: float | None = None
+    tpm: float | None = None
+
+
+class LatencyMs(BaseModel):
+    p50: float | None = None
+    p95: float | None = None
+
+
+class Provider(BaseModel):
+    id: str
+    object: Literal["provider"] = "provider"
+    kind: str
+    models: list[str]
+    regions: list[str]
+    configured: ProviderLimits  #: from the catalogue
+    in_force: ProviderLimits  #: what the broker applies now, adapted to the provider's answers
+    in_flight: int  #: calls leased out right now, across all workers
+    calls_last_minute: int
+    rate_limited_last_minute: int  #: of those, answered 429
+    latency_ms: LatencyMs
+    workers: int  #: worker processes that reported in the last 30 s
+
+
+class ProviderList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Provider]
