@@ -39,6 +39,8 @@ class SimulatorStats:
     completion_tokens: int = 0
     per_minute: dict[int, int] = field(default_factory=dict)
     """Requests received per Unix minute (``int(time // 60)``), the last hour only."""
+    successes_per_second: dict[int, int] = field(default_factory=dict)
+    """Successful answers per Unix second, the last hour only (what a rate limit really let through)."""
     since: float = field(default_factory=time.time)
     """Unix time of start or of the last reset."""
 
@@ -62,6 +64,12 @@ class SimulatorStats:
         self.in_flight -= 1
         if status is None:
             return
+        if status < 400:
+            second = int(time.time())
+            per_second = self.successes_per_second
+            per_second[second] = per_second.get(second, 0) + 1
+            if len(per_second) > MINUTES_KEPT * 60:
+                del per_second[min(per_second)]
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if status == 200:
             self.successes += 1
@@ -92,5 +100,6 @@ class SimulatorStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},
+            "successes_per_second": {str(s): n for s, n in sorted(dict(self.successes_per_second).items())},
             "since": self.since,
         }
