@@ -15,6 +15,7 @@ from dataclasses import astuple, dataclass
 from sqlalchemy import Connection, Engine, text
 
 from broker.catalogue import ProviderConfig
+from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, write_outcomes
 
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
@@ -72,30 +73,37 @@ def calls_in_flight(conn: Connection, provider: ProviderConfig, at: float) -> in
 def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) -> list[Chunk]:
     """Lease the highest-ranked pending lines the provider has room for, in the caller's transaction.
 
+    Ranking (broker/ranking.py): priority tier after deadline escalation, then round-robin between projects.
     The caller commits, then sends the returned chunks.
     """
     at = time.time()  # not ids.now(): whole seconds would hold every sub-second retry back to the next second
     chunks: list[Chunk] = []
     free = provider.max_concurrency - calls_in_flight(conn, provider, at)
-    for batch_id, endpoint, expires_at in _active_batches(conn, at) if free > 0 else []:
-        per_call = provider.embedding_batch_size if endpoint == EMBEDDINGS else 1
-        claimed = _claim(conn, batch_id, provider.name, free * per_call, at + lease_seconds, at)
-        lines = [LeasedLine(i, batch_id, endpoint, body, attempts, expires_at) for i, body, attempts in claimed]
-        free -= math.ceil(len(lines) / per_call)
+
+    def take(batch: ActiveBatch, calls: int) -> int:
+        per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS else 1
+        claimed = _claim(conn, batch.id, provider.name, calls * per_call, at + lease_seconds, at)
+        lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at)
+                 for i, body, attempts in claimed]
         step = per_call * EMBEDDING_CALLS_PER_MESSAGE if per_call > 1 else CHAT_LINES_PER_MESSAGE
-        chunks += [Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step)]
+        chunks.extend(Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step))
+        return math.ceil(len(lines) / per_call)
+
+    for tier in tiers(_active_batches(conn, at), at) if free > 0 else []:
+        free = deal(free, tier, take)
         if free <= 0:
             break
     return chunks
 
 
-def _active_batches(conn: Connection, at: float) -> list[tuple[str, str, int | None]]:
+def _active_batches(conn: Connection, at: float) -> list[ActiveBatch]:
     rows = conn.execute(
-        text("SELECT id, endpoint, expires_at FROM batch WHERE status = 'in_progress' "
-             "AND (not_before IS NULL OR not_before <= :now) ORDER BY priority, created_at, id"),
+        text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
+             "total - completed - failed, completed + failed FROM batch WHERE status = 'in_progress' "
+             "AND (not_before IS NULL OR not_before <= :now)"),
         {"now": at},
     ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [ActiveBatch(*row) for row in rows]
 
 
 def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float,
