@@ -59,15 +59,19 @@ def _provider_lock(conn: Connection, provider: str) -> threading.Lock:
         return _local_locks.setdefault(provider, threading.Lock())
 
 
-def calls_in_flight(conn: Connection, provider: ProviderConfig, at: float) -> int:
+def calls_by_batch(conn: Connection, provider: ProviderConfig, at: float) -> dict[str, int]:
+    """Upstream calls in flight per batch: leased lines, packed embedding lines counted per call."""
     rows = conn.execute(
-        text("SELECT b.endpoint, count(*) FROM line l JOIN batch b ON b.id = l.batch_id "
-             "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY b.endpoint"),
+        text("SELECT l.batch_id, b.endpoint, count(*) FROM line l JOIN batch b ON b.id = l.batch_id "
+             "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY l.batch_id, b.endpoint"),
         {"p": provider.name, "now": at},
     ).all()
-    return sum(
-        math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS else n for endpoint, n in rows
-    )
+    return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS else n
+            for batch_id, endpoint, n in rows}
+
+
+def calls_in_flight(conn: Connection, provider: ProviderConfig, at: float) -> int:
+    return sum(calls_by_batch(conn, provider, at).values())
 
 
 def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) -> list[Chunk]:
@@ -78,7 +82,8 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     """
     at = time.time()  # not ids.now(): whole seconds would hold every sub-second retry back to the next second
     chunks: list[Chunk] = []
-    free = provider.max_concurrency - calls_in_flight(conn, provider, at)
+    running = calls_by_batch(conn, provider, at)
+    free = provider.max_concurrency - sum(running.values())
 
     def take(batch: ActiveBatch, calls: int) -> int:
         per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS else 1
@@ -89,21 +94,23 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
         chunks.extend(Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step))
         return math.ceil(len(lines) / per_call)
 
-    for tier in tiers(_active_batches(conn, at), at) if free > 0 else []:
+    for tier in tiers(_active_batches(conn, at, running), at) if free > 0 else []:
         free = deal(free, tier, take)
         if free <= 0:
             break
     return chunks
 
 
-def _active_batches(conn: Connection, at: float) -> list[ActiveBatch]:
+def _active_batches(conn: Connection, at: float, running: dict[str, int]) -> list[ActiveBatch]:
     rows = conn.execute(
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed FROM batch WHERE status = 'in_progress' "
              "AND (not_before IS NULL OR not_before <= :now)"),
         {"now": at},
     ).all()
-    return [ActiveBatch(*row) for row in rows]
+    return [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4], expires_at=r[5],
+                        in_progress_at=r[6], remaining=r[7], done=r[8], in_flight=running.get(r[0], 0))
+            for r in rows]
 
 
 def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float,

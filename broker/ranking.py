@@ -6,6 +6,7 @@ one project's million-line batch cannot starve another project's small batch of 
 project, older batches go first. ``background`` is just the last tier: it gets what nobody above wanted.
 """
 
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class ActiveBatch:
     in_progress_at: int | None
     remaining: int
     done: int
+    in_flight: int = 0  #: upstream calls of this batch running now
 
     def at_risk(self, now: float) -> bool:
         """True when the batch will not finish inside its window at the pace it has had so far."""
@@ -50,26 +52,36 @@ def tiers(batches: Iterable[ActiveBatch], now: float) -> list[list[ActiveBatch]]
     return [sorted(grouped[p], key=lambda b: (b.created_at, b.id)) for p in sorted(grouped)]
 
 
-def deal(free: int, tier: list[ActiveBatch], take: Callable[[ActiveBatch, int], int]) -> int:
-    """Give up to ``free`` slots to the tier's projects in turn; ``take(batch, n)`` uses at most n and says how many.
+def water_fill(levels: dict[str, int], free: int) -> dict[str, int]:
+    """Split ``free`` so the lowest levels rise first: e.g. levels {a: 6, b: 0}, free 4 -> {a: 0, b: 4}."""
+    heap = [(level, key) for key, level in levels.items()]
+    heapq.heapify(heap)
+    given = dict.fromkeys(levels, 0)
+    for _ in range(free):
+        level, key = heapq.heappop(heap)
+        given[key] += 1
+        heapq.heappush(heap, (level + 1, key))
+    return given
 
-    Returns the slots left over.
+
+def deal(free: int, tier: list[ActiveBatch], take: Callable[[ActiveBatch, int], int]) -> int:
+    """Give up to ``free`` slots to the tier's projects, fewest calls in flight first, until they are level.
+
+    ``take(batch, n)`` uses at most n slots and says how many. Returns the slots left over.
     """
     queues: OrderedDict[str, deque[ActiveBatch]] = OrderedDict()
+    levels: dict[str, int] = {}
     for batch in tier:
         queues.setdefault(batch.project_id, deque()).append(batch)
+        levels[batch.project_id] = levels.get(batch.project_id, 0) + batch.in_flight
     while free > 0 and queues:
-        share = max(1, free // len(queues))
-        for project in list(queues):
-            want = min(share, free)
+        for project, want in water_fill({p: levels[p] for p in queues}, free).items():
             batches = queues[project]
             while want > 0 and batches:
                 got = take(batches[0], want)
-                free, want = free - got, want - got
+                free, want, levels[project] = free - got, want - got, levels[project] + got
                 if want > 0:  # this batch has nothing more to run now: the project's next one goes on
                     batches.popleft()
             if not batches:
                 del queues[project]
-            if free <= 0:
-                break
     return free

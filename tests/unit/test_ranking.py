@@ -56,3 +56,17 @@ def test_leftover_of_a_project_goes_to_the_others_and_to_its_next_batch() -> Non
     left = deal(40, [batch("a1", "a", created=1), batch("a2", "a", created=2), batch("b1", "b", created=3)], take)
     assert left == 0 and sum(given.values()) == 40
     assert given["a1"] == 3 and given["a2"] + given["a1"] >= 19 and given["b1"] >= 19
+
+
+def test_a_project_with_calls_in_flight_yields_the_next_slots_to_the_others() -> None:
+    busy = ActiveBatch("busy", "a", "/v1/chat/completions", 20, 0, None, 0, 1000, 0, in_flight=6)
+    idle = ActiveBatch("idle", "b", "/v1/chat/completions", 20, 1, None, 0, 1000, 0, in_flight=0)
+    given: dict[str, int] = {}
+
+    def take(b: ActiveBatch, n: int) -> int:
+        given[b.id] = given.get(b.id, 0) + n
+        return n
+
+    assert deal(1, [busy, idle], take) == 0 and given == {"idle": 1}  # one slot: to the project with none
+    given.clear()
+    assert deal(10, [busy, idle], take) == 0 and given == {"busy": 2, "idle": 8}  # both end at 8 in flight
