@@ -1,19 +1,23 @@
 """Batch lifecycle on the API side: create, validate, read, list, cancel, and the wire conversion."""
 
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
 from broker.access import get_owned, page
+from broker.admission import estimate
 from broker.catalogue import Catalogue
 from broker.durations import parse_window
-from broker.errors import InvalidRequest
+from broker.errors import InvalidRequest, RateLimited
 from broker.files import FileStore, get_file
 from broker.ids import new_id, now
 from broker.intake import claim_validation, load_lines
+from broker.ranking import ActiveBatch
 from broker.tables import BatchRow, StoredFile
 from broker.webhooks.events import enqueue_batch_event
 from broker.webhooks.ssrf import require_safe_url
@@ -42,7 +46,9 @@ def _priority(value: str | int) -> tuple[int, str]:
 
 
 def create_batch(session: Session, project_id: str, req: BatchCreate, min_window_seconds: int,
-                 webhook_allow_hosts: Sequence[str] = ()) -> BatchRow:
+                 webhook_allow_hosts: Sequence[str] = (), *, catalogue: Catalogue | None = None,
+                 store: FileStore | None = None) -> BatchRow:
+    """Record a new ``validating`` batch; with a catalogue and store, estimate its completion first."""
     if req.endpoint not in BATCH_ENDPOINTS:
         raise InvalidRequest(
             f"Invalid endpoint '{req.endpoint}'. Supported: {', '.join(BATCH_ENDPOINTS)}.", param="endpoint"
@@ -59,6 +65,16 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
     rank, label = _priority(req.priority)
     created = now()
     start = max(created, req.not_before or 0)
+    guess = None
+    if catalogue is not None and store is not None:
+        guess = estimate(session, catalogue, store.path_for(source.id), req.endpoint, rank, start)
+        if guess is not None and not guess.feasible(start + window) and req.admission == "strict":
+            raise RateLimited(
+                f"This batch ({guess.lines} lines, {guess.lines_ahead} lines ahead of it at about "
+                f"{guess.lines_per_second:.0f} lines/s on {guess.provider}) cannot finish within "
+                f"{req.completion_window}. The earliest feasible completion_window is {guess.earliest_window(start)}.",
+                param="completion_window", code="window_infeasible",
+            )
     row = BatchRow(
         id=new_id("batch"), project_id=project_id, endpoint=req.endpoint, input_file_id=source.id,
         completion_window=req.completion_window, status="validating", created_at=created,
@@ -67,6 +83,7 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
         priority=rank, priority_label=label, not_before=req.not_before,
         constraints_json=_dumps(req.constraints.model_dump(exclude_none=True) if req.constraints else None),
         webhook_url=req.webhook_url, max_cost_usd=req.max_cost_usd, route=req.route,
+        estimated_completion_at=guess.completion_at if guess else None,
     )
     session.add(row)
     return row
@@ -177,7 +194,26 @@ def to_wire(row: BatchRow) -> Batch:
         not_before=row.not_before,
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
         webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
+        **_progress(row),
     )
+
+
+def _progress(row: BatchRow) -> dict[str, Any]:
+    """Live completion estimate and risk flag: from the batch's own pace once it runs, else the admission guess."""
+    if row.status == "validating":
+        late = row.estimated_completion_at is not None and row.expires_at is not None and \
+            row.estimated_completion_at > row.expires_at
+        return {"estimated_completion_at": row.estimated_completion_at, "at_risk": late}
+    if row.status != "in_progress":
+        return {"estimated_completion_at": row.estimated_completion_at, "at_risk": False}
+    t = time.time()
+    active = ActiveBatch(row.id, row.project_id, row.endpoint, row.priority, row.created_at, row.expires_at,
+                         row.in_progress_at, row.total - row.completed - row.failed, row.completed + row.failed)
+    eta = row.estimated_completion_at
+    if active.done and active.in_progress_at:
+        eta = int(t + active.remaining * (t - active.in_progress_at) / active.done)
+    risky = active.at_risk(t) or (eta is not None and row.expires_at is not None and eta > row.expires_at)
+    return {"estimated_completion_at": eta, "at_risk": risky}
 
 
 def _dumps(value: object) -> str | None:

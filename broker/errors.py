@@ -7,6 +7,7 @@ BrokerError
  |    +-- NotFound            404 invalid_request_error
  |    +-- Conflict            409 invalid_request_error
  |    +-- PayloadTooLarge     413 invalid_request_error
+ |    +-- RateLimited         429 rate_limit_error (strict admission: the window cannot be met)
  +-- UnsafeTarget            a webhook URL the broker refuses to call (broker/webhooks/ssrf.py)
  +-- UpstreamError           a provider call went wrong
       +-- RetryableUpstream   429, 5xx, timeouts, dropped connections: try again after ``delay``
@@ -47,6 +48,11 @@ class Conflict(ApiError):
 
 class PayloadTooLarge(ApiError):
     status_code = 413
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    error_type = "rate_limit_error"
 
 
 class UpstreamError(BrokerError):

@@ -84,6 +84,7 @@ class BatchRow(SQLModel, table=True):
     route: str = "auto"
     #: a process working on this batch outside a line lease (validation, finalization) holds it until then
     claimed_until: float | None = None
+    estimated_completion_at: int | None = None
     #: lines ended so far, in commit order: numbers each ended line so result files only ever grow at the end
     result_seq: int = 0
 

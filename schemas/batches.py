@@ -72,6 +72,8 @@ class BatchCreate(BaseModel):
     webhook_url: str | None = None
     max_cost_usd: float | None = None
     route: Route = "auto"
+    #: "strict": refuse (429) a batch whose window cannot be met at the current backlog; "flag": accept and flag it
+    admission: Literal["flag", "strict"] = "flag"
 
 
 class Batch(BaseModel):
@@ -105,6 +107,8 @@ class Batch(BaseModel):
     max_cost_usd: float | None = None
     route: str = "auto"
     provider: str | None = None
+    estimated_completion_at: int | None = None  #: when the broker expects the batch done (at create, then live)
+    at_risk: bool = False  #: the batch will miss its window at its current pace (it gets escalated)
 
 
 class BatchList(BaseModel):

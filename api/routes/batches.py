@@ -21,7 +21,7 @@ def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
 def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
                  session: SessionDep) -> Batch:
     row = service.create_batch(session, project_id, body, ctx.settings.min_window_seconds,
-                               ctx.settings.webhook_allow_hosts)
+                               ctx.settings.webhook_allow_hosts, catalogue=ctx.catalogue, store=ctx.store)
     session.commit()
     background.add_task(_validate_then_wake, ctx, row.id)
     return service.to_wire(row)
