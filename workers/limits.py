@@ -6,8 +6,9 @@ process on every host draws from the same buckets (DESIGN.md invariant 4); embed
 Callers are async: waiting for capacity never blocks a worker's event loop.
 
 The limit in force adapts (AIMD): a 429 cuts it by ``DECREASE_FACTOR`` (once per ``DECREASE_COOLDOWN``) and
-empties the buckets; an ``x-ratelimit-limit-*`` header lower than the limit replaces it; after
-``INCREASE_INTERVAL`` without a 429 it grows by ``INCREASE_FRACTION``, never above the configured limit.
+empties the buckets; after ``INCREASE_INTERVAL`` without a 429 it grows by ``INCREASE_FRACTION``. It never exceeds
+the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a ceiling lower
+than the limit in force applies at once).
 """
 
 import asyncio
@@ -77,6 +78,8 @@ class _Bucket:
     at: float
     decreased_at: float = 0.0
     increased_at: float = 0.0
+    ceiling_rpm: float | None = None  #: what the provider's headers last said
+    ceiling_tpm: float | None = None
     rate_limited: int = 0
     last_429_at: float | None = None
 
@@ -135,10 +138,12 @@ class LocalLimiter:
 
     async def on_headers(self, key: str, limit: Limit, requests_limit: int | None, tokens_limit: int | None) -> None:
         b = self._bucket(key, limit)
-        if requests_limit and b.rpm and requests_limit < b.rpm:
-            b.rpm = float(requests_limit)
-        if tokens_limit and b.tpm and tokens_limit < b.tpm:
-            b.tpm = float(tokens_limit)
+        if requests_limit and b.rpm:
+            b.ceiling_rpm = float(requests_limit)
+            b.rpm = min(b.rpm, b.ceiling_rpm)
+        if tokens_limit and b.tpm:
+            b.ceiling_tpm = float(tokens_limit)
+            b.tpm = min(b.tpm, b.ceiling_tpm)
 
     async def state(self, key: str, limit: Limit) -> LimitState:
         b = self._bucket(key, limit)
@@ -156,20 +161,21 @@ def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
         return
     b.increased_at = now
     if b.rpm and limit.rpm:
-        b.rpm = min(float(limit.rpm), b.rpm * (1 + INCREASE_FRACTION))
+        b.rpm = min(float(limit.rpm), b.ceiling_rpm or float(limit.rpm), b.rpm * (1 + INCREASE_FRACTION))
     if b.tpm and limit.tpm:
-        b.tpm = min(float(limit.tpm), b.tpm * (1 + INCREASE_FRACTION))
+        b.tpm = min(float(limit.tpm), b.ceiling_tpm or float(limit.tpm), b.tpm * (1 + INCREASE_FRACTION))
 
 
 # --- Redis ----------------------------------------------------------------------------------------------------------
 
 # KEYS[1] = state hash. ARGV: now_ms, configured rpm, configured tpm (0 = unlimited), tokens, op, burst_s, ...
-# Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force), dec, inc (ms), n429, last429.
+# Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force), dec, inc (ms), n429, last429,
+# cr, ct (ceilings the provider's headers announced).
 _SCRIPT = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local crpm, ctpm, cost, op, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local h = redis.call('HMGET', key, 'r', 't', 'ts', 'rpm', 'tpm', 'dec', 'inc', 'n429')
+local h = redis.call('HMGET', key, 'r', 't', 'ts', 'rpm', 'tpm', 'dec', 'inc', 'n429', 'cr', 'ct')
 local rpm = tonumber(h[4]) or crpm
 local tpm = tonumber(h[5]) or ctpm
 local ts = tonumber(h[3]) or now
@@ -177,12 +183,13 @@ local elapsed = math.max(0, now - ts)
 local r = math.min(rpm * burst / 60, (tonumber(h[1]) or rpm * burst / 60) + elapsed * rpm / 60000)
 local t = math.min(tpm * burst / 60, (tonumber(h[2]) or tpm * burst / 60) + elapsed * tpm / 60000)
 local dec, inc, n429 = tonumber(h[6]) or 0, tonumber(h[7]) or now, tonumber(h[8]) or 0
+local cr, ct = tonumber(h[9]) or crpm, tonumber(h[10]) or ctpm
 local result = 0
 if op == 'acquire' then
   if now - inc >= tonumber(ARGV[9]) then
     inc = now
-    if crpm > 0 then rpm = math.min(crpm, rpm * (1 + tonumber(ARGV[10]))) end
-    if ctpm > 0 then tpm = math.min(ctpm, tpm * (1 + tonumber(ARGV[10]))) end
+    if crpm > 0 then rpm = math.min(crpm, cr, rpm * (1 + tonumber(ARGV[10]))) end
+    if ctpm > 0 then tpm = math.min(ctpm, ct, tpm * (1 + tonumber(ARGV[10]))) end
   end
   local wait = 0
   if rpm > 0 and r < 1 then wait = (1 - r) * 60000 / rpm end
@@ -205,10 +212,11 @@ elseif op == 'limited' then
   end
 elseif op == 'headers' then
   local hr, ht = tonumber(ARGV[12]), tonumber(ARGV[13])
-  if hr > 0 and crpm > 0 and hr < rpm then rpm = hr end
-  if ht > 0 and ctpm > 0 and ht < tpm then tpm = ht end
+  if hr > 0 and crpm > 0 then cr = hr; rpm = math.min(rpm, hr) end
+  if ht > 0 and ctpm > 0 then ct = ht; tpm = math.min(tpm, ht) end
 end
-redis.call('HSET', key, 'r', r, 't', t, 'ts', now, 'rpm', rpm, 'tpm', tpm, 'dec', dec, 'inc', inc, 'n429', n429)
+redis.call('HSET', key, 'r', r, 't', t, 'ts', now, 'rpm', rpm, 'tpm', tpm, 'dec', dec, 'inc', inc, 'n429', n429,
+           'cr', cr, 'ct', ct)
 redis.call('PEXPIRE', key, tonumber(ARGV[14]))
 return tostring(result)
 """

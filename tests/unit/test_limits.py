@@ -9,7 +9,6 @@ import pytest
 from workers.limits import BURST_SECONDS, Limit, Limiter, LocalLimiter, RedisLimiter
 
 LIMIT = Limit(rpm=600, tpm=60_000)  # 10 requests / s, 1000 tokens / s
-BURST = int(600 * BURST_SECONDS / 60)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -27,16 +26,18 @@ def limiters(request: pytest.FixtureRequest) -> Iterator[tuple[Limiter, Limiter]
 
 def test_burst_then_wait_shared_between_handles(limiters: tuple[Limiter, Limiter]) -> None:
     a, b = limiters
+    slow = Limit(rpm=60, tpm=None)  # one request a second, a burst of BURST_SECONDS requests
+    burst = int(BURST_SECONDS)
 
     async def scenario() -> list[float]:
         waits = []
-        for n in range(BURST + 1):
-            waits.append(await (a if n % 2 else b).acquire("p", LIMIT, 10))
+        for n in range(burst + 1):
+            waits.append(await (a if n % 2 else b).acquire("p", slow, 10))
         return waits
 
     waits = asyncio.run(scenario())
-    assert all(w == 0 for w in waits[:BURST]), "a full bucket grants a burst"
-    assert 0.05 <= waits[BURST] <= 0.11, "then one request per 1/10 s, whichever handle asks"
+    assert all(w == 0 for w in waits[:burst]), "a full bucket grants a burst"
+    assert 0.5 <= waits[burst] <= 1.0, "then one request a second, whichever handle asks"
 
 
 def test_tokens_limit_and_settle(limiters: tuple[Limiter, Limiter]) -> None:
@@ -73,3 +74,23 @@ def test_429_cuts_the_limit_and_headers_cap_it(limiters: tuple[Limiter, Limiter]
     assert blocked > 0, "after a 429 the bucket is emptied"
     state = asyncio.run(a.state("x", LIMIT))
     assert state.rate_limited == 2 and state.last_429_at is not None
+
+
+def test_probing_up_stops_at_the_ceiling_the_provider_announced(limiters: tuple[Limiter, Limiter]) -> None:
+    import workers.limits as limits
+
+    a, b = limiters
+    saved = limits.INCREASE_INTERVAL
+    limits.INCREASE_INTERVAL = 0.0  # probe on every acquire
+
+    async def scenario() -> float | None:
+        await a.acquire("c", LIMIT, 1)
+        await a.on_headers("c", LIMIT, requests_limit=300, tokens_limit=None)
+        for _ in range(20):
+            await b.acquire("c", LIMIT, 1)
+        return (await a.state("c", LIMIT)).rpm
+
+    try:
+        assert asyncio.run(scenario()) == 300
+    finally:
+        limits.INCREASE_INTERVAL = saved
