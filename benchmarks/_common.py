@@ -125,4 +125,32 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
-    Console().print(table)
+    Console(width=160).print(table)
+
+
+@contextmanager
+def broker_api_process(database_url: str, data_dir: str, env: dict[str, str] | None = None,
+                       log_path: Path | None = None) -> Iterator[tuple[str, int]]:
+    """Like :func:`broker_api`, with extra environment; yields the base URL and the API process id."""
+    port = free_port()
+    full_env = {**os.environ, "BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url,
+                "BROKER_AUTH_DISABLED": "true", **(env or {})}
+    with open(log_path or os.devnull, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=full_env, stdout=log, stderr=log,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            yield f"http://127.0.0.1:{port}/v1", proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    """A ``kB`` figure from /proc/<pid>/status, e.g. ``VmHWM`` (peak RSS) or ``VmRSS`` (Linux only)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{key} not in /proc/{pid}/status")
