@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-BURST_SECONDS = 10.0  #: a bucket holds this many seconds of its limit (smooths bursts)
+BURST_SECONDS = 1.0  #: a bucket holds this many seconds of its limit: providers enforce per-minute limits per second
 DECREASE_FACTOR = 0.7  #: a 429 multiplies the limit in force by this
 DECREASE_COOLDOWN = 2.0  #: seconds: one 429 storm cuts the limit once
 INCREASE_INTERVAL = 5.0  #: seconds without a 429 before the limit in force is probed upwards

@@ -9,6 +9,7 @@ import pytest
 from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.local_cluster import LocalCluster
 from tests.harness import chat_line, submit, wait_for
+from workers.limits import BURST_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +26,12 @@ def test_two_workers_never_exceed_the_shared_rpm(tmp_path: Path, pg_url: str, re
             assert batch.status == "completed", cluster.logs()
             assert sim.stats.rate_limited == 0, "two workers together exceeded the provider's limit"
             assert sim.stats.requests == 240
-            # what got through, in any 5 s: at most the 10 s burst (100) plus 5 s of refill (50), plus rounding
+            # what got through in any 5 s: one bucket's burst plus 5 s of refill (two unshared buckets: twice that)
             per_second = sim.stats.successes_per_second
             seconds = range(min(per_second), max(per_second) + 1)
             busiest = max(sum(per_second.get(t + k, 0) for k in range(5)) for t in seconds)
-            assert busiest <= 160, f"{busiest} calls in 5 s: the workers did not share one budget"
+            shared_budget = 10 * BURST_SECONDS + 5 * 10
+            assert busiest <= shared_budget * 1.2, f"{busiest} calls in 5 s: the workers did not share one budget"
             # both workers took part (so the limit really was shared), as their published state shows
             providers_now = httpx.get(f"{cluster.base_url}/providers",
                                       headers={"Authorization": f"Bearer {key}"}).json()["data"]
