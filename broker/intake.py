@@ -4,6 +4,7 @@ A valid file becomes one ``line`` row per request (bulk-written) and the batch g
 with any bad line loads nothing and the batch goes ``failed`` with every bad line in ``errors.data``.
 """
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,10 @@ from broker.errors import InvalidRequest
 from broker.ids import new_id, now
 from schemas.batches import BatchError
 
+log = logging.getLogger(__name__)
 INSERT_CHUNK_LINES = 10_000  #: rows written per bulk insert
+ANALYZE_AFTER_LINES = 10_000  #: on PostgreSQL, a load this big refreshes the line table's planner statistics
+ANALYZE_LOCK_TIMEOUT = "5s"  #: how long that refresh may wait for the table's lock before giving up
 MAX_REPORTED_ERRORS = 10_000  #: bad lines listed in errors.data; a final entry counts the rest
 VALIDATION_CLAIM_SECONDS = 600.0  #: another process may retry a validation silent this long
 
@@ -162,7 +166,27 @@ def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catal
             tx.rollback()
             return []
         _announce_output_file(conn, batch_id, output_file_id)
+    if count >= ANALYZE_AFTER_LINES and engine.dialect.name == "postgresql":
+        _refresh_statistics(engine)
     return []
+
+
+def _refresh_statistics(engine: Engine) -> None:
+    """Tell PostgreSQL's planner about a big batch just loaded, instead of waiting for autovacuum.
+
+    With stale statistics the planner thinks the new batch has a handful of pending lines, and claims them with a
+    bitmap scan that reads and sorts every pending line of the batch (0.2 s per claim at 1M lines, on every tick
+    and every worker refill) instead of walking ``ix_line_batch_status_idx`` for the first few (0.4 ms).
+    Autovacuum may take a minute, or on a big table never (10% of it must change). Sampled, so about 0.1-0.2 s
+    whatever the table's size; it waits at most ANALYZE_LOCK_TIMEOUT for another ANALYZE or VACUUM of the table.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'"))
+            conn.execute(text("ANALYZE line (batch_id, status, provider, idx, not_before)"))
+            conn.commit()
+    except Exception:  # the batch is loaded; fresher statistics are a nicety autovacuum will provide later
+        log.exception("ANALYZE line after a bulk load failed")
 
 
 def _announce_output_file(conn: Connection, batch_id: str, file_id: str) -> None:
