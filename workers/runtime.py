@@ -37,6 +37,7 @@ class WorkerRuntime:
     _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _published_at: float = 0.0
+    _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
 
     @property
     def policy(self) -> RetryPolicy:
@@ -82,9 +83,12 @@ class WorkerRuntime:
                 rate_limited=sum(limited for _, limited in stats.calls),
                 p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None,
             ))
-            if rpm is not None and throttle.provider.rpm and rpm < throttle.provider.rpm:
-                log.info("provider %s: %.0f rpm in force (configured %d), %.1f%% of calls got 429", name, rpm,
-                         throttle.provider.rpm, 100 * stats.rate_limited_share())
+            logged = self._logged_rpm.get(name)
+            if rpm is not None and (logged is None or abs(rpm - logged) > 0.05 * logged):
+                self._logged_rpm[name] = rpm
+                log.info("provider %s: %.0f rpm in force (configured %s), %.1f%% of calls got 429 in the last "
+                         "minute, p50 %s ms", name, rpm, throttle.provider.rpm, 100 * stats.rate_limited_share(),
+                         f"{p50 * 1000:.0f}" if p50 is not None else "-")
         if rows:
             await asyncio.to_thread(publish, self.engine, rows)
 
