@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from broker.simulator.config import SimulatorConfig
 from broker.simulator.errors import RequestError, error_body
 from broker.simulator.limits import ORGANIZATION, RateLimiter
+from broker.simulator.native_batch import NativeBatchApi
 from broker.simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, prepare, render
 from broker.simulator.stats import SimulatorStats
 
@@ -85,7 +86,10 @@ class SimulatorApp:
         """Models listed by ``GET /v1/models``: configured ones, then every model seen (insertion order)."""
         self._rng = random.Random(config.seed)
         self._seed = config.seed
+        self.native_batches = NativeBatchApi(config, self.stats)
+        """The native batch API (``/v1/files``, ``/v1/batches``) and its in-memory store."""
         routes = [Route(path, self._endpoint(path), methods=["POST"]) for path in ENDPOINTS]
+        routes += self.native_batches.routes()
         routes += [
             Route("/v1/models", self._list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", self._get_model, methods=["GET"]),

@@ -53,6 +53,12 @@ class SimulatorConfig:
     """Seed of the random draws for latency and error injection (outputs are deterministic regardless)."""
     models: tuple[str, ...] = field(default=DEFAULT_MODELS)
     """Models listed by ``GET /v1/models`` besides those seen in requests."""
+    batch_turnaround_seconds: float = 2.0
+    """Native batch API: seconds from a batch's creation until all its lines have run (spread evenly)."""
+    batch_expire_after_seconds: float | None = None
+    """Native batch API: seconds after which an unfinished batch ends ``expired``; None = never."""
+    batch_discount: float = 0.5
+    """Native batch API: the price discount a real provider would give (informational; pricing is the broker's)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,6 +80,12 @@ class SimulatorConfig:
             raise ValueError("hang_seconds must be >= 0")
         if self.embedding_dim < 1 or self.max_embedding_inputs < 1:
             raise ValueError("embedding_dim and max_embedding_inputs must be >= 1")
+        if self.batch_turnaround_seconds < 0:
+            raise ValueError("batch_turnaround_seconds must be >= 0")
+        if self.batch_expire_after_seconds is not None and self.batch_expire_after_seconds <= 0:
+            raise ValueError("batch_expire_after_seconds must be > 0 or None")
+        if not 0.0 <= self.batch_discount <= 1.0:
+            raise ValueError("batch_discount must be between 0 and 1")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimulatorConfig:
@@ -105,7 +117,9 @@ class SimulatorConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-_FLOAT_FIELDS = frozenset({"latency_median_ms", "latency_sigma", "error_rate", "hang_seconds"})
+_FLOAT_FIELDS = frozenset({"latency_median_ms", "latency_sigma", "error_rate", "hang_seconds",
+                           "batch_turnaround_seconds", "batch_discount"})
+_OPTIONAL_FLOAT_FIELDS = frozenset({"batch_expire_after_seconds"})
 _INT_FIELDS = frozenset({"embedding_dim", "max_embedding_inputs", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"rpm", "tpm"})
 _TUPLE_FIELDS = frozenset({"error_kinds", "models"})
@@ -125,6 +139,10 @@ def _coerce(name: str, value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "0")):
             return None
         return _to_int(name, value)
+    if name in _OPTIONAL_FLOAT_FIELDS:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        return float(value)
     if name in _TUPLE_FIELDS:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(item).strip() for item in items if str(item).strip())

@@ -41,6 +41,12 @@ class SimulatorStats:
     """Requests received per Unix minute (``int(time // 60)``), the last hour only."""
     successes_per_second: dict[int, int] = field(default_factory=dict)
     """Successful answers per Unix second, the last hour only (what a rate limit really let through)."""
+    native_batches: int = 0
+    """Batches created through the native batch API (``POST /v1/batches``)."""
+    native_batch_lines: int = 0
+    """Native batch lines run (answered 200 or with an error body)."""
+    native_batch_failed_lines: int = 0
+    """Native batch lines that ended in the error file (4xx, injected 500, expired or cancelled unrun)."""
     since: float = field(default_factory=time.time)
     """Unix time of start or of the last reset."""
 
@@ -101,5 +107,8 @@ class SimulatorStats:
             "completion_tokens": self.completion_tokens,
             "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},
             "successes_per_second": {str(s): n for s, n in sorted(dict(self.successes_per_second).items())},
+            "native_batches": self.native_batches,
+            "native_batch_lines": self.native_batch_lines,
+            "native_batch_failed_lines": self.native_batch_failed_lines,
             "since": self.since,
         }

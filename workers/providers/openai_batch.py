@@ -1,0 +1,280 @@
+"""Adapter for an OpenAI-compatible provider's native batch API (Files + Batches).
+
+:class:`NativeBatchClient` uploads lines as a JSONL input file and creates a remote batch (:meth:`submit`),
+reads its state (:meth:`poll`), downloads its output and error files and maps every line back to its
+``custom_id`` (:meth:`results`), and cancels it (:meth:`cancel`). It talks through the pooled
+``httpx.AsyncClient`` of :func:`workers.providers.openai.make_client`, so the base URL, key and default
+timeouts are the provider's; file transfers get the longer :data:`DEFAULT_TRANSFER_TIMEOUT`.
+
+Failed calls raise like the real-time adapter: :class:`~broker.errors.RetryableUpstream` for timeouts,
+dropped connections, 429 and 5xx (with ``delay`` from ``Retry-After``), :class:`~broker.errors.TerminalUpstream`
+for any other 4xx. Prices and discounts are the catalogue's business, not this module's.
+"""
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
+from workers.providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, json_object_text, retry_after
+
+DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
+"""Timeout of an input upload or a result download (files can hold up to 50,000 lines)."""
+DEFAULT_COMPLETION_WINDOW = "24h"  #: the only completion window OpenAI accepts
+BATCH_EXPIRED = "batch_expired"  #: error code of a line the provider did not run before its batch expired
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+"""Remote batch statuses that never change again."""
+
+BatchLine = tuple[str, str, dict[str, Any]]
+"""One request to submit: ``(custom_id, url, body)``, the url being the batch's endpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteProblem:
+    """Why the provider refused a batch's input (one entry of the batch's ``errors.data``)."""
+
+    code: str | None
+    message: str | None
+    line: int | None = None
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteBatch:
+    """What the provider says about a batch at one poll."""
+
+    id: str
+    status: str
+    """``validating``, ``in_progress``, ``finalizing``, ``completed``, ``failed``, ``expired``, ``cancelling``
+    or ``cancelled``."""
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    input_file_id: str | None = None
+    problems: tuple[RemoteProblem, ...] = ()
+    """Input validation errors (status ``failed``)."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    created_at: int | None = None
+    expires_at: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the batch has ended (its files, if any, are final)."""
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RemoteBatch":
+        """Read an OpenAI Batch object; absent or null fields take their defaults."""
+        counts = data.get("request_counts") or {}
+        usage = data.get("usage") or {}
+        errors = (data.get("errors") or {}).get("data") or []
+        problems = tuple(RemoteProblem(e.get("code"), e.get("message"), e.get("line"), e.get("param"))
+                         for e in errors if isinstance(e, dict))
+        return cls(
+            id=str(data["id"]), status=str(data["status"]), total=int(counts.get("total") or 0),
+            completed=int(counts.get("completed") or 0), failed=int(counts.get("failed") or 0),
+            output_file_id=data.get("output_file_id"), error_file_id=data.get("error_file_id"),
+            input_file_id=data.get("input_file_id"), problems=problems,
+            input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0),
+            created_at=data.get("created_at"), expires_at=data.get("expires_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """How one submitted line ended remotely.
+
+    An HTTP answer sets ``status_code``, ``body`` (JSON object text) and ``request_id``; a line the provider
+    did not run (e.g. ``batch_expired``) sets ``error_code`` and ``error_message`` instead.
+    """
+
+    custom_id: str
+    status_code: int | None = None
+    body: str | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        """A 2xx answer: the line goes to the output file."""
+        return self.error_code is None and self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Worth running again elsewhere: a retryable HTTP status (429, 5xx, ...) or a line left unrun by
+        the batch's expiry. Other failures (4xx) are final."""
+        if self.error_code is not None:
+            return self.error_code == BATCH_EXPIRED
+        return self.status_code in RETRYABLE_STATUSES
+
+
+class NativeBatchClient:
+    """A provider's native batch API over ``client`` (from :func:`~workers.providers.openai.make_client`)."""
+
+    def __init__(self, client: httpx.AsyncClient, *,
+                 transfer_timeout: httpx.Timeout = DEFAULT_TRANSFER_TIMEOUT) -> None:
+        self.client = client
+        self.transfer_timeout = transfer_timeout
+
+    async def submit(
+        self,
+        lines: Sequence[BatchLine],
+        endpoint: str,
+        completion_window: str = DEFAULT_COMPLETION_WINDOW,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Upload ``lines`` as a JSONL input file and create a batch over it; returns the remote batch id.
+
+        If creating the batch fails, the uploaded file is deleted (best effort) and the error re-raised.
+        Raises ValueError if ``lines`` is empty or a line's url is not ``endpoint``.
+        """
+        if not lines:
+            raise ValueError("a batch needs at least one line")
+        file_id = await self.upload(encode_lines(lines, endpoint))
+        request: dict[str, Any] = {"input_file_id": file_id, "endpoint": endpoint,
+                                   "completion_window": completion_window}
+        if metadata:
+            request["metadata"] = metadata
+        try:
+            created = await self._json("POST", "batches", json=request)
+        except UpstreamError:
+            with suppress(UpstreamError):
+                await self.delete_file(file_id)
+            raise
+        return str(created["id"])
+
+    async def upload(self, content: bytes, filename: str = "batch_input.jsonl") -> str:
+        """Upload a JSONL input file (purpose ``batch``); returns its file id."""
+        uploaded = await self._json("POST", "files", data={"purpose": "batch"},
+                                    files={"file": (filename, content, "application/jsonl")},
+                                    timeout=self.transfer_timeout)
+        return str(uploaded["id"])
+
+    async def poll(self, remote_id: str) -> RemoteBatch:
+        """The batch's current state."""
+        return RemoteBatch.from_json(await self._json("GET", f"batches/{remote_id}"))
+
+    async def cancel(self, remote_id: str) -> RemoteBatch:
+        """Ask the provider to cancel the batch (it goes ``cancelling``, then ``cancelled``; finished lines
+        are kept). A batch that has already ended answers 4xx: :class:`TerminalUpstream`."""
+        return RemoteBatch.from_json(await self._json("POST", f"batches/{remote_id}/cancel"))
+
+    async def results(self, remote: RemoteBatch) -> dict[str, LineResult]:
+        """Download the batch's error and output files and map each line by ``custom_id``.
+
+        Call it on a terminal batch (earlier, the files may be missing or partial). A submitted custom_id
+        absent from the answer was not reported by the provider (e.g. a cancelled batch's unrun lines).
+        """
+        found: dict[str, LineResult] = {}
+        for file_id in (remote.error_file_id, remote.output_file_id):  # output last: a success wins
+            if file_id:
+                async for result in self._result_lines(file_id):
+                    found[result.custom_id] = result
+        return found
+
+    async def delete_file(self, file_id: str) -> None:
+        """Delete a file at the provider (input, output or error file)."""
+        await self._json("DELETE", f"files/{file_id}")
+
+    async def _result_lines(self, file_id: str) -> AsyncIterator[LineResult]:
+        with _classified():
+            async with self.client.stream("GET", f"files/{file_id}/content",
+                                          timeout=self.transfer_timeout) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    _raise_for_status(resp)
+                async for text in resp.aiter_lines():
+                    if text.strip():
+                        yield parse_result_line(text)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        with _classified():
+            resp = await self.client.request(method, path, **kwargs)
+        _raise_for_status(resp)
+        try:
+            parsed = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise RetryableUpstream("Upstream answered with a body that is not a JSON object",
+                                    code="upstream_invalid_response", status=resp.status_code)
+        return parsed
+
+
+def encode_lines(lines: Sequence[BatchLine], endpoint: str) -> bytes:
+    """The JSONL input file for ``lines``: ``{"custom_id","method":"POST","url","body"}`` per line."""
+    out = bytearray()
+    for custom_id, url, body in lines:
+        if url != endpoint:
+            raise ValueError(f"line {custom_id!r} targets {url!r}, not the batch endpoint {endpoint!r}")
+        out += orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+        out += b"\n"
+    return bytes(out)
+
+
+def parse_result_line(text: str) -> LineResult:
+    """One output/error file line (``{"id","custom_id","response","error"}``) as a :class:`LineResult`."""
+    try:
+        data = orjson.loads(text)
+        custom_id = data["custom_id"]
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise RetryableUpstream("Upstream result file has a line that is not a result",
+                                code="upstream_invalid_response") from exc
+    response = data.get("response") if isinstance(data.get("response"), dict) else None
+    error = data.get("error") if isinstance(data.get("error"), dict) else None
+    status = body = request_id = None
+    tokens = (0, 0)
+    if response is not None:
+        status, request_id = response.get("status_code"), response.get("request_id")
+        payload = response.get("body")
+        body = orjson.dumps(payload).decode() if isinstance(payload, dict) else None
+        if isinstance(payload, dict) and error is None and isinstance(status, int) and status < 400:
+            tokens = _usage(payload)
+    return LineResult(
+        custom_id=str(custom_id), status_code=status if isinstance(status, int) else None, body=body,
+        request_id=request_id if isinstance(request_id, str) else None,
+        error_code=None if error is None else str(error.get("code") or "upstream_error"),
+        error_message=None if error is None else str(error.get("message") or ""),
+        input_tokens=tokens[0], output_tokens=tokens[1],
+    )
+
+
+def _usage(body: dict[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens of a response body (chat/completions/embeddings or responses naming)."""
+    usage = body.get("usage") or {}
+    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
+            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Turn httpx's network failures into :class:`RetryableUpstream`."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise RetryableUpstream(f"Upstream timed out: {exc!r}", code="upstream_timeout") from exc
+    except httpx.TransportError as exc:
+        raise RetryableUpstream(f"Upstream connection failed: {exc!r}", code="upstream_connection_error") from exc
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    """Raise for an HTTP error answer, classified as the real-time adapter does."""
+    if resp.status_code < 400:
+        return
+    message = f"Upstream answered HTTP {resp.status_code}"
+    request_id = resp.headers.get("x-request-id")
+    if resp.status_code in RETRYABLE_STATUSES:
+        raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code,
+                                body=json_object_text(resp), request_id=request_id, delay=retry_after(resp.headers))
+    raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code,
+                           body=json_object_text(resp), request_id=request_id)
