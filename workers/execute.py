@@ -18,7 +18,7 @@ from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
 from broker.results import Outcome
 from broker.tokens import admission_tokens
-from workers.providers.openai import OpenAICompatible, UpstreamResponse
+from workers.providers.openai import OpenAICompatible, UpstreamResponse, usage_tokens
 from workers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
@@ -34,12 +34,6 @@ class RetryPolicy:
         """Exponential backoff with full jitter, never shorter than what the upstream asked for."""
         backoff = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
         return max(asked or 0.0, random.uniform(backoff / 2, backoff))
-
-
-def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
-    usage = body.get("usage") or {}
-    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
-            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
 
 
 class LineRunner:

@@ -31,6 +31,13 @@ def _int_header(headers: httpx.Headers, name: str) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens of a response body (chat/completions/embeddings or responses naming)."""
+    usage = body.get("usage") or {}
+    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
+            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
+
+
 def make_client(provider: ProviderConfig) -> httpx.AsyncClient:
     """One pooled client per provider per process, sized to the provider's concurrency."""
     key = provider.api_key()

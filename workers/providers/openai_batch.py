@@ -20,7 +20,13 @@ import httpx
 import orjson
 
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
-from workers.providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, json_object_text, retry_after
+from workers.providers.openai import (
+    DEFAULT_CONNECT_TIMEOUT,
+    RETRYABLE_STATUSES,
+    json_object_text,
+    retry_after,
+    usage_tokens,
+)
 
 DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
 """Timeout of an input upload or a result download (files can hold up to 50,000 lines)."""
@@ -239,7 +245,7 @@ def parse_result_line(text: str) -> LineResult:
         payload = response.get("body")
         body = orjson.dumps(payload).decode() if isinstance(payload, dict) else None
         if isinstance(payload, dict) and error is None and isinstance(status, int) and status < 400:
-            tokens = _usage(payload)
+            tokens = usage_tokens(payload)
     return LineResult(
         custom_id=str(custom_id), status_code=status if isinstance(status, int) else None, body=body,
         request_id=request_id if isinstance(request_id, str) else None,
@@ -247,13 +253,6 @@ def parse_result_line(text: str) -> LineResult:
         error_message=None if error is None else str(error.get("message") or ""),
         input_tokens=tokens[0], output_tokens=tokens[1],
     )
-
-
-def _usage(body: dict[str, Any]) -> tuple[int, int]:
-    """(input, output) tokens of a response body (chat/completions/embeddings or responses naming)."""
-    usage = body.get("usage") or {}
-    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
-            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
 
 
 @contextmanager
