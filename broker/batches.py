@@ -194,7 +194,7 @@ def to_wire(row: BatchRow) -> Batch:
         not_before=row.not_before,
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
         webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
-        **_progress(row),
+        cost_usd=round(row.cost_usd, 8), **_progress(row),
     )
 
 

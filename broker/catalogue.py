@@ -32,6 +32,7 @@ class ModelSpec(BaseModel):
 
     input: float = 0.0
     output: float = 0.0
+    cached_input: float | None = None  #: price of prompt-cache hits; None = same as input
     rpm: int | None = Field(None, ge=1)  #: requests per minute for this model, on top of the provider's
     tpm: int | None = Field(None, ge=1)  #: tokens per minute for this model, on top of the provider's
 

@@ -105,7 +105,7 @@ def _active_batches(conn: Connection, at: float, running: dict[str, int]) -> lis
     rows = conn.execute(
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed FROM batch WHERE status = 'in_progress' "
-             "AND (not_before IS NULL OR not_before <= :now)"),
+             "AND (not_before IS NULL OR not_before <= :now) AND (max_cost_usd IS NULL OR cost_usd < max_cost_usd)"),
         {"now": at},
     ).all()
     return [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4], expires_at=r[5],

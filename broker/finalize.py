@@ -21,7 +21,8 @@ FINALIZE_CLAIM_SECONDS = 600.0  #: another planner may redo a finalization silen
 _END_MESSAGES = {
     "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
     "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
-}
+    "budget": ("budget_exceeded", "This request was not executed: the batch reached its max_cost_usd."),
+}  #: why open lines were closed -> their error code and message
 
 
 def claim(engine: Engine, batch_id: str, status: str) -> bool:
@@ -34,9 +35,9 @@ def claim(engine: Engine, batch_id: str, status: str) -> bool:
         ).rowcount == 1
 
 
-def fail_open_lines(engine: Engine, batch_id: str, end_status: str) -> int:
-    """Close every line not yet ended with the end status' error code; returns how many."""
-    code, message = _END_MESSAGES[end_status]
+def fail_open_lines(engine: Engine, batch_id: str, reason: str) -> int:
+    """Close every line not yet ended with the error code of ``reason`` (see _END_MESSAGES); returns how many."""
+    code, message = _END_MESSAGES[reason]
     with engine.begin() as conn:
         n = conn.execute(
             text("UPDATE line SET status = 'failed', error_code = :code, error_message = :msg, "

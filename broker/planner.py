@@ -17,9 +17,11 @@ from broker.files import FileStore, purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
 from broker.results import Outcome, store_outcomes
+from broker.schedules.runner import fire_due
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
+_OVER_BUDGET = "(max_cost_usd IS NOT NULL AND cost_usd >= max_cost_usd)"  #: SQL: the batch spent its max_cost_usd
 RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
@@ -33,6 +35,7 @@ class Planner:
     send: SendChunk
 
     def tick(self) -> None:
+        fire_due(self.engine, self.settings, self.catalogue, self.store)  # due schedules create their batches
         self._validate_stale()
         for provider in self.catalogue.providers.values():
             self._reclaim_expired_leases(provider)
@@ -95,35 +98,40 @@ class Planner:
         t = now()
         with self.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT id, status, total, completed, failed, expires_at, claimed_until FROM batch "
-                     "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
+                text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
+                     f"{_OVER_BUDGET} FROM batch WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
             ).all()
-            busy = {r[0] for r in conn.execute(
+            busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
                 text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
-                     "AND batch_id IN (SELECT id FROM batch WHERE status = 'cancelling')"),
+                     "AND batch_id IN (SELECT id FROM batch WHERE status = 'cancelling' OR "
+                     f"(status = 'in_progress' AND {_OVER_BUDGET}))"),
                 {"now": t},
             )}
-        for batch_id, status, total, done, failed, expires_at, claimed_until in rows:
+        for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget in rows:
             if status == "in_progress" and done + failed >= total:
                 self._end(batch_id, "in_progress", "completed")
             elif status == "in_progress" and expires_at is not None and expires_at <= t:
                 self._end(batch_id, "in_progress", "expired")
+            elif status == "in_progress" and over_budget and batch_id not in busy:
+                self._end(batch_id, "in_progress", "completed", close_reason="budget")
             elif status == "cancelling" and batch_id not in busy:
                 self._end(batch_id, "cancelling", "cancelled")
             elif status == "finalizing" and (claimed_until is None or claimed_until < t):
                 self._end(batch_id, "finalizing", "completed")  # a planner died mid-way: redo it
 
-    def _end(self, batch_id: str, status: str, final_status: str) -> None:
+    def _end(self, batch_id: str, status: str, final_status: str, close_reason: str | None = None) -> None:
+        """End the batch; lines still open are closed with ``close_reason`` (the final status by default)."""
         if not claim(self.engine, batch_id, status):
             return
+        reason = close_reason or (final_status if final_status != "completed" else None)
+        if reason is not None:
+            fail_open_lines(self.engine, batch_id, reason)
         if final_status == "completed":
             with self.engine.begin() as conn:
                 conn.execute(
                     text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
                     {"t": now(), "id": batch_id},
                 )
-        else:
-            fail_open_lines(self.engine, batch_id, final_status)
         write_results(self.engine, self.store, batch_id, final_status)
 
 

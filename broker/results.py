@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from broker.usage import add_usage
+
 MAX_ROWS_PER_STATEMENT = 500  #: VALUES rows per UPDATE statement
 
 
@@ -25,6 +27,10 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     not_before: float = 0.0
+    cost_usd: float = 0.0
+    provider: str | None = None  #: who ran the call, and as which model (for the usage roll-up)
+    model: str | None = None
+    route: str = "realtime"
     refund_attempt: bool = False
     """A retry whose call the upstream refused unprocessed (429 with Retry-After): it does not use up an attempt."""
 
@@ -32,14 +38,15 @@ class Outcome:
 _FINAL_SQL = """
 UPDATE line SET status = v.column2, response_status = v.column3, response_body = v.column4,
     request_id = v.column5, error_code = v.column6, error_message = v.column7,
-    input_tokens = v.column8, output_tokens = v.column9, finished_at = v.column10, lease_until = NULL
+    input_tokens = v.column8, output_tokens = v.column9, finished_at = v.column10, lease_until = NULL,
+    cost_usd = v.column11
 FROM (VALUES {rows}) AS v
 WHERE line.id = v.column1 AND line.status IN ('queued', 'pending')
 RETURNING line.id
 """
 _FINAL_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:s{n} AS TEXT), CAST(:rs{n} AS INTEGER), CAST(:rb{n} AS TEXT), "
               "CAST(:rq{n} AS TEXT), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT), CAST(:it{n} AS INTEGER), "
-              "CAST(:ot{n} AS INTEGER), CAST(:ft{n} AS DOUBLE PRECISION))")
+              "CAST(:ot{n} AS INTEGER), CAST(:ft{n} AS DOUBLE PRECISION), CAST(:co{n} AS DOUBLE PRECISION))")
 _RETRY_SQL = """
 UPDATE line SET status = 'pending', lease_until = NULL, not_before = v.column2,
     error_code = v.column3, error_message = v.column4, attempts = line.attempts - v.column5
@@ -80,7 +87,7 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
         params.update({
             f"i{n}": o.line_id, f"s{n}": o.status, f"rs{n}": o.response_status, f"rb{n}": o.response_body,
             f"rq{n}": o.request_id, f"ec{n}": o.error_code, f"em{n}": o.error_message,
-            f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at,
+            f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at, f"co{n}": o.cost_usd,
         })
     rows = ", ".join(_FINAL_ROW.format(n=n) for n in range(len(outcomes)))
     updated = {r[0] for r in conn.execute(text(_FINAL_SQL.format(rows=rows)), params)}
@@ -101,11 +108,14 @@ def _roll_up(conn: Connection, batch_id: str, ended: list[Outcome]) -> None:
     """
     last = conn.execute(
         text("UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
-             "output_tokens = output_tokens + :ot, result_seq = result_seq + :n WHERE id = :id RETURNING result_seq"),
+             "output_tokens = output_tokens + :ot, cost_usd = cost_usd + :cost, result_seq = result_seq + :n "
+             "WHERE id = :id RETURNING result_seq"),
         {"id": batch_id, "c": sum(o.status == "succeeded" for o in ended),
          "f": sum(o.status != "succeeded" for o in ended), "it": sum(o.input_tokens for o in ended),
-         "ot": sum(o.output_tokens for o in ended), "n": len(ended)},
+         "ot": sum(o.output_tokens for o in ended), "cost": sum(o.cost_usd for o in ended), "n": len(ended)},
     ).scalar_one()
+    add_usage(conn, batch_id, [(o.provider, o.model, o.route, o.input_tokens, o.output_tokens, o.cost_usd)
+                               for o in ended if o.provider is not None])
     first = last - len(ended) + 1
     rows = ", ".join(f"(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))" for n in range(len(ended)))
     params: dict[str, Any] = {}

@@ -85,6 +85,7 @@ class BatchRow(SQLModel, table=True):
     #: a process working on this batch outside a line lease (validation, finalization) holds it until then
     claimed_until: float | None = None
     estimated_completion_at: int | None = None
+    cost_usd: float = 0.0  #: sum of the batch's line costs so far
     #: lines ended so far, in commit order: numbers each ended line so result files only ever grow at the end
     result_seq: int = 0
 
@@ -120,6 +121,7 @@ class Line(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0  #: actual usage x the price of the route the line took
     finished_at: float | None = None
     result_seq: int | None = None  #: position among the batch's ended lines (see BatchRow.result_seq)
 
@@ -192,3 +194,51 @@ class ProviderStateRow(SQLModel, table=True):
     rate_limited: int = 0  #: of which answered 429
     p50_ms: float | None = None
     p95_ms: float | None = None
+
+
+class ScheduleRow(SQLModel, table=True):
+    """A cron expression in a time zone and the batch it creates at each run (``metadata.schedule_id`` added)."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        Index("ix_schedule_project_id_id", "project_id", "id"),
+        Index("ix_schedule_enabled_next_run_at", "enabled", "next_run_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    project_id: str = Field(foreign_key="project.id")
+    cron: str
+    timezone: str
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    metadata_json: str | None = Field(default=None, sa_column=Column(Text))  #: the caller's pairs, without schedule_id
+    priority: int = 20
+    priority_label: str = "normal"
+    constraints_json: str | None = Field(default=None, sa_column=Column(Text))
+    webhook_url: str | None = None
+    max_cost_usd: float | None = None
+    route: str = "auto"
+    enabled: bool = True
+    created_at: int
+    #: unix time of the next run; the planner that moves it on (compare-and-set) is the one that creates the batch
+    next_run_at: int
+    last_run_at: int | None = None
+    last_batch_id: str | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class UsageDaily(SQLModel, table=True):
+    """Usage and cost per project, day (UTC), provider, model and route, rolled up as lines end."""
+
+    __tablename__ = "usage_daily"
+
+    project_id: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  #: YYYY-MM-DD
+    provider: str = Field(primary_key=True)
+    model: str = Field(primary_key=True)
+    route: str = Field(primary_key=True)
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0

@@ -20,6 +20,7 @@ from broker.simulator import serve as serve_simulator
 from cli.batches import register as register_batch_commands
 from cli.compose import Core, Processes
 from cli.label import register as register_label_command
+from cli.schedules import register as register_schedule_commands
 
 app = typer.Typer(help="inference-broker: OpenAI-compatible batch inference in front of many providers.",
                   no_args_is_help=True)
@@ -151,6 +152,7 @@ def keys_create(project: Annotated[str, typer.Option(help="Project the key belon
 
 register_batch_commands(app)  # submit, status, results, cancel: a client of any broker, over HTTP
 register_label_command(app)
+register_schedule_commands(app)  # schedules create, list, pause, resume, delete: over HTTP too
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class Batch(BaseModel):
     max_cost_usd: float | None = None
     route: str = "auto"
     provider: str | None = None
+    cost_usd: float = 0.0  #: what the batch's lines have cost so far: usage x the price of the route taken
     estimated_completion_at: int | None = None  #: when the broker expects the batch done (at create, then live)
     at_risk: bool = False  #: the batch will miss its window at its current pace (it gets escalated)
 

@@ -16,9 +16,10 @@ import orjson
 
 from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
+from broker.pricing import Usage, line_cost
 from broker.results import Outcome
 from broker.tokens import admission_tokens
-from workers.providers.openai import OpenAICompatible, UpstreamResponse, usage_tokens
+from workers.providers.openai import OpenAICompatible, UpstreamResponse, usage_of
 from workers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
@@ -57,8 +58,8 @@ class LineRunner:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
                                       rate_limited=exc.status == 429)
             raise
-        tokens_in, tokens_out = usage_tokens(resp.json)
-        await self.throttle.after(model, time.monotonic() - start, estimated, tokens_in + tokens_out,
+        usage = usage_of(resp.json)
+        await self.throttle.after(model, time.monotonic() - start, estimated, usage.input_tokens + usage.output_tokens,
                                   resp.header_limits, rate_limited=False)
         return resp
 
@@ -100,9 +101,15 @@ class LineRunner:
             resp = await self._call(line.endpoint, line.body.encode())
         except UpstreamError as exc:
             return self._failure(line, exc)
-        tokens_in, tokens_out = usage_tokens(resp.json)
-        return Outcome(line.id, line.batch_id, "succeeded", resp.status, resp.text, resp.request_id,
-                       input_tokens=tokens_in, output_tokens=tokens_out)
+        return self._success(line, resp.status, resp.text, resp.request_id, usage_of(resp.json),
+                             orjson.loads(line.body).get("model"))
+
+    def _success(self, line: LeasedLine, status: int, body: str, request_id: str | None, usage: Usage,
+                 model: str | None) -> Outcome:
+        provider = self.throttle.provider
+        return Outcome(line.id, line.batch_id, "succeeded", status, body, request_id,
+                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cost_usd=line_cost(provider, model, usage), provider=provider.name, model=model)
 
     async def _pack(self, pack: list[tuple[LeasedLine, Any]]) -> list[Outcome]:
         if len(pack) == 1:
@@ -112,7 +119,8 @@ class LineRunner:
         try:
             body = {**params, "input": flat}
             resp = await self._call(EMBEDDINGS, orjson.dumps(body), body)
-            return _split_embeddings(pack, resp)
+            return [self._success(line, resp.status, text, resp.request_id, usage, params.get("model"))
+                    for line, text, usage in _split_embeddings(pack, resp)]
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
             return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
         except UpstreamError as exc:
@@ -141,7 +149,8 @@ def _packable_inputs(body: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def _split_embeddings(pack: list[tuple[LeasedLine, Any]], resp: UpstreamResponse) -> list[Outcome]:
+def _split_embeddings(pack: list[tuple[LeasedLine, Any]],
+                      resp: UpstreamResponse) -> list[tuple[LeasedLine, str, Usage]]:
     """Give each line its own embeddings response; usage is shared out by input length."""
     data = sorted(resp.json.get("data") or [], key=lambda d: d.get("index", 0))
     sizes = [len(inputs) for _, (_, inputs) in pack]
@@ -149,8 +158,8 @@ def _split_embeddings(pack: list[tuple[LeasedLine, Any]], resp: UpstreamResponse
         raise RetryableUpstream("Upstream returned a different number of embeddings than inputs",
                                 code="upstream_invalid_response", status=resp.status)
     weights = [sum(len(t) for t in inputs) for _, (_, inputs) in pack]
-    total_tokens, _ = usage_tokens(resp.json)
-    outcomes: list[Outcome] = []
+    total_tokens = usage_of(resp.json).input_tokens
+    outcomes: list[tuple[LeasedLine, str, Usage]] = []
     offset = given = 0
     for n, ((line, _), size) in enumerate(zip(pack, sizes, strict=True)):
         items = [{**item, "index": i} for i, item in enumerate(data[offset:offset + size])]
@@ -159,6 +168,5 @@ def _split_embeddings(pack: list[tuple[LeasedLine, Any]], resp: UpstreamResponse
         given += tokens
         body = {"object": "list", "data": items, "model": resp.json.get("model"),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        outcomes.append(Outcome(line.id, line.batch_id, "succeeded", resp.status, orjson.dumps(body).decode(),
-                                resp.request_id, input_tokens=tokens))
+        outcomes.append((line, orjson.dumps(body).decode(), Usage(input_tokens=tokens)))
     return outcomes

@@ -10,6 +10,7 @@ import orjson
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
+from broker.pricing import Usage
 from workers.providers.transport import AsyncioTransport
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
@@ -31,11 +32,13 @@ def _int_header(headers: httpx.Headers, name: str) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
-    """(input, output) tokens of a response body (chat/completions/embeddings or responses naming)."""
+def usage_of(body: dict[str, Any]) -> Usage:
+    """Tokens of a response body, whichever naming it uses (chat/completions/embeddings or responses)."""
     usage = body.get("usage") or {}
-    return (int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
-            int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0))
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    return Usage(int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
+                 int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0),
+                 int(details.get("cached_tokens", 0) or 0))
 
 
 def make_client(provider: ProviderConfig) -> httpx.AsyncClient:

@@ -20,12 +20,13 @@ import httpx
 import orjson
 
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
+from broker.pricing import Usage
 from workers.providers.openai import (
     DEFAULT_CONNECT_TIMEOUT,
     RETRYABLE_STATUSES,
     json_object_text,
     retry_after,
-    usage_tokens,
+    usage_of,
 )
 
 DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
@@ -239,19 +240,19 @@ def parse_result_line(text: str) -> LineResult:
     response = data.get("response") if isinstance(data.get("response"), dict) else None
     error = data.get("error") if isinstance(data.get("error"), dict) else None
     status = body = request_id = None
-    tokens = (0, 0)
+    usage = Usage()
     if response is not None:
         status, request_id = response.get("status_code"), response.get("request_id")
         payload = response.get("body")
         body = orjson.dumps(payload).decode() if isinstance(payload, dict) else None
         if isinstance(payload, dict) and error is None and isinstance(status, int) and status < 400:
-            tokens = usage_tokens(payload)
+            usage = usage_of(payload)
     return LineResult(
         custom_id=str(custom_id), status_code=status if isinstance(status, int) else None, body=body,
         request_id=request_id if isinstance(request_id, str) else None,
         error_code=None if error is None else str(error.get("code") or "upstream_error"),
         error_message=None if error is None else str(error.get("message") or ""),
-        input_tokens=tokens[0], output_tokens=tokens[1],
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
     )
 
 

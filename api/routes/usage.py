@@ -1,0 +1,32 @@
+"""``GET /v1/usage`` (extension): the caller's project's usage and cost, per day, provider, model and route."""
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ProjectDep, SessionDep
+from broker.errors import InvalidRequest
+from broker.usage import usage_rows
+from schemas.usage import UsageReport, UsageRow
+
+router = APIRouter(tags=["usage"])
+
+
+def _day(value: str | None, param: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidRequest(f"{param} must be a date like 2026-11-25.", param=param) from None
+
+
+@router.get("/v1/usage", response_model=UsageReport)
+def usage(project_id: ProjectDep, session: SessionDep,
+          start_date: Annotated[str | None, Query(description="First UTC day, YYYY-MM-DD")] = None,
+          end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None) -> UsageReport:
+    rows = [UsageRow.model_validate(r, from_attributes=True)
+            for r in usage_rows(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
+    return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
+                       total_cost_usd=round(sum(r.cost_usd for r in rows), 8))

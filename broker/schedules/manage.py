@@ -1,0 +1,109 @@
+"""Schedules on the API side: create, read, list, update, delete, and the wire conversion (tenant-scoped)."""
+
+import time
+from collections.abc import Sequence
+from typing import cast
+
+import orjson
+from sqlmodel import Session, col
+
+from broker.access import get_owned, page
+from broker.batches import MAX_METADATA_PAIRS, create_batch
+from broker.errors import InvalidRequest
+from broker.ids import new_id, now
+from broker.schedules.cron import check_cron, check_timezone, next_run
+from broker.tables import ScheduleRow
+from schemas.batches import PRIORITY_CLASSES, BatchCreate, Constraints, Route
+from schemas.schedules import Schedule, ScheduleCreate, ScheduleUpdate
+
+SCHEDULE_ID_KEY = "schedule_id"  #: metadata key that ties each created batch to its schedule
+
+
+def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_window_seconds: int,
+                    webhook_allow_hosts: Sequence[str] = ()) -> ScheduleRow:
+    """Record a schedule whose batch template passes every check ``POST /v1/batches`` makes."""
+    cron, timezone = check_cron(req.cron), check_timezone(req.timezone)
+    first_run = next_run(cron, timezone, time.time())
+    metadata = req.metadata or {}
+    if SCHEDULE_ID_KEY in metadata:
+        raise InvalidRequest(f"The metadata key '{SCHEDULE_ID_KEY}' is set by the schedule on every batch it creates.",
+                             param="metadata")
+    if len(metadata) >= MAX_METADATA_PAIRS:
+        raise InvalidRequest(f"A schedule's metadata may hold at most {MAX_METADATA_PAIRS - 1} pairs: its batches "
+                             f"also carry '{SCHEDULE_ID_KEY}'.", param="metadata")
+    row = ScheduleRow(
+        id=new_id("sched"), project_id=project_id, cron=cron, timezone=timezone, input_file_id=req.input_file_id,
+        endpoint=req.endpoint, completion_window=req.completion_window,
+        metadata_json=orjson.dumps(req.metadata).decode() if req.metadata else None,
+        constraints_json=req.constraints.model_dump_json(exclude_none=True) if req.constraints else None,
+        webhook_url=req.webhook_url, max_cost_usd=req.max_cost_usd, route=req.route, enabled=req.enabled,
+        created_at=now(), next_run_at=first_run,
+    )
+    # the template goes through create_batch's own checks (file owned and of purpose batch, endpoint, window,
+    # priority, metadata, webhook URL), then the batch it built is dropped unsaved
+    probe = create_batch(session, project_id, batch_request(row, req.priority), min_window_seconds,
+                         webhook_allow_hosts)
+    session.expunge(probe)
+    row.priority, row.priority_label = probe.priority, probe.priority_label
+    session.add(row)
+    return row
+
+
+def batch_request(row: ScheduleRow, priority: str | int | None = None) -> BatchCreate:
+    """The ``POST /v1/batches`` body a run of ``row`` sends, ``metadata.schedule_id`` included."""
+    metadata: dict[str, str] = orjson.loads(row.metadata_json) if row.metadata_json else {}
+    return BatchCreate(
+        input_file_id=row.input_file_id, endpoint=row.endpoint, completion_window=row.completion_window,
+        metadata={**metadata, SCHEDULE_ID_KEY: row.id},
+        priority=priority if priority is not None else _priority(row),
+        constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
+        webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=cast(Route, row.route),
+    )
+
+
+def get_schedule(session: Session, project_id: str, schedule_id: str) -> ScheduleRow:
+    return get_owned(session, ScheduleRow, schedule_id, project_id, "schedule")
+
+
+def list_schedules(session: Session, project_id: str, after: str | None,
+                   limit: int) -> tuple[list[ScheduleRow], bool]:
+    return page(session, ScheduleRow, col(ScheduleRow.project_id) == project_id, after=after, limit=limit)
+
+
+def update_schedule(session: Session, project_id: str, schedule_id: str, req: ScheduleUpdate) -> ScheduleRow:
+    """Pause, resume or re-time a schedule; a resumed or re-timed one runs next at its first time from now.
+
+    Runs missed while paused are not made up. Moving ``next_run_at`` also voids any claim a planner was about
+    to make on the old time (the claim compares it).
+    """
+    row = get_schedule(session, project_id, schedule_id)
+    cron = check_cron(req.cron) if req.cron is not None else row.cron
+    timezone = check_timezone(req.timezone) if req.timezone is not None else row.timezone
+    enabled = req.enabled if req.enabled is not None else row.enabled
+    if (cron, timezone) != (row.cron, row.timezone) or (enabled and not row.enabled):
+        row.next_run_at = next_run(cron, timezone, time.time())
+    row.cron, row.timezone, row.enabled = cron, timezone, enabled
+    session.add(row)
+    return row
+
+
+def delete_schedule(session: Session, project_id: str, schedule_id: str) -> None:
+    """Remove the schedule; batches it created stay, still carrying its id in their metadata."""
+    session.delete(get_schedule(session, project_id, schedule_id))
+
+
+def to_wire(row: ScheduleRow) -> Schedule:
+    return Schedule(
+        id=row.id, cron=row.cron, timezone=row.timezone, input_file_id=row.input_file_id, endpoint=row.endpoint,
+        completion_window=row.completion_window, priority=_priority(row), route=row.route,
+        webhook_url=row.webhook_url, metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
+        constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
+        max_cost_usd=row.max_cost_usd, enabled=row.enabled, created_at=row.created_at,
+        next_run_at=row.next_run_at if row.enabled else None, last_run_at=row.last_run_at,
+        last_batch_id=row.last_batch_id, last_error=row.last_error,
+    )
+
+
+def _priority(row: ScheduleRow) -> str | int:
+    """A class name as sent; an integer priority as the integer it was (as on the Batch object)."""
+    return row.priority_label if row.priority_label in PRIORITY_CLASSES else row.priority

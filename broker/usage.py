@@ -1,0 +1,47 @@
+"""Usage and cost roll-ups: per project, UTC day, provider, model and route, updated as lines end."""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+from sqlmodel import Session, col, select
+
+from broker.tables import UsageDaily
+
+#: (provider, model, route, input tokens, output tokens, cost) of one ended call
+Call = tuple[str | None, str | None, str, int, int, float]
+
+
+def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
+    """Add ended calls of one batch to its project's daily roll-up, in the caller's transaction."""
+    totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for provider, model, route, tokens_in, tokens_out, cost in calls:
+        t = totals[(provider or "", model or "", route)]
+        t[0] += 1
+        t[1] += tokens_in
+        t[2] += tokens_out
+        t[3] += cost
+    if not totals:
+        return
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    conn.execute(
+        text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
+             "output_tokens, cost_usd) SELECT project_id, :day, :provider, :model, :route, :n, :it, :ot, :cost "
+             "FROM batch WHERE id = :b ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
+             "requests = usage_daily.requests + excluded.requests, "
+             "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
+             "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
+             "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
+        [{"b": batch_id, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]), "it": int(t[1]),
+          "ot": int(t[2]), "cost": t[3]} for (p, m, r), t in sorted(totals.items())],
+    )
+
+
+def usage_rows(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageDaily]:
+    query = select(UsageDaily).where(col(UsageDaily.project_id) == project_id)
+    if start:
+        query = query.where(col(UsageDaily.day) >= start)
+    if end:
+        query = query.where(col(UsageDaily.day) <= end)
+    return list(session.exec(query.order_by(col(UsageDaily.day), col(UsageDaily.provider), col(UsageDaily.model))))

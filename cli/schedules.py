@@ -1,0 +1,194 @@
+"""``broker schedules create | list | pause | resume | delete``: recurring batches, against any broker, over HTTP.
+
+The openai SDK has no schedules resource, so these commands use its generic ``get``/``post``/``delete`` (same
+auth, retries and error types as the rest of the CLI). ``create`` prints the schedule id alone on stdout.
+"""
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import openai
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cli.batches import DEFAULT_WINDOW, Priority, Window, prepare_input, priority_value
+from cli.client import DEFAULT_BROKER_URL, ApiKey, BrokerUrl, CliError, connect, friendly_errors
+
+DEFAULT_LIST_LIMIT = 100  #: schedules shown by ``broker schedules list``
+
+app = typer.Typer(help="Recurring batches: a cron schedule creates a batch from an input file at each run.",
+                  no_args_is_help=True)
+ScheduleId = Annotated[str, typer.Argument(help="The schedule id (sched_…).")]
+
+
+class ScheduleObject(openai.BaseModel):
+    """The broker's Schedule object, as much of it as the CLI shows (the SDK keeps the rest as extras)."""
+
+    id: str
+    cron: str
+    timezone: str
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    priority: str | int
+    route: str
+    enabled: bool
+    next_run_at: int | None = None
+    last_run_at: int | None = None
+    last_batch_id: str | None = None
+    last_error: str | None = None
+
+
+class ScheduleListObject(openai.BaseModel):
+    data: list[ScheduleObject]
+
+
+def at_zone(timestamp: int | None, zone: str) -> str:
+    """A unix time on the schedule's own clock (the zone its cron is read in)."""
+    if timestamp is None:
+        return "-"
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):  # the broker knows a zone this machine does not
+        return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def parse_metadata(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--metadata takes KEY=VALUE, not '{pair}'")
+        metadata[key] = value
+    return metadata
+
+
+def _input(client: openai.OpenAI, source: str, model: str | None, endpoint: str | None,
+           workdir: Path) -> tuple[str, str, bool]:
+    """(file id, endpoint, uploaded here): a local JSONL file is uploaded (purpose batch); else it is a file id."""
+    path = Path(source)
+    if not path.is_file():
+        if model:
+            raise CliError(f"--model rewrites a local file; '{source}' is not one (an uploaded file is used as is)")
+        if not endpoint:
+            raise CliError(f"'{source}' is not a local file, so it is taken as a file id: pass --endpoint with it")
+        return source, endpoint, False
+    upload_path, line_url = prepare_input(path, model, workdir)
+    endpoint = endpoint or line_url
+    if not endpoint:
+        raise CliError(f"cannot tell the endpoint from {path}'s first line; pass --endpoint")
+    with upload_path.open("rb") as fh:
+        upload = client.files.create(file=(upload_path.name, fh), purpose="batch")
+    return upload.id, endpoint, True
+
+
+@app.command("create")
+def create(source: Annotated[str, typer.Argument(
+               metavar="INPUT", help="A JSONL file to upload, or the id of an uploaded file of purpose batch.")],
+           cron: Annotated[str, typer.Option(
+               "--cron", help='When to run, e.g. "0 2 * * *" (02:00 daily); a sixth field counts seconds.')],
+           timezone: Annotated[str, typer.Option("--timezone", "--tz", help="IANA zone the cron is read in.")] = "UTC",
+           model: Annotated[str | None, typer.Option("--model", help="Set body.model on every line.")] = None,
+           endpoint: Annotated[str | None, typer.Option(
+               "--endpoint", help="Batch endpoint; by default the lines' url.")] = None,
+           window: Window = DEFAULT_WINDOW, priority: Priority = None,
+           route: Annotated[Literal["auto", "realtime", "native_batch", "off_peak"], typer.Option(
+               "--route", help="auto picks the cheapest way that meets the window.")] = "auto",
+           webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="Told when each batch ends.")] = None,
+           metadata: Annotated[list[str] | None, typer.Option(
+               "--metadata", help="KEY=VALUE on every batch (repeatable).")] = None,
+           paused: Annotated[bool, typer.Option("--paused", help="Create it paused (resume to start).")] = False,
+           url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """Create a schedule: at each cron time the broker creates a batch from INPUT with these settings."""
+    err = Console(stderr=True)
+    with friendly_errors(err), tempfile.TemporaryDirectory(prefix="broker-schedule-") as tmp:
+        client = connect(url, api_key)
+        body: dict[str, Any] = {"cron": cron, "timezone": timezone, "completion_window": window, "route": route,
+                                "enabled": not paused}
+        if priority is not None:
+            body["priority"] = priority_value(priority)
+        if webhook_url:
+            body["webhook_url"] = webhook_url
+        if (pairs := parse_metadata(metadata)) is not None:
+            body["metadata"] = pairs
+        file_id, body["endpoint"], uploaded = _input(client, source, model, endpoint, Path(tmp))
+        body["input_file_id"] = file_id
+        try:
+            schedule = client.post("/schedules", body=body, cast_to=ScheduleObject)
+        except openai.APIStatusError:
+            if uploaded:
+                client.files.delete(file_id)  # a refused schedule leaves no orphan upload behind
+            raise
+        typer.echo(schedule.id)
+        when = f"next run {at_zone(schedule.next_run_at, schedule.timezone)}" if schedule.enabled else "paused"
+        err.print(f"schedule [bold]{schedule.id}[/] created: cron \"{schedule.cron}\" ({schedule.timezone}), {when}; "
+                  f"each run: {schedule.endpoint} from {schedule.input_file_id}, window {schedule.completion_window}, "
+                  f"route {schedule.route}")
+
+
+@app.command("list")
+def list_(limit: Annotated[int, typer.Option(help="Schedules listed.", min=1, max=100)] = DEFAULT_LIST_LIMIT,
+          url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """A table of the project's schedules, newest first (times on each schedule's own clock)."""
+    out = Console()
+    with friendly_errors(Console(stderr=True)):
+        page = connect(url, api_key).get("/schedules", options={"params": {"limit": limit}},
+                                         cast_to=ScheduleListObject)
+        if not page.data:
+            out.print('no schedules yet: create one with `broker schedules create FILE.jsonl --cron "0 2 * * *"`')
+            return
+        out.print(schedules_table(page.data))
+
+
+def schedules_table(schedules: list[ScheduleObject]) -> Table:
+    table = Table(title="Schedules", title_justify="left")
+    for column in ("schedule", "cron", "timezone", "endpoint", "window", "route", "state", "next run", "last run",
+                   "last batch"):
+        table.add_column(column, no_wrap=column in ("schedule", "cron"))
+    for s in schedules:
+        state = "active" if s.enabled else "paused"
+        last = s.last_batch_id or "-"
+        if s.last_error:
+            last = f"[red]error[/]: {escape(s.last_error)}"
+        table.add_row(s.id, s.cron, s.timezone, s.endpoint, s.completion_window, s.route, state,
+                      at_zone(s.next_run_at, s.timezone), at_zone(s.last_run_at, s.timezone), last)
+    return table
+
+
+def _set_enabled(schedule_id: str, enabled: bool, url: str, api_key: str | None) -> None:
+    with friendly_errors(Console(stderr=True)):
+        s = connect(url, api_key).post(f"/schedules/{schedule_id}", body={"enabled": enabled}, cast_to=ScheduleObject)
+        typer.echo(f"{s.id} resumed, next run {at_zone(s.next_run_at, s.timezone)}" if enabled else f"{s.id} paused")
+
+
+@app.command()
+def pause(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """Stop creating batches until resumed (runs missed meanwhile are not made up)."""
+    _set_enabled(schedule_id, False, url, api_key)
+
+
+@app.command()
+def resume(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """Run again from the next cron time."""
+    _set_enabled(schedule_id, True, url, api_key)
+
+
+@app.command()
+def delete(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """Delete a schedule; the batches it created stay."""
+    with friendly_errors(Console(stderr=True)):
+        connect(url, api_key).delete(f"/schedules/{schedule_id}", cast_to=openai.BaseModel)
+        typer.echo(f"{schedule_id} deleted")
+
+
+def register(main: typer.Typer) -> None:
+    """Add ``broker schedules …`` to the ``broker`` app."""
+    main.add_typer(app, name="schedules")

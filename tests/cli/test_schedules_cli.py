@@ -1,0 +1,76 @@
+"""``broker schedules create | list | pause | resume | delete`` against an embedded broker, via the entry point."""
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.cli.conftest import Cli, assert_clean_failure
+from tests.harness import CHAT_MODEL, chat_line
+
+
+def write_jsonl(path: Path, n: int) -> Path:
+    lines = [chat_line(i) for i in range(n)]
+    for line in lines:
+        del line["body"]["model"]  # --model fills it in
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def schedule(cli: Cli, schedule_id: str) -> httpx.Response:
+    return httpx.get(f"{cli.broker.base_url}/schedules/{schedule_id}", trust_env=False,
+                     headers={"Authorization": f"Bearer {cli.key}"})
+
+
+def test_create_uploads_the_file_then_list_pause_resume_delete(cli: Cli, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "nightly.jsonl", 3)
+    created = cli("schedules", "create", str(source), "--cron", "0 2 * * *", "--tz", "Europe/Paris",
+                  "--model", CHAT_MODEL, "--window", "7d", "--priority", "low", "--metadata", "team=search",
+                  "--metadata", "kind=nightly")
+    assert created.exit_code == 0, created.output
+    schedule_id = created.stdout.strip()
+    assert schedule_id.startswith("sched_") and "\n" not in schedule_id
+    assert 'cron "0 2 * * *" (Europe/Paris), next run' in created.stderr and "02:00:00 CE" in created.stderr
+    body = schedule(cli, schedule_id).json()
+    assert (body["endpoint"], body["completion_window"], body["priority"], body["route"], body["metadata"]) == (
+        "/v1/chat/completions", "7d", "low", "auto", {"team": "search", "kind": "nightly"})
+    uploaded = [json.loads(x) for x in cli.client().files.content(body["input_file_id"]).text.splitlines()]
+    assert [x["body"]["model"] for x in uploaded] == [CHAT_MODEL] * 3
+
+    again = cli("schedules", "create", body["input_file_id"], "--cron", "*/30 * * * *",
+                "--endpoint", "/v1/chat/completions", "--route", "off_peak", "--paused")
+    assert again.exit_code == 0, again.output
+    other_id = again.stdout.strip()
+    listing = cli("schedules", "list")
+    assert listing.exit_code == 0, listing.output
+    assert schedule_id in listing.stdout and other_id in listing.stdout
+    assert "Europe/Paris" in listing.stdout and "paused" in listing.stdout and "off_peak" in listing.stdout
+
+    resumed = cli("schedules", "resume", other_id)
+    assert resumed.exit_code == 0 and resumed.stdout.startswith(f"{other_id} resumed, next run"), resumed.output
+    assert schedule(cli, other_id).json()["enabled"] is True
+    paused = cli("schedules", "pause", schedule_id)
+    assert (paused.exit_code, paused.stdout.strip()) == (0, f"{schedule_id} paused")
+    assert schedule(cli, schedule_id).json()["next_run_at"] is None
+
+    for sid in (schedule_id, other_id):
+        deleted = cli("schedules", "delete", sid)
+        assert (deleted.exit_code, deleted.stdout.strip()) == (0, f"{sid} deleted")
+        assert schedule(cli, sid).status_code == 404
+    assert "no schedules yet" in cli("schedules", "list").stdout
+
+
+def test_refused_schedules_fail_cleanly_and_leave_no_upload(cli: Cli, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", 2)
+    bad_cron = cli("schedules", "create", str(source), "--cron", "every night", "--model", CHAT_MODEL)
+    assert_clean_failure(bad_cron, "Invalid cron expression 'every night'")
+    assert "(HTTP 400)" in bad_cron.stderr
+    bad_zone = cli("schedules", "create", str(source), "--cron", "0 2 * * *", "--tz", "Moon/Base")
+    assert_clean_failure(bad_zone, "Unknown time zone 'Moon/Base'")
+    assert cli.client().files.list().data == [], "a refused schedule leaves no orphan upload"
+    assert_clean_failure(cli("schedules", "create", "file_nope", "--cron", "0 2 * * *"), "pass --endpoint")
+    assert_clean_failure(cli("schedules", "create", "file_nope", "--cron", "0 2 * * *", "--endpoint",
+                             "/v1/chat/completions"), "No such File object: file_nope")
+    assert_clean_failure(cli("schedules", "create", str(source), "--cron", "0 2 * * *", "--metadata", "oops"),
+                         "--metadata takes KEY=VALUE")
+    assert_clean_failure(cli("schedules", "delete", "sched_nope"), "No such schedule object: sched_nope")
