@@ -8,6 +8,7 @@ from api.context import ApiContext
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker import batches as service
 from schemas.batches import Batch, BatchCreate, BatchList
+from schemas.pages import cursor_page
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -32,8 +33,7 @@ def list_batches(project_id: ProjectDep, session: SessionDep, after: str | None 
                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchList:
     rows, has_more = service.list_batches(session, project_id, after, limit)
     data = [service.to_wire(r) for r in rows]
-    return BatchList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                     has_more=has_more)
+    return cursor_page(BatchList, data, has_more)
 
 
 @router.get("/{batch_id}", response_model=Batch)

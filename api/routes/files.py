@@ -15,6 +15,7 @@ from broker.files import get_file, register_file, to_wire
 from broker.result_lines import iter_lines
 from broker.tables import StoredFile
 from schemas.files import UPLOADABLE_PURPOSES, FileDeleted, FileList, FileObject
+from schemas.pages import cursor_page
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_LIST_LIMIT = 10_000  #: as OpenAI
@@ -64,8 +65,7 @@ def list_files(
         filters.append(col(StoredFile.purpose) == purpose)
     rows, has_more = page(session, StoredFile, *filters, after=after, limit=limit, order=order)
     data = [to_wire(r) for r in rows]
-    return FileList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                    has_more=has_more)
+    return cursor_page(FileList, data, has_more)
 
 
 @router.get("/{file_id}", response_model=FileObject)

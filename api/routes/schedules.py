@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker.schedules import manage as service
+from schemas.pages import cursor_page
 from schemas.schedules import Schedule, ScheduleCreate, ScheduleDeleted, ScheduleList, ScheduleUpdate
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
@@ -24,8 +25,7 @@ def list_schedules(project_id: ProjectDep, session: SessionDep, after: str | Non
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ScheduleList:
     rows, has_more = service.list_schedules(session, project_id, after, limit)
     data = [service.to_wire(r) for r in rows]
-    return ScheduleList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                        has_more=has_more)
+    return cursor_page(ScheduleList, data, has_more)
 
 
 @router.get("/{schedule_id}", response_model=Schedule)

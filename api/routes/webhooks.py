@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker.tables import WebhookDelivery as DeliveryRow
 from broker.webhooks import endpoints as service
+from schemas.pages import cursor_page
 from schemas.webhooks import (
     WebhookDelivery,
     WebhookDeliveryList,
@@ -35,8 +36,7 @@ def list_endpoints(project_id: ProjectDep, session: SessionDep, after: str | Non
                    limit: Limit = 20) -> WebhookEndpointList:
     rows, has_more = service.list_endpoints(session, project_id, after, limit)
     data = [service.endpoint_to_wire(r) for r in rows]
-    return WebhookEndpointList(data=data, first_id=data[0].id if data else None,
-                               last_id=data[-1].id if data else None, has_more=has_more)
+    return cursor_page(WebhookEndpointList, data, has_more)
 
 
 @router.get("/secret", response_model=WebhookSecret)
@@ -78,5 +78,4 @@ def list_endpoint_deliveries(endpoint_id: str, project_id: ProjectDep, session: 
 
 def _deliveries(rows: list[DeliveryRow], has_more: bool) -> WebhookDeliveryList:
     data = [service.delivery_to_wire(r) for r in rows]
-    return WebhookDeliveryList(data=data, first_id=data[0].id if data else None,
-                               last_id=data[-1].id if data else None, has_more=has_more)
+    return cursor_page(WebhookDeliveryList, data, has_more)
