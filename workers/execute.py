@@ -5,6 +5,7 @@ error code), or retry after a backoff that honours ``Retry-After``, bounded by a
 """
 
 import asyncio
+import logging
 import random
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from workers.providers.openai import OpenAICompatible, UpstreamResponse, usage_o
 from workers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,10 @@ class LineRunner:
             resp = await self._call(line.endpoint, line.body.encode())
         except UpstreamError as exc:
             return self._failure(line, exc)
+        except Exception as exc:  # our own trouble (a limiter's Redis, say): retry the line, never lose the chunk
+            log.exception("line %s: call failed inside the broker", line.id)
+            return self._failure(line, RetryableUpstream(f"Broker error before the call: {exc!r}",
+                                                         code="broker_error"))
         return self._success(line, resp.status, resp.text, resp.request_id, usage_of(resp.json),
                              orjson.loads(line.body).get("model"))
 
@@ -125,6 +131,10 @@ class LineRunner:
             return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
         except UpstreamError as exc:
             return [self._failure(line, exc) for line, _ in pack]
+        except Exception as exc:  # our own trouble: retry the lines, never lose the chunk
+            log.exception("packed call failed inside the broker")
+            broker_error = RetryableUpstream(f"Broker error before the call: {exc!r}", code="broker_error")
+            return [self._failure(line, broker_error) for line, _ in pack]
 
     def _failure(self, line: LeasedLine, exc: UpstreamError) -> Outcome:
         now = time.time()

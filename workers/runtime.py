@@ -23,6 +23,13 @@ from workers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
+LIMITER_CONNECTIONS = 32  #: Redis connections a worker process uses for shared limits
+
+
+def _redis_client(url: str) -> aioredis.Redis:
+    """Callers queue for a connection instead of failing when every line of every chunk waits on a limit."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=LIMITER_CONNECTIONS, timeout=None)
+    return aioredis.Redis(connection_pool=pool)
 
 
 @dataclass
@@ -53,7 +60,7 @@ class WorkerRuntime:
     def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
         if self.limiter is None:
             redis_url = self.settings.redis_url
-            self.limiter = RedisLimiter(aioredis.from_url(redis_url)) if redis_url else LocalLimiter()
+            self.limiter = RedisLimiter(_redis_client(redis_url)) if redis_url else LocalLimiter()
         if provider.name not in self._throttles:
             self._throttles[provider.name] = ProviderThrottle(provider, self.limiter)
         return self._throttles[provider.name]

@@ -1,0 +1,42 @@
+"""A failure inside the broker (here: the shared-limit store is down) retries the lines instead of losing them."""
+
+import asyncio
+
+import httpx
+
+from broker.catalogue import ModelSpec, ProviderConfig
+from broker.dispatch import LeasedLine
+from workers.execute import LineRunner, RetryPolicy
+from workers.limits import Limit, LimitState
+from workers.providers.openai import OpenAICompatible
+from workers.throttle import ProviderThrottle
+
+
+class DownLimiter:
+    """A limiter whose store cannot be reached."""
+
+    async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
+        raise ConnectionError("limit store unreachable")
+
+    async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None: ...
+
+    async def on_rate_limited(self, key: str, limit: Limit) -> None: ...
+
+    async def on_headers(self, key: str, limit: Limit, requests_limit: int | None,
+                         tokens_limit: int | None) -> None: ...
+
+    async def state(self, key: str, limit: Limit) -> LimitState:
+        return LimitState(None, None)
+
+
+def test_lines_whose_call_fails_inside_the_broker_come_back_as_retries() -> None:
+    provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", rpm=60, models={"m": ModelSpec()})
+    lines = [LeasedLine(i, "b", "/v1/chat/completions", '{"model": "m", "messages": []}', 1, None) for i in range(3)]
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(base_url=provider.base_url) as client:
+            runner = LineRunner(OpenAICompatible(client), RetryPolicy(5, 0.01, 0.1),
+                                ProviderThrottle(provider, DownLimiter()))
+            return [f"{o.status}:{o.error_code}" for o in await runner.run(lines)]
+
+    assert asyncio.run(run()) == ["retry:broker_error"] * 3
