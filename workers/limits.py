@@ -48,7 +48,7 @@ class LimitState:
 
 class Limiter(Protocol):
     async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
-        """Take one request and ``tokens`` tokens; returns the seconds to wait first (0 = go now)."""
+        """Reserve one request and ``tokens`` tokens; returns the seconds to wait before calling (0 = go now)."""
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         """Correct the token bucket once the call's real usage is known."""
@@ -63,7 +63,7 @@ class Limiter(Protocol):
 
 
 async def wait_for_capacity(limiter: Limiter, key: str, limit: Limit, tokens: int) -> None:
-    while (delay := await limiter.acquire(key, limit, tokens)) > 0:
+    if (delay := await limiter.acquire(key, limit, tokens)) > 0:
         await asyncio.sleep(delay)
 
 
@@ -110,16 +110,7 @@ class LocalLimiter:
         now = time.monotonic()
         b.refill(now)
         _probe_up(b, limit, now)
-        wait = 0.0
-        if b.rpm and b.requests < 1:
-            wait = (1 - b.requests) * 60 / b.rpm
-        need = min(tokens, b.tpm * BURST_SECONDS / 60) if b.tpm else 0
-        if b.tpm and b.tokens < need:
-            wait = max(wait, (need - b.tokens) * 60 / b.tpm)
-        if wait == 0:
-            b.requests -= 1
-            b.tokens -= tokens
-        return wait
+        return _reserve(b, tokens)
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         self._bucket(key, limit).tokens += estimated - actual
@@ -148,6 +139,21 @@ class LocalLimiter:
     async def state(self, key: str, limit: Limit) -> LimitState:
         b = self._bucket(key, limit)
         return LimitState(b.rpm, b.tpm, b.rate_limited, b.last_429_at)
+
+
+def _reserve(b: _Bucket, tokens: int) -> float:
+    """Take a request and its tokens now, even on credit; the debt says how long the caller waits (callers wait
+    once, in order, instead of all waking to retry)."""
+    wait = 0.0
+    if b.rpm:
+        b.requests -= 1
+        if b.requests < 0:
+            wait = -b.requests * 60 / b.rpm
+    if b.tpm:
+        b.tokens -= tokens
+        if b.tokens < 0:
+            wait = max(wait, -b.tokens * 60 / b.tpm)
+    return wait
 
 
 def _decreased(current: float | None, configured: int | None) -> float | None:
@@ -192,10 +198,8 @@ if op == 'acquire' then
     if ctpm > 0 then tpm = math.min(ctpm, ct, tpm * (1 + tonumber(ARGV[10]))) end
   end
   local wait = 0
-  if rpm > 0 and r < 1 then wait = (1 - r) * 60000 / rpm end
-  local need = math.min(cost, tpm * burst / 60)
-  if tpm > 0 and t < need then wait = math.max(wait, (need - t) * 60000 / tpm) end
-  if wait == 0 then r = r - 1; t = t - cost end
+  if rpm > 0 then r = r - 1; if r < 0 then wait = -r * 60000 / rpm end end
+  if tpm > 0 then t = t - cost; if t < 0 then wait = math.max(wait, -t * 60000 / tpm) end end
   result = wait
 elseif op == 'settle' then
   t = t + cost

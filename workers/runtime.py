@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ from workers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
+CONNECTIONS_PER_CLIENT = 32  #: upstream connections per pooled client; bigger pools cost more CPU per request
 LIMITER_CONNECTIONS = 32  #: Redis connections a worker process uses for shared limits
 
 
@@ -41,7 +43,8 @@ class WorkerRuntime:
     #: shared limits; None until first use (a Redis client belongs to the event loop that made it)
     limiter: Limiter | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    _clients: dict[str, list[httpx.AsyncClient]] = field(default_factory=dict)
+    _next_client: dict[str, int] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _published_at: float = 0.0
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
@@ -52,10 +55,18 @@ class WorkerRuntime:
         return RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds)
 
     def client(self, provider: ProviderConfig) -> httpx.AsyncClient:
-        """The process' pooled client for ``provider``; created on first use, on the worker's event loop."""
+        """One of the process' pooled clients for ``provider``, in turn; created on first use, on the worker's loop.
+
+        httpcore's pool does work in proportion to its connections on every request, so a provider with a large
+        ``max_concurrency`` gets several small pools instead of one big one.
+        """
         if provider.name not in self._clients:
-            self._clients[provider.name] = make_client(provider)
-        return self._clients[provider.name]
+            shards = max(1, math.ceil(provider.max_concurrency / CONNECTIONS_PER_CLIENT))
+            self._clients[provider.name] = [make_client(provider) for _ in range(shards)]
+            self._next_client[provider.name] = 0
+        clients, n = self._clients[provider.name], self._next_client[provider.name]
+        self._next_client[provider.name] = (n + 1) % len(clients)
+        return clients[n]
 
     def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
         if self.limiter is None:
@@ -100,8 +111,9 @@ class WorkerRuntime:
             await asyncio.to_thread(publish, self.engine, rows)
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        for clients in self._clients.values():
+            for client in clients:
+                await client.aclose()
         self._clients.clear()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.client.aclose()
