@@ -51,39 +51,39 @@ def simulator(*args: str) -> Iterator[str]:
 
 
 @contextmanager
-def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32) -> Iterator[str]:
-    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL."""
-    with tempfile.TemporaryDirectory() as tmp:
-        catalogue = Path(tmp) / "providers.toml"
-        catalogue.write_text(providers_toml)
-        port = free_port()
-        full_env = {**os.environ, "BROKER_DATA_DIR": tmp, "BROKER_PROVIDERS_FILE": str(catalogue),
-                    "DATABASE_URL": f"sqlite:///{tmp}/broker.db", **(env or {})}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--no-auth", "--port", str(port), "--threads", str(threads)],
-            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "serve.log", "w"),
-        )
+def broker_process(args: Sequence[str], env: dict[str, str], log_path: Path | None = None,
+                   ) -> Iterator[tuple[str, int]]:
+    """``broker <args> --port P`` in its own process; yields its base URL and process id once it answers."""
+    port = free_port()
+    with open(log_path or os.devnull, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=ROOT,
+                                env={**os.environ, **env}, stdout=log, stderr=log)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            yield f"http://127.0.0.1:{port}/v1"
+            yield f"http://127.0.0.1:{port}/v1", proc.pid
         finally:
             proc.terminate()
             proc.wait(20)
 
 
 @contextmanager
+def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32) -> Iterator[str]:
+    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        catalogue = Path(tmp) / "providers.toml"
+        catalogue.write_text(providers_toml)
+        full_env = {"BROKER_DATA_DIR": tmp, "BROKER_PROVIDERS_FILE": str(catalogue),
+                    "DATABASE_URL": f"sqlite:///{tmp}/broker.db", **(env or {})}
+        with broker_process(["serve", "--no-auth", "--threads", str(threads)], full_env,
+                            Path(tmp) / "serve.log") as (url, _):
+            yield url
+
+
+@contextmanager
 def broker_api(database_url: str, data_dir: str) -> Iterator[str]:
     """``broker api`` alone (no workers, no planner) with auth off; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url, "BROKER_AUTH_DISABLED": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with broker_api_process(database_url, data_dir) as (url, _):
+        yield url
 
 
 @contextmanager
@@ -132,20 +132,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 def broker_api_process(database_url: str, data_dir: str, env: dict[str, str] | None = None,
                        log_path: Path | None = None) -> Iterator[tuple[str, int]]:
     """Like :func:`broker_api`, with extra environment; yields the base URL and the API process id."""
-    port = free_port()
-    full_env = {**os.environ, "BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url,
-                "BROKER_AUTH_DISABLED": "true", **(env or {})}
-    with open(log_path or os.devnull, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "api", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=log, stderr=log,
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-            yield f"http://127.0.0.1:{port}/v1", proc.pid
-        finally:
-            proc.terminate()
-            proc.wait(20)
+    full_env = {"BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url, "BROKER_AUTH_DISABLED": "true",
+                **(env or {})}
+    with broker_process(["api", "--host", "127.0.0.1"], full_env, log_path) as found:
+        yield found
 
 
 def proc_status_kb(pid: int, key: str) -> int:
