@@ -8,6 +8,8 @@ class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
     name: str
     created_at: int
+    monthly_budget_usd: float | None = None  #: dispatch stops for the rest of the calendar month (UTC) past it
+    regions_json: str | None = Field(default=None, sa_column=Column(Text))  #: default constraints.regions
 
 
 class ApiKey(SQLModel, table=True):
@@ -88,6 +90,10 @@ class BatchRow(SQLModel, table=True):
     cost_usd: float = 0.0  #: sum of the batch's line costs so far
     #: lines ended so far, in commit order: numbers each ended line so result files only ever grow at the end
     result_seq: int = 0
+    #: JSON {model: {"provider", "route", "not_before"}}: where and how each model's lines run (broker/routing.py)
+    plan_json: str | None = Field(default=None, sa_column=Column(Text))
+    #: JSON list of the providers the batch may use, in fallback order (after constraints); None = any
+    eligible_json: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Line(SQLModel, table=True):
@@ -99,6 +105,7 @@ class Line(SQLModel, table=True):
         Index("ix_line_batch_status_idx", "batch_id", "status", "idx"),
         Index("ix_line_provider_status_lease", "provider", "status", "lease_until"),
         Index("ix_line_batch_status_seq", "batch_id", "status", "result_seq"),
+        Index("ix_line_remote_batch_id", "remote_batch_id"),
     )
 
     #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes it the auto-assigned rowid
@@ -110,7 +117,8 @@ class Line(SQLModel, table=True):
     custom_id: str
     body: str = Field(sa_column=Column(Text, nullable=False))
     provider: str
-    status: str = "pending"  #: pending -> queued (leased) -> succeeded | failed
+    #: pending -> queued (leased) -> succeeded | failed; native batch route: batched -> succeeded | failed | pending
+    status: str = "pending"
     attempts: int = 0
     not_before: float = 0.0
     lease_until: float | None = None
@@ -124,6 +132,7 @@ class Line(SQLModel, table=True):
     cost_usd: float = 0.0  #: actual usage x the price of the route the line took
     finished_at: float | None = None
     result_seq: int | None = None  #: position among the batch's ended lines (see BatchRow.result_seq)
+    remote_batch_id: str | None = None  #: the native batch submission carrying this line (RemoteBatchRow.id)
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -209,7 +218,8 @@ class ScheduleRow(SQLModel, table=True):
     project_id: str = Field(foreign_key="project.id")
     cron: str
     timezone: str
-    input_file_id: str
+    input_file_id: str | None = None  #: a stored batch file, or None when input_url provides the file at each run
+    input_url: str | None = Field(default=None, sa_column=Column(Text))
     endpoint: str
     completion_window: str
     metadata_json: str | None = Field(default=None, sa_column=Column(Text))  #: the caller's pairs, without schedule_id
@@ -242,3 +252,30 @@ class UsageDaily(SQLModel, table=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class RemoteBatchRow(SQLModel, table=True):
+    """Lines of one batch submitted together to a provider's native batch API, from submission to collection."""
+
+    __tablename__ = "remote_batch"
+    __table_args__ = (
+        Index("ix_remote_batch_provider_status_poll", "provider", "status", "next_poll_at"),
+        Index("ix_remote_batch_batch_id", "batch_id"),
+    )
+
+    id: str = Field(primary_key=True)
+    batch_id: str = Field(foreign_key="batch.id")
+    provider: str
+    remote_id: str | None = None  #: the provider's batch id, once created
+    status: str  #: submitting -> running -> ended
+    lines: int
+    created_at: float
+    submitted_at: float | None = None
+    ended_at: float | None = None
+    #: past this the remote batch is cancelled, so its unfinished lines still have time to run in real time
+    cancel_after: float
+    cancel_requested: bool = False
+    next_poll_at: float
+    claimed_until: float | None = None  #: a worker submitting, polling or collecting holds it until then
+    remote_status: str | None = None  #: the provider's last reported status
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
