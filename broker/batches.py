@@ -18,7 +18,8 @@ from broker.files import FileStore, get_file
 from broker.ids import new_id, now
 from broker.intake import claim_validation, load_lines
 from broker.ranking import ActiveBatch
-from broker.tables import BatchRow, StoredFile
+from broker.routing import RoutingRequest
+from broker.tables import BatchRow, Project, StoredFile
 from broker.webhooks.events import enqueue_batch_event
 from broker.webhooks.ssrf import require_safe_url
 from schemas.batches import (
@@ -98,7 +99,8 @@ def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch
         assert row is not None
         source = get_file(session, row.project_id, row.input_file_id)
         endpoint = row.endpoint
-    errors = load_lines(engine, batch_id, endpoint, store.path_for(source.id), catalogue, max_lines)
+        routing = routing_request(row, session.get(Project, row.project_id))
+    errors = load_lines(engine, batch_id, endpoint, store.path_for(source.id), catalogue, max_lines, routing)
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
         with engine.begin() as conn:
@@ -110,6 +112,16 @@ def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch
             if failed:
                 enqueue_batch_event(conn, batch_id)
         log.info("batch %s failed validation with %d errors", batch_id, len(errors))
+
+
+def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
+    """The batch's routing needs: its own constraints, else its project's default regions."""
+    constraints = Constraints.model_validate_json(row.constraints_json) if row.constraints_json else Constraints()
+    regions = constraints.regions
+    if regions is None and project is not None and project.regions_json:
+        regions = orjson.loads(project.regions_json)
+    return RoutingRequest(row.endpoint, row.route, regions, constraints.providers,
+                          float(max(row.created_at, row.not_before or 0)), row.expires_at)
 
 
 def get_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
@@ -194,6 +206,7 @@ def to_wire(row: BatchRow) -> Batch:
         not_before=row.not_before,
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
         webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
+        routes=orjson.loads(row.plan_json) if row.plan_json else None,
         cost_usd=round(row.cost_usd, 8), **_progress(row),
     )
 

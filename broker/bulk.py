@@ -22,3 +22,10 @@ def insert_lines(conn: Connection, rows: Sequence[LineRow]) -> None:
         return
     marks = ", ".join("?" for _ in LINE_COLUMNS)
     conn.exec_driver_sql(f"INSERT INTO line ({columns}) VALUES ({marks})", list(rows))
+
+
+def id_list_match(conn: Connection, column: str, ids: Sequence[int]) -> tuple[str, object]:
+    """A ``column`` matches one of ``ids`` clause and its ``:ids`` parameter: one bound value however many ids."""
+    if conn.dialect.name == "sqlite":
+        return f"{column} IN (SELECT value FROM json_each(:ids))", "[" + ",".join(map(str, ids)) + "]"
+    return f"{column} = ANY(CAST(:ids AS BIGINT[]))", list(ids)

@@ -6,14 +6,17 @@ upstream; the database still owns every line. The provider queue is kept shallow
 than the provider's ``max_concurrency`` can run, so priority is decided here, at release time.
 """
 
+import datetime as dt
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 
+import orjson
 from sqlalchemy import Connection, Engine, text
 
+from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, write_outcomes
@@ -36,6 +39,8 @@ class LeasedLine:
     body: str
     attempts: int
     expires_at: int | None
+    #: providers the batch may fall back to, in order (None: any deployment of the model)
+    eligible: list[str] | None = field(default=None)
 
     def to_message(self) -> list[object]:
         return list(astuple(self))
@@ -85,32 +90,50 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     running = calls_by_batch(conn, provider, at)
     free = provider.max_concurrency - sum(running.values())
 
+    active, eligible = _active_batches(conn, at, running) if free > 0 else ([], {})
+
     def take(batch: ActiveBatch, calls: int) -> int:
         per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS else 1
         claimed = _claim(conn, batch.id, provider.name, calls * per_call, at + lease_seconds, at)
-        lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at)
+        lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at, eligible[batch.id])
                  for i, body, attempts in claimed]
         step = per_call * EMBEDDING_CALLS_PER_MESSAGE if per_call > 1 else CHAT_LINES_PER_MESSAGE
         chunks.extend(Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step))
         return math.ceil(len(lines) / per_call)
 
-    for tier in tiers(_active_batches(conn, at, running), at) if free > 0 else []:
+    for tier in tiers(active, at):
         free = deal(free, tier, take)
         if free <= 0:
             break
     return chunks
 
 
-def _active_batches(conn: Connection, at: float, running: dict[str, int]) -> list[ActiveBatch]:
+#: SQL: projects whose spend this month (UTC) has reached their monthly budget
+OVER_MONTHLY_BUDGET = (
+    "SELECT p.id FROM project p WHERE p.monthly_budget_usd IS NOT NULL AND p.monthly_budget_usd <= "
+    "(SELECT COALESCE(SUM(u.cost_usd), 0) FROM usage_daily u WHERE u.project_id = p.id AND u.day >= :month)"
+)
+
+
+def month_start(at: float) -> str:
+    """The first day (UTC) of the month holding ``at``, as usage_daily spells days."""
+    return dt.datetime.fromtimestamp(at, dt.UTC).date().replace(day=1).isoformat()
+
+
+def _active_batches(conn: Connection, at: float,
+                    running: dict[str, int]) -> tuple[list[ActiveBatch], dict[str, list[str] | None]]:
+    """Batches that may run now (started, not over a budget), and the providers each may fall back to."""
     rows = conn.execute(
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
-             "total - completed - failed, completed + failed FROM batch WHERE status = 'in_progress' "
-             "AND (not_before IS NULL OR not_before <= :now) AND (max_cost_usd IS NULL OR cost_usd < max_cost_usd)"),
-        {"now": at},
+             "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
+             "AND (not_before IS NULL OR not_before <= :now) AND (max_cost_usd IS NULL OR cost_usd < max_cost_usd) "
+             f"AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
+        {"now": at, "month": month_start(at)},
     ).all()
-    return [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4], expires_at=r[5],
-                        in_progress_at=r[6], remaining=r[7], done=r[8], in_flight=running.get(r[0], 0))
-            for r in rows]
+    batches = [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4],
+                           expires_at=r[5], in_progress_at=r[6], remaining=r[7], done=r[8],
+                           in_flight=running.get(r[0], 0)) for r in rows]
+    return batches, {r[0]: orjson.loads(r[9]) if r[9] else None for r in rows}
 
 
 def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float,
@@ -122,10 +145,7 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
     )]
     if not candidates:
         return []
-    if conn.dialect.name == "sqlite":
-        match, ids = "id IN (SELECT value FROM json_each(:ids))", "[" + ",".join(map(str, candidates)) + "]"
-    else:
-        match, ids = "id = ANY(CAST(:ids AS BIGINT[]))", candidates  # type: ignore[assignment]
+    match, ids = id_list_match(conn, "id", candidates)
     claimed = conn.execute(
         text(f"UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
              f"WHERE {match} AND status = 'pending' RETURNING id, body, attempts"),

@@ -22,6 +22,8 @@ _END_MESSAGES = {
     "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
     "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
     "budget": ("budget_exceeded", "This request was not executed: the batch reached its max_cost_usd."),
+    "monthly_budget": ("budget_exceeded",
+                       "This request was not executed: the project reached its monthly budget."),
 }  #: why open lines were closed -> their error code and message
 
 
@@ -42,7 +44,7 @@ def fail_open_lines(engine: Engine, batch_id: str, reason: str) -> int:
         n = conn.execute(
             text("UPDATE line SET status = 'failed', error_code = :code, error_message = :msg, "
                  "response_status = NULL, response_body = NULL, lease_until = NULL, finished_at = :t "
-                 "WHERE batch_id = :b AND status IN ('pending', 'queued')"),
+                 "WHERE batch_id = :b AND status IN ('pending', 'queued', 'batched')"),
             {"code": code, "msg": message, "t": now(), "b": batch_id},
         ).rowcount
         conn.execute(text("UPDATE batch SET failed = failed + :n WHERE id = :b"), {"n": n, "b": batch_id})

@@ -17,6 +17,7 @@ from broker.bulk import LineRow, insert_lines
 from broker.catalogue import Catalogue
 from broker.errors import InvalidRequest
 from broker.ids import new_id, now
+from broker.routing import NATIVE_BATCH, RoutePlan, RoutingRequest, eligible, plan_model
 from schemas.batches import BatchError
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,18 @@ class ValidLine:
     custom_id: str
     body: str
     model: str
-    provider: str
+    plan: RoutePlan
 
 
 class LineValidator:
-    """Checks one input line against OpenAI's batch rules and our catalogue."""
+    """Checks one input line against OpenAI's batch rules and our catalogue, and routes it (broker/routing.py)."""
 
-    def __init__(self, endpoint: str, catalogue: Catalogue) -> None:
+    def __init__(self, endpoint: str, catalogue: Catalogue, routing: RoutingRequest | None = None) -> None:
         self.endpoint = endpoint
         self.catalogue = catalogue
+        self.routing = routing or RoutingRequest(endpoint)
         self.seen: set[str] = set()
-        self._providers: dict[str, str] = {}
+        self.plans: dict[str, RoutePlan | InvalidRequest] = {}  #: per model, decided on its first line
 
     def check(self, lineno: int, raw: bytes) -> ValidLine | BatchError:
         try:
@@ -91,14 +93,16 @@ class LineValidator:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return _missing(lineno, "body.model")
-        provider = self._providers.get(model)
-        if provider is None:
+        plan = self.plans.get(model)
+        if plan is None:
             try:
-                provider = self.catalogue.provider_for(model).name
+                plan = plan_model(self.catalogue, model, body, self.routing)
             except InvalidRequest as exc:
-                return BatchError(code="model_not_found", line=lineno, param="body.model", message=exc.message)
-            self._providers[model] = provider
-        return ValidLine(custom_id, orjson.dumps(body).decode(), model, provider)
+                plan = exc
+            self.plans[model] = plan
+        if isinstance(plan, InvalidRequest):
+            return BatchError(code=plan.code, line=lineno, param=plan.param, message=plan.message)
+        return ValidLine(custom_id, orjson.dumps(body).decode(), model, plan)
 
 
 def _missing(lineno: int, param: str) -> BatchError:
@@ -126,9 +130,9 @@ def claim_validation(engine: Engine, batch_id: str) -> bool:
 
 
 def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catalogue: Catalogue,
-               max_lines: int) -> list[BatchError]:
+               max_lines: int, routing: RoutingRequest | None = None) -> list[BatchError]:
     """Validate ``source`` and load its lines for ``batch_id`` in one transaction; returns the problems."""
-    validator = LineValidator(endpoint, catalogue)
+    validator = LineValidator(endpoint, catalogue, routing)
     errors: list[BatchError] = []
     buffer: list[LineRow] = []
     count = 0
@@ -143,8 +147,9 @@ def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catal
             first = first or result
             if errors:
                 continue  # keep scanning for every bad line, but load nothing more
-            buffer.append((batch_id, lineno - 1, result.custom_id, result.body, result.provider,
-                           "pending", 0, 0.0, 0, 0))
+            plan = result.plan
+            buffer.append((batch_id, lineno - 1, result.custom_id, result.body, plan.provider,
+                           "batched" if plan.route == NATIVE_BATCH else "pending", 0, plan.not_before, 0, 0))
             if len(buffer) >= INSERT_CHUNK_LINES:
                 insert_lines(conn, buffer)
                 buffer.clear()
@@ -155,12 +160,15 @@ def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catal
         insert_lines(conn, buffer)
         assert first is not None
         output_file_id = new_id("file")
+        plans = {m: p.to_json() for m, p in validator.plans.items() if isinstance(p, RoutePlan)}
+        allowed = eligible(catalogue, validator.routing.regions, validator.routing.providers)
         started = conn.execute(
             text("UPDATE batch SET status = 'in_progress', in_progress_at = :t, total = :n, model = :model, "
-                 "provider = :provider, output_file_id = :out, claimed_until = NULL "
-                 "WHERE id = :id AND status = 'validating'"),
-            {"t": now(), "n": count, "model": first.model, "provider": first.provider, "id": batch_id,
-             "out": output_file_id},
+                 "provider = :provider, output_file_id = :out, claimed_until = NULL, plan_json = :plan, "
+                 "eligible_json = :eligible WHERE id = :id AND status = 'validating'"),
+            {"t": now(), "n": count, "model": first.model, "provider": first.plan.provider, "id": batch_id,
+             "out": output_file_id, "plan": orjson.dumps(plans).decode(),
+             "eligible": None if allowed is None else orjson.dumps(allowed).decode()},
         ).rowcount
         if not started:  # cancelled while we validated: keep nothing
             tx.rollback()

@@ -6,22 +6,29 @@ provider in priority order (invariant 3), and end batches that are done, expired
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
 from broker.batches import validate_batch
+from broker.bulk import id_list_match
 from broker.catalogue import Catalogue, ProviderConfig
-from broker.dispatch import SendChunk, release_and_send
+from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, month_start, release_and_send
 from broker.files import FileStore, purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
+from broker.remote_batches import native_work
 from broker.results import Outcome, store_outcomes
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
+SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
 _OVER_BUDGET = "(max_cost_usd IS NOT NULL AND cost_usd >= max_cost_usd)"  #: SQL: the batch spent its max_cost_usd
+_OVER_MONTHLY = f"(project_id IN ({OVER_MONTHLY_BUDGET}))"  #: SQL: the batch's project spent its monthly budget
+_WINDING_DOWN = f"(status = 'cancelling' OR (status = 'in_progress' AND ({_OVER_BUDGET} OR {_OVER_MONTHLY})))"
 RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
@@ -33,6 +40,7 @@ class Planner:
     catalogue: Catalogue
     store: FileStore
     send: SendChunk
+    sync_native: SendNative = lambda provider: None  # noqa: E731
 
     def tick(self) -> None:
         fire_due(self.engine, self.settings, self.catalogue, self.store)  # due schedules create their batches
@@ -40,6 +48,8 @@ class Planner:
         for provider in self.catalogue.providers.values():
             self._reclaim_expired_leases(provider)
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
+            if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
+                self.sync_native(provider.name)
         self._advance_batches()
         if (n := purge_expired(self.engine, self.store)) > 0:
             log.info("deleted %d expired files", n)
@@ -84,36 +94,36 @@ class Planner:
         store_outcomes(self.engine, spent, t)
         again = [r[0] for r in rows if r[2] < self.settings.max_attempts]
         with self.engine.begin() as conn:
-            for start in range(0, len(again), 500):
-                part = again[start:start + 500]
-                marks = ", ".join(f":i{n}" for n in range(len(part)))
-                conn.execute(
-                    text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE id IN ({marks}) "
-                         "AND status = 'queued' AND lease_until < :now"),
-                    {"now": t, **{f"i{n}": v for n, v in enumerate(part)}},
-                )
+            match, ids = id_list_match(conn, "id", again)
+            conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
+                              "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
         log.warning("provider %s: took back %d expired leases", provider.name, len(rows))
 
     def _advance_batches(self) -> None:
         t = now()
+        month = {"month": month_start(t)}
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
-                     f"{_OVER_BUDGET} FROM batch WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
+                     f"{_OVER_BUDGET}, {_OVER_MONTHLY} FROM batch "
+                     "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
+                month,
             ).all()
             busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
                 text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
-                     "AND batch_id IN (SELECT id FROM batch WHERE status = 'cancelling' OR "
-                     f"(status = 'in_progress' AND {_OVER_BUDGET}))"),
-                {"now": t},
+                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN}) "
+                     "UNION SELECT DISTINCT batch_id FROM remote_batch WHERE status != 'ended' "
+                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN})"),
+                {"now": t, **month},
             )}
-        for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget in rows:
+        for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget, over_monthly in rows:
             if status == "in_progress" and done + failed >= total:
                 self._end(batch_id, "in_progress", "completed")
             elif status == "in_progress" and expires_at is not None and expires_at <= t:
                 self._end(batch_id, "in_progress", "expired")
-            elif status == "in_progress" and over_budget and batch_id not in busy:
-                self._end(batch_id, "in_progress", "completed", close_reason="budget")
+            elif status == "in_progress" and (over_budget or over_monthly) and batch_id not in busy:
+                reason = "budget" if over_budget else "monthly_budget"
+                self._end(batch_id, "in_progress", "completed", close_reason=reason)
             elif status == "cancelling" and batch_id not in busy:
                 self._end(batch_id, "cancelling", "cancelled")
             elif status == "finalizing" and (claimed_until is None or claimed_until < t):

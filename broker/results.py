@@ -33,6 +33,7 @@ class Outcome:
     route: str = "realtime"
     refund_attempt: bool = False
     """A retry whose call the upstream refused unprocessed (429 with Retry-After): it does not use up an attempt."""
+    move_to: str | None = None  #: a retry that falls back to another deployment (provider)
 
 
 _FINAL_SQL = """
@@ -41,7 +42,7 @@ UPDATE line SET status = v.column2, response_status = v.column3, response_body =
     input_tokens = v.column8, output_tokens = v.column9, finished_at = v.column10, lease_until = NULL,
     cost_usd = v.column11
 FROM (VALUES {rows}) AS v
-WHERE line.id = v.column1 AND line.status IN ('queued', 'pending')
+WHERE line.id = v.column1 AND line.status IN ('queued', 'pending', 'batched')
 RETURNING line.id
 """
 _FINAL_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:s{n} AS TEXT), CAST(:rs{n} AS INTEGER), CAST(:rb{n} AS TEXT), "
@@ -49,12 +50,13 @@ _FINAL_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:s{n} AS TEXT), CAST(:rs{n} AS INTEG
               "CAST(:ot{n} AS INTEGER), CAST(:ft{n} AS DOUBLE PRECISION), CAST(:co{n} AS DOUBLE PRECISION))")
 _RETRY_SQL = """
 UPDATE line SET status = 'pending', lease_until = NULL, not_before = v.column2,
-    error_code = v.column3, error_message = v.column4, attempts = line.attempts - v.column5
+    error_code = v.column3, error_message = v.column4, attempts = line.attempts - v.column5,
+    provider = COALESCE(v.column6, line.provider), remote_batch_id = NULL
 FROM (VALUES {rows}) AS v
-WHERE line.id = v.column1 AND line.status = 'queued'
+WHERE line.id = v.column1 AND line.status IN ('queued', 'batched')
 """
 _RETRY_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:ec{n} AS TEXT), CAST(:em{n} AS TEXT), "
-              "CAST(:rf{n} AS INTEGER))")
+              "CAST(:rf{n} AS INTEGER), CAST(:mv{n} AS TEXT))")
 
 
 def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
@@ -129,6 +131,6 @@ def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     params: dict[str, Any] = {}
     for n, o in enumerate(outcomes):
         params.update({f"i{n}": o.line_id, f"nb{n}": o.not_before, f"ec{n}": o.error_code,
-                       f"em{n}": o.error_message, f"rf{n}": int(o.refund_attempt)})
+                       f"em{n}": o.error_message, f"rf{n}": int(o.refund_attempt), f"mv{n}": o.move_to})
     rows = ", ".join(_RETRY_ROW.format(n=n) for n in range(len(outcomes)))
     conn.execute(text(_RETRY_SQL.format(rows=rows)), params)

@@ -17,7 +17,7 @@ from broker.migrate import upgrade
 from broker.planner import Planner
 from broker.settings import Settings
 from broker.webhooks.delivery import Deliverer
-from workers.queue import install, make_broker, sender, start_worker
+from workers.queue import install, make_broker, native_sender, sender, start_worker
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class Processes:
 
     def planner(self) -> Planner:
         c = self.core
-        return Planner(c.engine, c.settings, c.catalogue, c.store, sender(self._queue(), c.catalogue))
+        queue = self._queue()
+        return Planner(c.engine, c.settings, c.catalogue, c.store, sender(queue, c.catalogue),
+                       native_sender(queue, c.catalogue))
 
     def start_planner(self) -> None:
         planner = self.planner()

@@ -58,6 +58,14 @@ class Constraints(BaseModel):
     providers: list[str] | None = None
 
 
+class RouteChoice(BaseModel):
+    """Where one model's lines of a batch run, and how."""
+
+    provider: str
+    route: str  #: realtime, native_batch or off_peak
+    not_before: float | None = None  #: off_peak: when the provider's cheaper window opens
+
+
 class BatchCreate(BaseModel):
     """Body of ``POST /v1/batches``; the last block is our extension, sent by the SDK via ``extra_body``."""
 
@@ -107,6 +115,7 @@ class Batch(BaseModel):
     max_cost_usd: float | None = None
     route: str = "auto"
     provider: str | None = None
+    routes: dict[str, RouteChoice] | None = None  #: per model: the deployment and route chosen at validation
     cost_usd: float = 0.0  #: what the batch's lines have cost so far: usage x the price of the route taken
     estimated_completion_at: int | None = None  #: when the broker expects the batch done (at create, then live)
     at_risk: bool = False  #: the batch will miss its window at its current pace (it gets escalated)

@@ -11,16 +11,18 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from broker.catalogue import Catalogue
 from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
 from broker.pricing import Usage, line_cost
 from broker.results import Outcome
+from broker.routing import OFF_PEAK, REALTIME
 from broker.tokens import admission_tokens
-from workers.providers.openai import OpenAICompatible, UpstreamResponse, usage_of
+from workers.providers.openai import UpstreamResponse, usage_of
 from workers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
@@ -39,19 +41,33 @@ class RetryPolicy:
         return max(asked or 0.0, random.uniform(backoff / 2, backoff))
 
 
+class Adapter(Protocol):
+    """A provider kind's real-time call: an OpenAI-format request in, an OpenAI-format answer out."""
+
+    async def post(self, endpoint: str, body: bytes) -> UpstreamResponse: ...
+
+
 class LineRunner:
-    def __init__(self, adapter: OpenAICompatible, policy: RetryPolicy, throttle: ProviderThrottle) -> None:
+    def __init__(self, adapter: Adapter, policy: RetryPolicy, throttle: ProviderThrottle,
+                 catalogue: Catalogue | None = None) -> None:
         self.adapter = adapter
         self.policy = policy
         self.throttle = throttle
+        self.provider = throttle.provider
+        self.catalogue = catalogue  #: where fallback deployments are found; None: no fallback
         self.embedding_batch_size = throttle.provider.embedding_batch_size
+        self._renames = {m: s.upstream_model for m, s in self.provider.models.items()
+                         if s.upstream_model and s.upstream_model != m}
 
     async def _call(self, endpoint: str, payload: bytes, body: dict[str, Any] | None = None) -> UpstreamResponse:
         """One upstream call under the provider's shared limits."""
         model, estimated = None, 0
-        if self.throttle.active:
+        if self.throttle.active or self._renames:
             body = body if body is not None else orjson.loads(payload)
-            model, estimated = body.get("model"), admission_tokens(endpoint, body)
+            model = body.get("model")
+            estimated = admission_tokens(endpoint, body) if self.throttle.active else 0
+            if model in self._renames:  # the provider knows the model by another name
+                payload = orjson.dumps({**body, "model": self._renames[model]})
         await self.throttle.before(model, estimated)
         start = time.monotonic()
         try:
@@ -59,11 +75,26 @@ class LineRunner:
         except UpstreamError as exc:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
                                       rate_limited=exc.status == 429)
+            self.throttle.record_health(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
+        self.throttle.record_health(failed=False)
         usage = usage_of(resp.json)
         await self.throttle.after(model, time.monotonic() - start, estimated, usage.input_tokens + usage.output_tokens,
                                   resp.header_limits, rate_limited=False)
         return resp
+
+    def fallback(self, line: LeasedLine) -> tuple[str, bool] | None:
+        """The deployment a failing line moves to, and whether that wraps around to the first one: the next
+        provider serving its model that the batch may use, in catalogue order."""
+        if self.catalogue is None:
+            return None
+        model = orjson.loads(line.body).get("model")
+        names = [p.name for p in self.catalogue.deployments(model, line.endpoint)
+                 if line.eligible is None or p.name in line.eligible]
+        if self.provider.name not in names or len(names) < 2:
+            return None
+        at = names.index(self.provider.name)
+        return names[(at + 1) % len(names)], at + 1 == len(names)
 
     async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
         singles, packs = self._plan(lines)
@@ -98,7 +129,17 @@ class LineRunner:
             packs.append(current)
         return singles, packs
 
+    def _skip_down_provider(self, line: LeasedLine) -> Outcome | None:
+        """While the provider is down, a line with another deployment moves there without a call."""
+        if not self.throttle.down or (move := self.fallback(line)) is None:
+            return None
+        return Outcome(line.id, line.batch_id, "retry", error_code="provider_unavailable",
+                       error_message=f"{self.provider.name} is failing; moved to {move[0]}.", not_before=time.time(),
+                       refund_attempt=True, move_to=move[0])
+
     async def _single(self, line: LeasedLine) -> Outcome:
+        if (skipped := self._skip_down_provider(line)) is not None:
+            return skipped
         try:
             resp = await self._call(line.endpoint, line.body.encode())
         except UpstreamError as exc:
@@ -112,14 +153,16 @@ class LineRunner:
 
     def _success(self, line: LeasedLine, status: int, body: str, request_id: str | None, usage: Usage,
                  model: str | None) -> Outcome:
-        provider = self.throttle.provider
+        provider = self.provider
+        share = provider.price_multiplier(model or "", time.time())  # inside an off-peak window: its price
         return Outcome(line.id, line.batch_id, "succeeded", status, body, request_id,
                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cost_usd=line_cost(provider, model, usage), provider=provider.name, model=model)
+                       cost_usd=line_cost(provider, model, usage) * share, provider=provider.name, model=model,
+                       route=OFF_PEAK if share < 1.0 else REALTIME)
 
     async def _pack(self, pack: list[tuple[LeasedLine, Any]]) -> list[Outcome]:
-        if len(pack) == 1:
-            return [await self._single(pack[0][0])]
+        if len(pack) == 1 or self.throttle.down:
+            return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
         params, _ = pack[0][1]
         flat = [text for _, (_, inputs) in pack for text in inputs]
         try:
@@ -141,10 +184,13 @@ class LineRunner:
         # a 429 that says when to come back was refused unprocessed: the deadline bounds it, not the attempts
         refused = isinstance(exc, RetryableUpstream) and exc.status == 429 and exc.delay is not None
         if isinstance(exc, RetryableUpstream) and (refused or line.attempts < self.policy.max_attempts):
-            not_before = now + self.policy.delay(line.attempts, exc.delay)
+            # down or over its limit: the next deployment takes the line at once (after a backoff on wrapping)
+            move = self.fallback(line) if exc.code != "broker_error" else None
+            wait = self.policy.delay(line.attempts, exc.delay) if move is None or move[1] else 0.0
+            not_before = now + wait
             if line.expires_at is None or not_before < line.expires_at:
                 return Outcome(line.id, line.batch_id, "retry", error_code=exc.code, error_message=exc.message,
-                               not_before=not_before, refund_attempt=refused)
+                               not_before=not_before, refund_attempt=refused, move_to=move and move[0])
         if exc.status is not None:
             return Outcome(line.id, line.batch_id, "failed", exc.status, exc.body, exc.request_id)
         return Outcome(line.id, line.batch_id, "failed", error_code=exc.code, error_message=exc.message)

@@ -19,6 +19,8 @@ from broker.settings import Settings
 from broker.tables import ProviderStateRow
 from workers.execute import LineRunner, RetryPolicy
 from workers.limits import Limiter, LocalLimiter, RedisLimiter
+from workers.native import sync_provider
+from workers.providers.openai_batch import NativeBatchClient
 from workers.providers.openai import OpenAICompatible, make_client
 from workers.throttle import ProviderThrottle
 
@@ -78,7 +80,8 @@ class WorkerRuntime:
 
     async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
         provider = self.catalogue.get(provider_name)
-        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, self.throttle(provider))
+        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, self.throttle(provider),
+                            self.catalogue)
         outcomes = await runner.run(lines)
         # store and refill the provider's window at once, instead of waiting for the planner's next tick
         chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
@@ -88,6 +91,11 @@ class WorkerRuntime:
         if time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
             self._published_at = time.monotonic()
             await self.publish_state()
+
+    async def sync_native(self, provider_name: str) -> None:
+        """Submit, poll and collect the provider's native batches that are due."""
+        provider = self.catalogue.get(provider_name)
+        await sync_provider(self.engine, provider, NativeBatchClient(self.client(provider)))
 
     async def publish_state(self) -> None:
         rows = []
