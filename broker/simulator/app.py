@@ -1,8 +1,9 @@
-"""The simulator's ASGI app: OpenAI-compatible inference endpoints plus ``/_sim`` admin routes.
+"""The simulator's ASGI app: OpenAI-compatible inference endpoints, Anthropic's Messages API, ``/_sim`` admin routes.
 
 Per request: decode JSON (orjson), validate and measure (:mod:`.responses`), charge the rate limits
 (:mod:`.limits`), maybe inject a failure, maybe sleep a lognormal latency, render the body. With the default
-config (no latency, no limits, no errors) the path has no sleep, no lock and no logging.
+config (no latency, no limits, no errors) the path has no sleep, no lock and no logging. A :class:`Dialect`
+says how one API shape validates, renders and words its errors and headers; the pipeline is the same for all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
@@ -25,11 +26,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from broker.simulator.anthropic import MESSAGES_PATH, MessageBatchApi, MessagesDialect
 from broker.simulator.config import SimulatorConfig
 from broker.simulator.errors import RequestError, error_body
 from broker.simulator.limits import ORGANIZATION, RateLimiter
 from broker.simulator.native_batch import NativeBatchApi
-from broker.simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, prepare, render
+from broker.simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, Prepared, Rendered, prepare, render
 from broker.simulator.stats import SimulatorStats
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every answer
@@ -43,6 +45,39 @@ _SERVER_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
                             "server_error")),
     "503": (503, error_body("The server is overloaded or not ready yet.", "server_error")),
 }
+
+
+
+class Dialect(Protocol):
+    """One API shape served by the shared pipeline: how it validates and renders, and how it words errors
+    and headers (the pipeline builds them in OpenAI's words)."""
+
+    def prepare(self, path: str, body: dict[str, Any], config: SimulatorConfig) -> Prepared: ...
+
+    def render(self, prepared: Prepared, ident: str, now: int, config: SimulatorConfig) -> Rendered: ...
+
+    def error(self, status: int, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]: ...
+
+
+class OpenAIDialect:
+    """OpenAI's endpoints (:mod:`.responses`): errors and headers as the pipeline builds them."""
+
+    def prepare(self, path: str, body: dict[str, Any], config: SimulatorConfig) -> Prepared:
+        return prepare(path, body, max_inputs=config.max_embedding_inputs)
+
+    def render(self, prepared: Prepared, ident: str, now: int, config: SimulatorConfig) -> Rendered:
+        return render(prepared, ident=ident, now=now, embedding_dim=config.embedding_dim)
+
+    def error(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return headers
+
+
+OPENAI: Dialect = OpenAIDialect()
 
 _dropping: ContextVar[bool] = ContextVar("simulator_dropping", default=False)
 
@@ -88,8 +123,12 @@ class SimulatorApp:
         self._seed = config.seed
         self.native_batches = NativeBatchApi(config, self.stats)
         """The native batch API (``/v1/files``, ``/v1/batches``) and its in-memory store."""
+        self.message_batches = MessageBatchApi(config, self.stats)
+        """Anthropic's Message Batches API (``/v1/messages/batches``) and its in-memory store."""
         routes = [Route(path, self._endpoint(path), methods=["POST"]) for path in ENDPOINTS]
+        routes.append(Route(MESSAGES_PATH, self._endpoint(MESSAGES_PATH, MessagesDialect()), methods=["POST"]))
         routes += self.native_batches.routes()
+        routes += self.message_batches.routes()
         routes += [
             Route("/v1/models", self._list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", self._get_model, methods=["GET"]),
@@ -122,19 +161,19 @@ class SimulatorApp:
         if limits:
             self.limiter.reset()
 
-    def _endpoint(self, path: str) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(self, path: str, dialect: Dialect = OPENAI) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            return await self._inference(request, path)
+            return await self._inference(request, path, dialect)
 
         return endpoint
 
-    async def _inference(self, request: Request, path: str) -> Response:
+    async def _inference(self, request: Request, path: str, dialect: Dialect) -> Response:
         started = time.perf_counter()
         stats = self.stats
         stats.begin(path)
         status: int | None = 500
         try:
-            response = await self._answer(request, path, started)
+            response = await self._answer(request, path, started, dialect)
             status = None if isinstance(response, _DroppedResponse | _GoneResponse) else response.status_code
             return response
         except asyncio.CancelledError:
@@ -143,27 +182,27 @@ class SimulatorApp:
         finally:
             stats.finish(status)
 
-    async def _answer(self, request: Request, path: str, started: float) -> Response:
+    async def _answer(self, request: Request, path: str, started: float, dialect: Dialect) -> Response:
         raw = await request.body()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return self._json(400, error_body(_INVALID_JSON, "invalid_request_error"), started)
+            body = None
         if not isinstance(body, dict):
-            return self._json(400, error_body(_INVALID_JSON, "invalid_request_error"), started)
+            return self._json(400, error_body(_INVALID_JSON, "invalid_request_error"), started, dialect=dialect)
         config = self.config
         try:
             if _MARKER in raw:
                 message = f"Simulated invalid request ({SIM_ERROR_400_MARKER} found in the request)."
                 raise RequestError(message, code="simulated_error")
-            prepared = prepare(path, body, max_inputs=config.max_embedding_inputs)
+            prepared = dialect.prepare(path, body, config)
         except RequestError as exc:
-            return self._json(exc.status, exc.body(), started)
+            return self._json(exc.status, exc.body(), started, dialect=dialect)
         if prepared.model not in self.models:
             self.models[prepared.model] = None
         decision = self.limiter.check(prepared.model, prepared.prompt_tokens + prepared.reserved_tokens)
         if decision.error is not None:
-            return self._json(429, decision.error, started, decision.headers)
+            return self._json(429, decision.error, started, decision.headers, dialect=dialect)
         kind = self._draw_error()
         if kind == "timeout":
             if not await self._hang(request):
@@ -173,17 +212,17 @@ class SimulatorApp:
                                                          config.latency_sigma))
         if kind in _SERVER_ERRORS:
             status, error = _SERVER_ERRORS[kind]
-            return self._json(status, error, started, decision.headers)
+            return self._json(status, error, started, decision.headers, dialect=dialect)
         now = int(time.time())
         ident = secrets.token_hex(12)
-        rendered = render(prepared, ident=ident, now=now, embedding_dim=config.embedding_dim)
+        rendered = dialect.render(prepared, ident, now, config)
         if kind == "drop":
             self.stats.dropped += 1
-            return _DroppedResponse(orjson.dumps(rendered.payload), 200, self._headers(started, ident),
+            return _DroppedResponse(orjson.dumps(rendered.payload), 200, dialect.headers(self._headers(started, ident)),
                                     JSON_MEDIA_TYPE)
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
-        return self._json(200, rendered.payload, started, decision.headers, ident)
+        return self._json(200, rendered.payload, started, decision.headers, ident, dialect)
 
     def _draw_error(self) -> str | None:
         config = self.config
@@ -224,11 +263,14 @@ class SimulatorApp:
         started: float,
         extra: dict[str, str] | None = None,
         ident: str | None = None,
+        dialect: Dialect = OPENAI,
     ) -> Response:
         headers = self._headers(started, ident)
         if extra:
             headers.update(extra)
-        return Response(orjson.dumps(payload), status, headers, JSON_MEDIA_TYPE)
+        if status >= 400:
+            payload = dialect.error(status, payload)
+        return Response(orjson.dumps(payload), status, dialect.headers(headers), JSON_MEDIA_TYPE)
 
     async def _list_models(self, request: Request) -> Response:
         data = [_model_object(model) for model in list(self.models)]
