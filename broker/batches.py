@@ -17,6 +17,7 @@ from broker.errors import InvalidRequest, RateLimited
 from broker.files import FileStore, get_file
 from broker.ids import new_id, now
 from broker.intake import claim_validation, load_lines
+from broker.projects import regions_of
 from broker.ranking import ActiveBatch
 from broker.routing import RoutingRequest
 from broker.tables import BatchRow, Project, StoredFile
@@ -118,8 +119,8 @@ def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
     """The batch's routing needs: its own constraints, else its project's default regions."""
     constraints = Constraints.model_validate_json(row.constraints_json) if row.constraints_json else Constraints()
     regions = constraints.regions
-    if regions is None and project is not None and project.regions_json:
-        regions = orjson.loads(project.regions_json)
+    if regions is None and project is not None:
+        regions = regions_of(project)
     return RoutingRequest(row.endpoint, row.route, regions, constraints.providers,
                           float(max(row.created_at, row.not_before or 0)), row.expires_at)
 

@@ -6,7 +6,6 @@ upstream; the database still owns every line. The provider queue is kept shallow
 than the provider's ``max_concurrency`` can run, so priority is decided here, at release time.
 """
 
-import datetime as dt
 import math
 import threading
 import time
@@ -20,6 +19,7 @@ from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, write_outcomes
+from broker.usage import month_start
 
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
@@ -113,11 +113,6 @@ OVER_MONTHLY_BUDGET = (
     "SELECT p.id FROM project p WHERE p.monthly_budget_usd IS NOT NULL AND p.monthly_budget_usd <= "
     "(SELECT COALESCE(SUM(u.cost_usd), 0) FROM usage_daily u WHERE u.project_id = p.id AND u.day >= :month)"
 )
-
-
-def month_start(at: float) -> str:
-    """The first day (UTC) of the month holding ``at``, as usage_daily spells days."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).date().replace(day=1).isoformat()
 
 
 def _active_batches(conn: Connection, at: float,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from broker.batches import validate_batch
 from broker.bulk import id_list_match
 from broker.catalogue import Catalogue, ProviderConfig
-from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, month_start, release_and_send
+from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, release_and_send
 from broker.files import FileStore, purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
@@ -23,6 +23,7 @@ from broker.remote_batches import native_work
 from broker.results import Outcome, store_outcomes
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
+from broker.usage import month_start
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches

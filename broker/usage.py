@@ -13,6 +13,11 @@ from broker.tables import UsageDaily
 Call = tuple[str | None, str | None, str, int, int, float]
 
 
+def month_start(at: float) -> str:
+    """The first day (UTC) of the month holding ``at``, as usage_daily spells days."""
+    return dt.datetime.fromtimestamp(at, dt.UTC).date().replace(day=1).isoformat()
+
+
 def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
     """Add ended calls of one batch to its project's daily roll-up, in the caller's transaction."""
     totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])

@@ -1,4 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys; submit, status, results, cancel, label."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, cancel,
+label, schedules."""
 
 import logging
 import signal
@@ -13,6 +14,7 @@ from rich.console import Console
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.db import make_engine, session_scope
 from broker.migrate import upgrade
+from broker.projects import KEEP, configure_project, month_to_date_cost, regions_of
 from broker.serving import fast_config
 from broker.settings import Settings
 from broker.simulator import SimulatorConfig, SimulatorServer
@@ -26,8 +28,10 @@ app = typer.Typer(help="inference-broker: OpenAI-compatible batch inference in f
                   no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+projects_app = typer.Typer(help="Project policies: monthly budget, default regions.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(projects_app, name="projects")
 console = Console(stderr=True)
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
@@ -148,6 +152,30 @@ def keys_create(project: Annotated[str, typer.Option(help="Project the key belon
     """Create an API key for a project (created if new) and print it once."""
     core = Core.open(Settings())
     typer.echo(_project_key(core, project))
+
+
+@projects_app.command("set")
+def projects_set(
+    project: Annotated[str, typer.Argument(help="Project name (created if new).")],
+    monthly_budget_usd: Annotated[float | None, typer.Option(help="Stop dispatch once this month's cost reaches "
+                                                             "it; open lines end as budget_exceeded.")] = None,
+    no_budget: Annotated[bool, typer.Option("--no-budget", help="Remove the monthly budget.")] = False,
+    regions: Annotated[str | None, typer.Option(help="Default constraints.regions, comma separated "
+                                                "(e.g. eu); a batch's own constraints override it.")] = None,
+    any_region: Annotated[bool, typer.Option("--any-region", help="Remove the default regions.")] = False,
+) -> None:
+    """Set a project's monthly budget and default regions."""
+    core = Core.open(Settings())
+    budget: float | None | object = None if no_budget else monthly_budget_usd if monthly_budget_usd is not None \
+        else KEEP
+    region_list: list[str] | None | object = None if any_region else \
+        [r.strip() for r in regions.split(",") if r.strip()] if regions is not None else KEEP
+    with session_scope(core.engine) as session:
+        row = configure_project(session, project, budget, region_list)
+        spent = month_to_date_cost(session, row.id)
+        console.print(f"project {row.name}: monthly budget "
+                      f"{'none' if row.monthly_budget_usd is None else f'${row.monthly_budget_usd:,.2f}'} "
+                      f"(spent this month ${spent:,.4f}), default regions {', '.join(regions_of(row) or []) or 'any'}")
 
 
 register_batch_commands(app)  # submit, status, results, cancel: a client of any broker, over HTTP

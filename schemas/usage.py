@@ -22,3 +22,5 @@ class UsageReport(BaseModel):
     data: list[UsageRow]
     total_requests: int
     total_cost_usd: float
+    month_to_date_cost_usd: float  #: this calendar month (UTC), whatever the dates asked
+    monthly_budget_usd: float | None = None  #: the project's cap: dispatch stops when the month reaches it

@@ -22,12 +22,19 @@ from cli.compose import Core, Processes
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 CHAT_MODEL = "gpt-4o-mini"
 EMBEDDING_MODEL = "text-embedding-3-small"
+INPUT_PRICE, OUTPUT_PRICE = 0.15, 0.60  #: the chat model's prices in the test catalogues (USD per 1M tokens)
 
 
 def sim_catalogue(sim: SimulatorServer, **provider: Any) -> Catalogue:
-    models = {CHAT_MODEL: ModelSpec(input=0.15, output=0.6), EMBEDDING_MODEL: ModelSpec(input=0.02),
+    models = {CHAT_MODEL: ModelSpec(input=INPUT_PRICE, output=OUTPUT_PRICE), EMBEDDING_MODEL: ModelSpec(input=0.02),
               "omni-moderation-latest": ModelSpec()}
     return Catalogue(providers={"sim": ProviderConfig(base_url=sim.base_url, models=models, **provider)})
+
+
+def provider(name: str, sim: SimulatorServer, **fields: Any) -> ProviderConfig:
+    """A provider serving the chat model on ``sim``."""
+    return ProviderConfig(name=name, base_url=sim.base_url,
+                          models={CHAT_MODEL: ModelSpec(input=INPUT_PRICE, output=OUTPUT_PRICE)}, **fields)
 
 
 def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -143,3 +150,21 @@ def publish_provider_state(broker: EmbeddedBroker) -> None:
     loop, runtime = get_event_loop_thread(), broker.procs.runtime
     assert loop is not None and runtime is not None
     loop.run_coroutine(runtime.publish_state())
+
+
+def usage_by(broker: EmbeddedBroker, key: str) -> dict[str, int]:
+    """Requests of the default project from GET /v1/usage, summed by ``key`` (route, provider, model)."""
+    report = broker.client().get("/usage", cast_to=object)
+    assert isinstance(report, dict)
+    totals: dict[str, int] = {}
+    for row in report["data"]:
+        totals[row[key]] = totals.get(row[key], 0) + row["requests"]
+    return totals
+
+
+def usage_by_route(broker: EmbeddedBroker) -> dict[str, int]:
+    return usage_by(broker, "route")
+
+
+def usage_by_provider(broker: EmbeddedBroker) -> dict[str, int]:
+    return usage_by(broker, "provider")

@@ -7,6 +7,8 @@ from fastapi import APIRouter, Query
 
 from api.deps import ProjectDep, SessionDep
 from broker.errors import InvalidRequest
+from broker.projects import month_to_date_cost
+from broker.tables import Project
 from broker.usage import usage_rows
 from schemas.usage import UsageReport, UsageRow
 
@@ -28,5 +30,8 @@ def usage(project_id: ProjectDep, session: SessionDep,
           end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None) -> UsageReport:
     rows = [UsageRow.model_validate(r, from_attributes=True)
             for r in usage_rows(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
+    project = session.get(Project, project_id)
     return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
-                       total_cost_usd=round(sum(r.cost_usd for r in rows), 8))
+                       total_cost_usd=round(sum(r.cost_usd for r in rows), 8),
+                       month_to_date_cost_usd=round(month_to_date_cost(session, project_id), 8),
+                       monthly_budget_usd=project.monthly_budget_usd if project else None)

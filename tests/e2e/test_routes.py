@@ -1,0 +1,126 @@
+"""Routes: a provider's native batch API and off-peak windows, chosen when cheaper and in time; costs follow them."""
+
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from broker.catalogue import NativeBatchConfig, OffPeakWindow
+from broker.simulator import SimulatorServer
+from tests.e2e.conftest import StartBroker
+from tests.harness import (
+    CHAT_MODEL,
+    INPUT_PRICE,
+    OUTPUT_PRICE,
+    EmbeddedBroker,
+    chat_line,
+    jsonl_bytes,
+    provider,
+    results_once,
+    submit,
+    usage_by_route,
+    wait_for,
+)
+
+NATIVE = NativeBatchConfig(discount=0.5, turnaround_seconds=30, poll_seconds=0.2)
+def full_price(line: dict[str, Any]) -> float:
+    usage = line["response"]["body"]["usage"]
+    return float(usage["prompt_tokens"] * INPUT_PRICE + usage["completion_tokens"] * OUTPUT_PRICE) / 1e6
+
+
+def run(broker: EmbeddedBroker, n: int, window: str = "1h", **extra: Any) -> tuple[Any, list[dict[str, Any]]]:
+    client = broker.client()
+    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
+    created = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                    completion_window=window, extra_body=extra or None)  # type: ignore[arg-type]
+    batch = wait_for(client, created.id, timeout=60)
+    out, err = results_once(client, batch, [f"req-{i}" for i in range(n)])
+    assert not err, err[:3]
+    return batch, out
+
+
+def test_native_batch_route_is_taken_when_cheaper_and_costs_half(start_broker: StartBroker,
+                                                                 sim: SimulatorServer) -> None:
+    sim.config.batch_turnaround_seconds = 0.5
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE))
+    batch, out = run(broker, 40)
+    extra = batch.model_extra or {}
+    assert extra["routes"][CHAT_MODEL]["route"] == "native_batch"
+    assert sim.stats.native_batches == 1 and sim.stats.native_batch_lines == 40
+    assert sim.stats.by_endpoint.get("/v1/chat/completions", 0) == 0  # nothing ran in real time
+    assert extra["cost_usd"] == pytest.approx(sum(full_price(line) for line in out) * 0.5, rel=1e-6)
+    assert usage_by_route(broker) == {"native_batch": 40}
+
+
+def test_lines_a_remote_batch_fails_run_again_in_real_time(start_broker: StartBroker, sim: SimulatorServer) -> None:
+    sim.config.batch_turnaround_seconds = 0.5
+    sim.config.error_rate, sim.config.error_kinds = 0.3, ("500",)
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE), max_attempts=20)
+    batch, out = run(broker, 60)
+    failed_remotely = sim.stats.native_batch_failed_lines
+    assert 0 < failed_remotely < 60
+    routes = usage_by_route(broker)
+    assert routes == {"native_batch": 60 - failed_remotely, "realtime": failed_remotely}
+    assert (batch.model_extra or {})["cost_usd"] == pytest.approx(
+        _expected_mixed_cost(broker, out), rel=1e-6)
+
+
+def _expected_mixed_cost(broker: EmbeddedBroker, out: list[dict[str, Any]]) -> float:
+    """Every line at full price, less half for those the native batch answered."""
+    with broker.core.engine.connect() as conn:
+        native = {r[0] for r in conn.execute(text(
+            "SELECT custom_id FROM line WHERE status = 'succeeded' AND remote_batch_id IS NOT NULL"))}
+    return sum(full_price(line) * (0.5 if line["custom_id"] in native else 1.0) for line in out)
+
+
+def test_an_expired_remote_batch_hands_its_unfinished_lines_to_real_time(start_broker: StartBroker,
+                                                                       sim: SimulatorServer) -> None:
+    sim.config.batch_turnaround_seconds, sim.config.batch_expire_after_seconds = 4.0, 1.0
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE))
+    batch, out = run(broker, 40)
+    assert batch.status == "completed" and len(out) == 40
+    routes = usage_by_route(broker)
+    assert routes.get("realtime", 0) > 0 and routes.get("native_batch", 0) > 0
+    assert sum(routes.values()) == 40
+
+
+def test_forced_realtime_route_skips_the_batch_api(start_broker: StartBroker, sim: SimulatorServer) -> None:
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE))
+    batch, _ = run(broker, 10, route="realtime")
+    assert (batch.model_extra or {})["routes"][CHAT_MODEL]["route"] == "realtime"
+    assert sim.stats.native_batches == 0 and usage_by_route(broker) == {"realtime": 10}
+
+
+def test_a_route_that_cannot_meet_the_window_fails_validation(start_broker: StartBroker,
+                                                              sim: SimulatorServer) -> None:
+    slow = NativeBatchConfig(turnaround_seconds=86_400)
+    broker = start_broker(provider("openai", sim, native_batch=slow))
+    client = broker.client()
+    batch = wait_for(client, submit(client, [chat_line(0)], route="native_batch").id)
+    assert batch.status == "failed" and batch.errors is not None
+    assert batch.errors.data[0].code == "route_infeasible" and "native batch" in (batch.errors.data[0].message or "")
+    auto = wait_for(client, submit(client, [chat_line(0)]).id)  # auto: the 24h window is too short, real time it is
+    assert auto.status == "completed" and (auto.model_extra or {})["routes"][CHAT_MODEL]["route"] == "realtime"
+
+
+def test_off_peak_route_waits_for_the_window_and_pays_its_price(start_broker: StartBroker,
+                                                                sim: SimulatorServer) -> None:
+    opens = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    window = OffPeakWindow(start=opens.strftime("%H:%M:%S"),
+                           end=(opens + dt.timedelta(hours=1)).strftime("%H:%M:%S"), multiplier=0.3)
+    broker = start_broker(provider("nightly", sim, off_peak=[window]))
+    client = broker.client()
+    created = submit(client, [chat_line(i) for i in range(20)])
+    batch = wait_for(client, created.id, statuses=("in_progress",))
+    plan = (batch.model_extra or {})["routes"][CHAT_MODEL]
+    assert plan["route"] == "off_peak" and plan["not_before"] == pytest.approx(opens.timestamp(), abs=1)
+    time.sleep(max(0.0, opens.timestamp() - time.time() - 1))
+    assert sim.stats.by_endpoint.get("/v1/chat/completions", 0) == 0  # held until the window opens
+    batch = wait_for(client, created.id, timeout=30)
+    out, _ = results_once(client, batch, [f"req-{i}" for i in range(20)])
+    assert min(line["response"]["body"]["created"] for line in out) >= int(opens.timestamp())
+    assert (batch.model_extra or {})["cost_usd"] == pytest.approx(sum(full_price(line) for line in out) * 0.3,
+                                                                  rel=1e-6)
+    assert usage_by_route(broker) == {"off_peak": 20}
