@@ -5,6 +5,7 @@ predicted from history: the project's average output per request for that model 
 capped by each line's max tokens; with no history yet, each line's max tokens or DEFAULT_OUTPUT_GUESS.
 """
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,9 @@ import orjson
 from sqlalchemy import text
 from sqlmodel import Session
 
-from broker.catalogue import Catalogue
+from broker.catalogue import Catalogue, ProviderConfig
 from broker.pricing import Usage, line_cost
+from broker.routing import NATIVE_BATCH, OFF_PEAK, REALTIME
 from broker.tokens import output_budget, prompt_tokens
 
 DEFAULT_OUTPUT_GUESS = 256  #: output tokens per chat line assumed with no history and no max tokens
@@ -35,6 +37,16 @@ def _average_output(session: Session, project_id: str, model: str) -> float | No
         {"p": project_id, "m": model},
     ).one()
     return row[0] / row[1] if row[1] else None
+
+
+def route_prices(provider: ProviderConfig, model: str) -> list[tuple[str, float]]:
+    """Each route the provider offers for ``model`` and its share of the real-time price (now, for real time)."""
+    prices = [(REALTIME, provider.price_multiplier(model, time.time()))]
+    if (discount := provider.batch_discount(model)) is not None:
+        prices.append((NATIVE_BATCH, 1.0 - discount))
+    if windows := provider.off_peak_windows(model):
+        prices.append((OFF_PEAK, min(w.multiplier for w in windows)))
+    return prices
 
 
 def estimate_file(session: Session, catalogue: Catalogue, path: Path, project_id: str) -> list[ModelEstimate]:
@@ -60,8 +72,7 @@ def estimate_file(session: Session, catalogue: Catalogue, path: Path, project_id
         guess = history if history is not None else DEFAULT_OUTPUT_GUESS
         est.output_tokens = round(sum(0 if cap == 0 else guess if cap < 0 else min(guess, cap)
                                       for cap in budgets[model]))
-        for provider in catalogue.providers.values():
-            if model in provider.models:
-                cost = line_cost(provider, model, Usage(est.input_tokens, est.output_tokens))
-                est.routes.append((provider.name, "realtime", cost))
+        for provider in catalogue.deployments(model):
+            cost = line_cost(provider, model, Usage(est.input_tokens, est.output_tokens))
+            est.routes.extend((provider.name, route, cost * share) for route, share in route_prices(provider, model))
     return sorted(per_model.values(), key=lambda e: e.model)

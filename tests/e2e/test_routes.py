@@ -124,3 +124,16 @@ def test_off_peak_route_waits_for_the_window_and_pays_its_price(start_broker: St
     assert (batch.model_extra or {})["cost_usd"] == pytest.approx(sum(full_price(line) for line in out) * 0.3,
                                                                   rel=1e-6)
     assert usage_by_route(broker) == {"off_peak": 20}
+
+
+def test_estimate_lists_every_route_with_its_price(start_broker: StartBroker, sim: SimulatorServer) -> None:
+    window = OffPeakWindow(start="01:00", end="05:00", multiplier=0.4)
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE), provider("nightly", sim, off_peak=[window]))
+    client = broker.client()
+    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(10)])), purpose="batch")
+    estimate: Any = client.post(f"/files/{upload.id}/estimate", cast_to=object)
+    routes = {(r["provider"], r["route"]): r["cost_usd"] for r in estimate["models"][0]["routes"]}
+    realtime = routes[("openai", "realtime")]
+    assert routes[("openai", "native_batch")] == pytest.approx(realtime * 0.5, rel=1e-4)
+    assert routes[("nightly", "off_peak")] == pytest.approx(realtime * 0.4, rel=1e-4)
+    assert estimate["cost_usd"] == pytest.approx(realtime * 0.4, rel=1e-4)  # the cheapest route
