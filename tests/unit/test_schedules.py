@@ -114,7 +114,7 @@ def add_schedules(engine: Engine, store: FileStore, n: int, cron: str = "0 2 * *
                                purpose="batch")
         rows = [create_schedule(session, project, ScheduleCreate(
             cron=cron, timezone=timezone, input_file_id=upload.id, endpoint="/v1/chat/completions",
-            metadata={"job": f"nightly-{i}"}, route="off_peak", completion_window="7d"), 60) for i in range(n)]
+            metadata={"job": f"nightly-{i}"}, route="realtime", completion_window="7d"), 60) for i in range(n)]
         return [r.id for r in rows]
 
 
@@ -153,7 +153,7 @@ def test_missed_runs_make_one_batch_and_the_next_run_is_after_now(db: tuple[Engi
     [batch] = batches_by_schedule(engine)[sid]
     assert batch.id == batch_id and batch.status == "in_progress" and batch.total == 2, "validated at once"
     assert orjson.loads(batch.metadata_json or "") == {"job": "nightly-0", "schedule_id": sid}
-    assert (batch.route, batch.completion_window, batch.endpoint) == ("off_peak", "7d", "/v1/chat/completions")
+    assert (batch.route, batch.completion_window, batch.endpoint) == ("realtime", "7d", "/v1/chat/completions")
 
 
 def fire_from_threads(engine: Engine, settings: Settings, store: FileStore, threads: int) -> list[str]:
