@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
     webhook_allow_hosts: list[str] = Field(default_factory=list)
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))
+    #: schedule input URLs allowed despite a non-public address: hostnames, IPs or CIDRs (as webhook_allow_hosts)
+    schedule_url_allow_hosts: list[str] = Field(default_factory=list)
+    #: folders (and their subfolders) a schedule's ``file://`` input_url may name; none unless set
+    schedule_folders: list[Path] = Field(default_factory=list)
 
     @cached_property
     def files_dir(self) -> Path:

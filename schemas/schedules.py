@@ -13,12 +13,15 @@ class ScheduleCreate(BaseModel):
     """Body of ``POST /v1/schedules``: when to run (``cron``, ``timezone``) and the batch to create each time.
 
     ``cron`` has five fields, or six where the sixth counts seconds (``"* * * * * */30"``: every 30 s).
+    The input is exactly one of ``input_file_id`` (a stored file of purpose ``batch``) or ``input_url``, read at
+    each run: ``https://…``/``http://…`` is downloaded, ``file:///a/folder`` gives its newest ``*.jsonl`` file.
     The batch fields are those of ``POST /v1/batches``, extensions included.
     """
 
     cron: str
     timezone: str = DEFAULT_TIMEZONE
-    input_file_id: str
+    input_file_id: str | None = None
+    input_url: str | None = None
     endpoint: str
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
@@ -43,7 +46,8 @@ class Schedule(BaseModel):
     object: Literal["schedule"] = "schedule"
     cron: str
     timezone: str
-    input_file_id: str
+    input_file_id: str | None = None  #: the stored file each run uses (None when ``input_url`` provides it)
+    input_url: str | None = None  #: the URL or folder each run reads its input file from
     endpoint: str
     completion_window: str
     priority: str | int

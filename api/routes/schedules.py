@@ -1,4 +1,5 @@
-"""``/v1/schedules`` (extension): cron schedules that create a batch from a stored input file at each run."""
+"""``/v1/schedules`` (extension): cron schedules that create a batch at each run, from a stored input file or from
+the file a URL or folder (``input_url``) provides at that time."""
 
 from typing import Annotated
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker.schedules import manage as service
+from broker.schedules.sources import InputSources
 from schemas.pages import cursor_page
 from schemas.schedules import Schedule, ScheduleCreate, ScheduleDeleted, ScheduleList, ScheduleUpdate
 
@@ -15,7 +17,7 @@ router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 @router.post("", response_model=Schedule)
 def create_schedule(body: ScheduleCreate, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Schedule:
     row = service.create_schedule(session, project_id, body, ctx.settings.min_window_seconds,
-                                  ctx.settings.webhook_allow_hosts)
+                                  ctx.settings.webhook_allow_hosts, InputSources.from_settings(ctx.settings))
     session.commit()
     return service.to_wire(row)
 

@@ -1,7 +1,8 @@
 """Schedules on the API side: create, read, list, update, delete, and the wire conversion (tenant-scoped)."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import cast
 
 import orjson
@@ -12,7 +13,8 @@ from broker.batches import MAX_METADATA_PAIRS, create_batch
 from broker.errors import InvalidRequest
 from broker.ids import new_id, now
 from broker.schedules.cron import check_cron, check_timezone, next_run
-from broker.tables import ScheduleRow
+from broker.schedules.sources import InputSources
+from broker.tables import ScheduleRow, StoredFile
 from schemas.batches import PRIORITY_CLASSES, BatchCreate, Constraints, Route
 from schemas.schedules import Schedule, ScheduleCreate, ScheduleUpdate
 
@@ -20,9 +22,14 @@ SCHEDULE_ID_KEY = "schedule_id"  #: metadata key that ties each created batch to
 
 
 def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_window_seconds: int,
-                    webhook_allow_hosts: Sequence[str] = ()) -> ScheduleRow:
-    """Record a schedule whose batch template passes every check ``POST /v1/batches`` makes."""
+                    webhook_allow_hosts: Sequence[str] = (), sources: InputSources | None = None) -> ScheduleRow:
+    """Record a schedule whose batch template passes every check ``POST /v1/batches`` makes.
+
+    An ``input_url`` is checked against ``sources`` (scheme, SSRF guard, allowed folders); without ``sources``
+    only ``input_file_id`` is accepted.
+    """
     cron, timezone = check_cron(req.cron), check_timezone(req.timezone)
+    input_url = _check_input(req, sources)
     first_run = next_run(cron, timezone, time.time())
     metadata = req.metadata or {}
     if SCHEDULE_ID_KEY in metadata:
@@ -33,27 +40,71 @@ def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_
                              f"also carry '{SCHEDULE_ID_KEY}'.", param="metadata")
     row = ScheduleRow(
         id=new_id("sched"), project_id=project_id, cron=cron, timezone=timezone, input_file_id=req.input_file_id,
-        endpoint=req.endpoint, completion_window=req.completion_window,
+        input_url=input_url, endpoint=req.endpoint, completion_window=req.completion_window,
         metadata_json=orjson.dumps(req.metadata).decode() if req.metadata else None,
         constraints_json=req.constraints.model_dump_json(exclude_none=True) if req.constraints else None,
         webhook_url=req.webhook_url, max_cost_usd=req.max_cost_usd, route=req.route, enabled=req.enabled,
         created_at=now(), next_run_at=first_run,
     )
     # the template goes through create_batch's own checks (file owned and of purpose batch, endpoint, window,
-    # priority, metadata, webhook URL), then the batch it built is dropped unsaved
-    probe = create_batch(session, project_id, batch_request(row, req.priority), min_window_seconds,
-                         webhook_allow_hosts)
-    session.expunge(probe)
-    row.priority, row.priority_label = probe.priority, probe.priority_label
+    # priority, metadata, webhook URL), then the batch it built is dropped unsaved; a URL schedule has no file
+    # yet, so an empty stand-in is checked instead, and dropped with the batch
+    with rolled_back(session):
+        input_file_id = row.input_file_id or _stand_in(session, project_id)
+        probe = create_batch(session, project_id, batch_request(row, req.priority, input_file_id),
+                             min_window_seconds, webhook_allow_hosts)
+        row.priority, row.priority_label = probe.priority, probe.priority_label
     session.add(row)
     return row
 
 
-def batch_request(row: ScheduleRow, priority: str | int | None = None) -> BatchCreate:
-    """The ``POST /v1/batches`` body a run of ``row`` sends, ``metadata.schedule_id`` included."""
+@contextmanager
+def rolled_back(session: Session) -> Iterator[None]:
+    """A savepoint that is always rolled back: what the block writes is undone, whether it raises or not."""
+    savepoint = session.begin_nested()
+    try:
+        yield
+    finally:
+        savepoint.rollback()
+
+
+def _check_input(req: ScheduleCreate, sources: InputSources | None) -> str | None:
+    """The ``input_url`` to store (None for a stored-file schedule); 400 unless exactly one input is given."""
+    if req.input_file_id is not None and req.input_url is not None:
+        raise InvalidRequest("Give either 'input_file_id' (a stored file) or 'input_url' (read at each run), "
+                             "not both.", param="input_url")
+    if req.input_url is None:
+        if req.input_file_id is None:
+            raise InvalidRequest("Missing required parameter: 'input_file_id' (or 'input_url', read at each run).",
+                                 param="input_file_id")
+        return None
+    if sources is None:
+        raise InvalidRequest("input_url is not accepted here; give 'input_file_id'.", param="input_url")
+    return sources.check(req.input_url)
+
+
+def _stand_in(session: Session, project_id: str) -> str:
+    """An empty batch file of the project, for checking a URL schedule's template (rolled back after)."""
+    stand_in = StoredFile(id=new_id("file"), project_id=project_id, filename="input_url", purpose="batch",
+                          bytes=0, created_at=now(), path="")
+    session.add(stand_in)
+    session.flush()
+    return stand_in.id
+
+
+def batch_request(row: ScheduleRow, priority: str | int | None = None,
+                  input_file_id: str | None = None) -> BatchCreate:
+    """The ``POST /v1/batches`` body a run of ``row`` sends, ``metadata.schedule_id`` included.
+
+    ``input_file_id`` is the file a URL schedule's run fetched (default: the schedule's stored file).
+    """
     metadata: dict[str, str] = orjson.loads(row.metadata_json) if row.metadata_json else {}
+    file_id = input_file_id or row.input_file_id
+    if file_id is None:
+        raise InvalidRequest(f"Schedule {row.id} reads its input from a URL: a run needs the file it fetched.",
+                             param="input_url")
     return BatchCreate(
-        input_file_id=row.input_file_id, endpoint=row.endpoint, completion_window=row.completion_window,
+        input_file_id=file_id, endpoint=row.endpoint, completion_window=row.completion_window,
         metadata={**metadata, SCHEDULE_ID_KEY: row.id},
         priority=priority if priority is not None else _priority(row),
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
@@ -94,7 +145,8 @@ def delete_schedule(session: Session, project_id: str, schedule_id: str) -> None
 
 def to_wire(row: ScheduleRow) -> Schedule:
     return Schedule(
-        id=row.id, cron=row.cron, timezone=row.timezone, input_file_id=row.input_file_id, endpoint=row.endpoint,
+        id=row.id, cron=row.cron, timezone=row.timezone, input_file_id=row.input_file_id, input_url=row.input_url,
+        endpoint=row.endpoint,
         completion_window=row.completion_window, priority=_priority(row), route=row.route,
         webhook_url=row.webhook_url, metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,

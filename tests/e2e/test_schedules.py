@@ -74,7 +74,7 @@ def test_create_list_get_update_delete_with_exact_shapes_and_errors(
     assert body["id"].startswith("sched_") and before - 1 <= body["created_at"] <= time.time()
     assert body == {
         "id": body["id"], "object": "schedule", "cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": file_id,
-        "endpoint": CHAT, "completion_window": "24h", "priority": "low", "route": "auto",
+        "input_url": None, "endpoint": CHAT, "completion_window": "24h", "priority": "low", "route": "auto",
         "webhook_url": "http://127.0.0.1:9/hook", "metadata": {"team": "search"}, "constraints": None,
         "max_cost_usd": None, "enabled": True, "created_at": body["created_at"],
         "next_run_at": next_two_am_in_paris(body["created_at"]), "last_run_at": None, "last_batch_id": None,
