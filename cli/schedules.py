@@ -1,4 +1,4 @@
-"""``broker schedules create | list | pause | resume | delete``: recurring batches, against any broker, over HTTP.
+"""``broker schedules create | list | show | pause | resume | delete``: recurring batches, against any broker.
 
 The openai SDK has no schedules resource, so these commands use its generic ``get``/``post``/``delete`` (same
 auth, retries and error types as the rest of the CLI). ``create`` prints the schedule id alone on stdout.
@@ -21,7 +21,8 @@ from cli.client import DEFAULT_BROKER_URL, ApiKey, BrokerUrl, CliError, connect,
 
 DEFAULT_LIST_LIMIT = 100  #: schedules shown by ``broker schedules list``
 
-app = typer.Typer(help="Recurring batches: a cron schedule creates a batch from an input file at each run.",
+app = typer.Typer(help="Recurring batches: a cron schedule creates a batch from an input file (or from the file a URL "
+                       "or folder provides) at each run.",
                   no_args_is_help=True)
 ScheduleId = Annotated[str, typer.Argument(help="The schedule id (sched_…).")]
 
@@ -32,7 +33,8 @@ class ScheduleObject(openai.BaseModel):
     id: str
     cron: str
     timezone: str
-    input_file_id: str
+    input_file_id: str | None = None
+    input_url: str | None = None
     endpoint: str
     completion_window: str
     priority: str | int
@@ -42,6 +44,11 @@ class ScheduleObject(openai.BaseModel):
     last_run_at: int | None = None
     last_batch_id: str | None = None
     last_error: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Where each run's input comes from: the stored file's id, or the URL or folder read at each run."""
+        return self.input_url or self.input_file_id or "-"
 
 
 class ScheduleListObject(openai.BaseModel):
@@ -71,6 +78,17 @@ def parse_metadata(pairs: list[str] | None) -> dict[str, str] | None:
     return metadata
 
 
+def _read_at_each_run(source: str | None, input_url: str, model: str | None, endpoint: str | None) -> str:
+    """The endpoint of a schedule whose input ``input_url`` provides at each run (nothing to upload now)."""
+    if source is not None:
+        raise CliError(f"give INPUT ('{source}') or --input-url, not both")
+    if model:
+        raise CliError("--model rewrites a local file; with --input-url the broker reads the file at each run")
+    if not endpoint:
+        raise CliError("--input-url needs --endpoint: the file is only read at each run")
+    return endpoint
+
+
 def _input(client: openai.OpenAI, source: str, model: str | None, endpoint: str | None,
            workdir: Path) -> tuple[str, str, bool]:
     """(file id, endpoint, uploaded here): a local JSONL file is uploaded (purpose batch); else it is a file id."""
@@ -91,10 +109,14 @@ def _input(client: openai.OpenAI, source: str, model: str | None, endpoint: str 
 
 
 @app.command("create")
-def create(source: Annotated[str, typer.Argument(
-               metavar="INPUT", help="A JSONL file to upload, or the id of an uploaded file of purpose batch.")],
-           cron: Annotated[str, typer.Option(
+def create(cron: Annotated[str, typer.Option(
                "--cron", help='When to run, e.g. "0 2 * * *" (02:00 daily); a sixth field counts seconds.')],
+           source: Annotated[str | None, typer.Argument(
+               metavar="INPUT", help="A JSONL file to upload, or the id of an uploaded file of purpose batch.",
+               show_default=False)] = None,
+           input_url: Annotated[str | None, typer.Option(
+               "--input-url", help="Instead of INPUT: read the input at each run from an https:// or http:// URL, "
+                                   "or from file:///a/folder (its newest *.jsonl); needs --endpoint.")] = None,
            timezone: Annotated[str, typer.Option("--timezone", "--tz", help="IANA zone the cron is read in.")] = "UTC",
            model: Annotated[str | None, typer.Option("--model", help="Set body.model on every line.")] = None,
            endpoint: Annotated[str | None, typer.Option(
@@ -107,9 +129,12 @@ def create(source: Annotated[str, typer.Argument(
                "--metadata", help="KEY=VALUE on every batch (repeatable).")] = None,
            paused: Annotated[bool, typer.Option("--paused", help="Create it paused (resume to start).")] = False,
            url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
-    """Create a schedule: at each cron time the broker creates a batch from INPUT with these settings."""
+    """Create a schedule: at each cron time the broker creates a batch from INPUT (or --input-url) with these
+    settings."""
     err = Console(stderr=True)
     with friendly_errors(err), tempfile.TemporaryDirectory(prefix="broker-schedule-") as tmp:
+        if source is None and input_url is None:
+            raise CliError("give INPUT (a JSONL file or a file id) or --input-url")
         client = connect(url, api_key)
         body: dict[str, Any] = {"cron": cron, "timezone": timezone, "completion_window": window, "route": route,
                                 "enabled": not paused}
@@ -119,18 +144,22 @@ def create(source: Annotated[str, typer.Argument(
             body["webhook_url"] = webhook_url
         if (pairs := parse_metadata(metadata)) is not None:
             body["metadata"] = pairs
-        file_id, body["endpoint"], uploaded = _input(client, source, model, endpoint, Path(tmp))
-        body["input_file_id"] = file_id
+        uploaded: str | None = None
+        if input_url is not None:
+            body["endpoint"], body["input_url"] = _read_at_each_run(source, input_url, model, endpoint), input_url
+        elif source is not None:
+            file_id, body["endpoint"], is_upload = _input(client, source, model, endpoint, Path(tmp))
+            body["input_file_id"], uploaded = file_id, file_id if is_upload else None
         try:
             schedule = client.post("/schedules", body=body, cast_to=ScheduleObject)
         except openai.APIStatusError:
             if uploaded:
-                client.files.delete(file_id)  # a refused schedule leaves no orphan upload behind
+                client.files.delete(uploaded)  # a refused schedule leaves no orphan upload behind
             raise
         typer.echo(schedule.id)
         when = f"next run {at_zone(schedule.next_run_at, schedule.timezone)}" if schedule.enabled else "paused"
         err.print(f"schedule [bold]{schedule.id}[/] created: cron \"{schedule.cron}\" ({schedule.timezone}), {when}; "
-                  f"each run: {schedule.endpoint} from {schedule.input_file_id}, window {schedule.completion_window}, "
+                  f"each run: {schedule.endpoint} from {escape(schedule.source)}, window {schedule.completion_window}, "
                   f"route {schedule.route}")
 
 
@@ -150,17 +179,33 @@ def list_(limit: Annotated[int, typer.Option(help="Schedules listed.", min=1, ma
 
 def schedules_table(schedules: list[ScheduleObject]) -> Table:
     table = Table(title="Schedules", title_justify="left")
-    for column in ("schedule", "cron", "timezone", "endpoint", "window", "route", "state", "next run", "last run",
-                   "last batch"):
+    for column in ("schedule", "cron", "timezone", "source", "endpoint", "window", "route", "state", "next run",
+                   "last run", "last batch"):
         table.add_column(column, no_wrap=column in ("schedule", "cron"))
     for s in schedules:
         state = "active" if s.enabled else "paused"
         last = s.last_batch_id or "-"
         if s.last_error:
             last = f"[red]error[/]: {escape(s.last_error)}"
-        table.add_row(s.id, s.cron, s.timezone, s.endpoint, s.completion_window, s.route, state,
+        table.add_row(s.id, s.cron, s.timezone, escape(s.source), s.endpoint, s.completion_window, s.route, state,
                       at_zone(s.next_run_at, s.timezone), at_zone(s.last_run_at, s.timezone), last)
     return table
+
+
+@app.command()
+def show(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """One schedule: when it runs, where each run's input comes from, and how its last run went."""
+    with friendly_errors(Console(stderr=True)):
+        s = connect(url, api_key).get(f"/schedules/{schedule_id}", cast_to=ScheduleObject)
+    source = f"{s.input_url} (read at each run)" if s.input_url else f"{s.input_file_id} (stored file)"
+    rows = [("schedule", s.id), ("cron", f'"{s.cron}" ({s.timezone})'), ("source", source),
+            ("endpoint", s.endpoint), ("window", s.completion_window), ("priority", str(s.priority)),
+            ("route", s.route), ("state", "active" if s.enabled else "paused"),
+            ("next run", at_zone(s.next_run_at, s.timezone)), ("last run", at_zone(s.last_run_at, s.timezone)),
+            ("last batch", s.last_batch_id or "-"), ("last error", s.last_error or "-")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        typer.echo(f"{name:<{width}}  {value}")
 
 
 def _set_enabled(schedule_id: str, enabled: bool, url: str, api_key: str | None) -> None:

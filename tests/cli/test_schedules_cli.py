@@ -1,12 +1,15 @@
 """``broker schedules create | list | pause | resume | delete`` against an embedded broker, via the entry point."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from tests.cli.conftest import Cli, assert_clean_failure
-from tests.harness import CHAT_MODEL, chat_line
+from tests.harness import CHAT_MODEL, EmbeddedBroker, chat_line, jsonl_bytes
+
+CHAT = "/v1/chat/completions"
 
 
 def write_jsonl(path: Path, n: int) -> Path:
@@ -74,3 +77,35 @@ def test_refused_schedules_fail_cleanly_and_leave_no_upload(cli: Cli, tmp_path: 
     assert_clean_failure(cli("schedules", "create", str(source), "--cron", "0 2 * * *", "--metadata", "oops"),
                          "--metadata takes KEY=VALUE")
     assert_clean_failure(cli("schedules", "delete", "sched_nope"), "No such schedule object: sched_nope")
+
+
+def test_create_with_input_url_and_list_and_show_print_each_schedules_source(
+        make_broker: Callable[..., EmbeddedBroker], tmp_path: Path) -> None:
+    root = tmp_path / "drops"
+    root.mkdir()
+    broker = make_broker(workers=False, planner=False, schedule_folders=[root])
+    cli = Cli(broker, broker.key)
+    created = cli("schedules", "create", "--input-url", root.as_uri(), "--endpoint", CHAT, "--cron", "0 2 * * *")
+    assert created.exit_code == 0, created.output
+    schedule_id = created.stdout.strip()
+    assert f"each run: {CHAT} from {root.as_uri()}," in " ".join(created.stderr.split())
+    body = schedule(cli, schedule_id).json()
+    assert (body["input_url"], body["input_file_id"]) == (root.as_uri(), None)
+    stored = cli.client().files.create(file=("in.jsonl", jsonl_bytes([chat_line(0)])), purpose="batch").id
+    from_file = cli("schedules", "create", stored, "--endpoint", CHAT, "--cron", "0 3 * * *").stdout.strip()
+
+    shown = cli("schedules", "show", schedule_id)
+    assert shown.exit_code == 0, shown.output
+    assert f"source      {root.as_uri()} (read at each run)" in shown.stdout
+    assert f"source      {stored} (stored file)" in cli("schedules", "show", from_file).stdout
+    listing = cli("schedules", "list", COLUMNS="400")
+    assert listing.exit_code == 0 and stored in listing.stdout and "file:///" in listing.stdout, listing.output
+
+    assert_clean_failure(cli("schedules", "create", stored, "--input-url", root.as_uri(), "--endpoint", CHAT,
+                             "--cron", "0 2 * * *"), "or --input-url, not both")
+    assert_clean_failure(cli("schedules", "create", "--input-url", root.as_uri(), "--cron", "0 2 * * *"),
+                         "--input-url needs --endpoint")
+    assert_clean_failure(cli("schedules", "create", "--cron", "0 2 * * *"), "give INPUT")
+    outside = cli("schedules", "create", "--input-url", tmp_path.as_uri(), "--endpoint", CHAT, "--cron", "0 2 * * *")
+    assert_clean_failure(outside, "is outside the folders schedules may read")
+    assert_clean_failure(cli("schedules", "show", "sched_nope"), "No such schedule object: sched_nope")
