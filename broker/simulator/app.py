@@ -47,7 +47,6 @@ _SERVER_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-
 class Dialect(Protocol):
     """One API shape served by the shared pipeline: how it validates and renders, and how it words errors
     and headers (the pipeline builds them in OpenAI's words)."""

@@ -1,10 +1,10 @@
 """OpenAI chat <-> Anthropic Messages translation, and the real-time adapter against the real simulator
-(MockTransport only for a 529)."""
+(conftest's ``sim``, a fresh server per test; MockTransport only for a 529 and odd bodies)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from broker.simulator import SimulatorConfig, SimulatorServer
+from broker.simulator import SimulatorServer
 from workers.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicMessages,
@@ -28,19 +28,6 @@ T = TypeVar("T")
 PNG = "data:image/png;base64,iVBORw0KGgo="
 WEATHER = {"type": "function", "function": {"name": "weather", "description": "Weather of a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: SimulatorServer) -> SimulatorServer:
-    server.app.apply_config(SimulatorConfig().to_dict())
-    server.app.reset(limits=True)
-    return server
 
 
 def chat(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
