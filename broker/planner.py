@@ -1,7 +1,8 @@
 """The planner: one loop that moves every batch forward.
 
 Each tick: retry validations nobody finished, take back expired leases (invariant 2), release work per
-provider in priority order (invariant 3), and end batches that are done, expired or cancelled.
+provider in priority order (invariant 3), ask workers to move native batch submissions on, and end batches
+that are done, expired or cancelled. Schedules fire on a loop of their own (run_schedules).
 """
 
 import logging
@@ -44,7 +45,6 @@ class Planner:
     sync_native: SendNative = lambda provider: None  # noqa: E731
 
     def tick(self) -> None:
-        fire_due(self.engine, self.settings, self.catalogue, self.store)  # due schedules create their batches
         self._validate_stale()
         for provider in self.catalogue.providers.values():
             self._reclaim_expired_leases(provider)
@@ -54,6 +54,19 @@ class Planner:
         self._advance_batches()
         if (n := purge_expired(self.engine, self.store)) > 0:
             log.info("deleted %d expired files", n)
+
+    def fire_schedules(self) -> None:
+        """Due schedules create their batches (a URL input may take a while to fetch: this runs on its own thread,
+        so it never holds up dispatch)."""
+        fire_due(self.engine, self.settings, self.catalogue, self.store)
+
+    def run_schedules(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.fire_schedules()
+            except Exception:  # the next pass retries; a schedule's own failures are in its last_error
+                log.exception("firing schedules failed")
+            stop.wait(self.settings.planner_interval)
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""

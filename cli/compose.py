@@ -55,6 +55,7 @@ class Processes:
     wake_event: threading.Event = field(default_factory=threading.Event)
     planner_thread: threading.Thread | None = None
     webhook_thread: threading.Thread | None = None
+    schedules_thread: threading.Thread | None = None
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -79,6 +80,9 @@ class Processes:
         self.planner_thread = threading.Thread(target=planner.run, args=(self.stop_event, self.wake_event),
                                                name="planner", daemon=True)
         self.planner_thread.start()
+        self.schedules_thread = threading.Thread(target=planner.run_schedules, args=(self.stop_event,),
+                                                 name="schedules", daemon=True)
+        self.schedules_thread.start()
         deliverer = Deliverer(self.core.engine, self.core.settings)  # network calls: a thread and loop of its own
         self.webhook_thread = threading.Thread(target=deliverer.run, args=(self.stop_event,), name="webhooks",
                                                daemon=True)
@@ -96,8 +100,9 @@ class Processes:
         self.wake_event.set()
         if self.planner_thread is not None:
             self.planner_thread.join(10)
-        if self.webhook_thread is not None:
-            self.webhook_thread.join(10)
+        for thread in (self.webhook_thread, self.schedules_thread):
+            if thread is not None:
+                thread.join(10)
         worker, runtime, queue = self.worker, self.runtime, self.queue
         self.worker = self.runtime = self.queue = None  # a second stop() has nothing left to do
         if worker is not None:

@@ -20,8 +20,8 @@ from broker.tables import ProviderStateRow
 from workers.execute import LineRunner, RetryPolicy
 from workers.limits import Limiter, LocalLimiter, RedisLimiter
 from workers.native import sync_provider
-from workers.providers.openai_batch import NativeBatchClient
 from workers.providers.openai import OpenAICompatible, make_client
+from workers.providers.openai_batch import NativeBatchClient
 from workers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)

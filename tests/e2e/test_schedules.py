@@ -232,6 +232,7 @@ def test_planners_ticking_at_once_on_one_database_create_one_batch_per_due_time(
         def run(planner: Planner) -> None:
             start.wait()
             for _ in range(ticks):
+                planner.fire_schedules()
                 planner.tick()
 
         threads = [threading.Thread(target=run, args=(p,)) for p in planners]
