@@ -32,6 +32,9 @@ from workers.providers.openai_batch import BatchLine, LineResult, RemoteBatch
 
 log = logging.getLogger(__name__)
 NOT_REPORTED = "not_reported"  #: error code of a line the remote batch ended without mentioning
+#: lines the remote batch never ran (it expired, or we cancelled it as late): they run in real time; if their own
+#: batch was cancelled, the planner closes them instead
+UNRUN = frozenset({"batch_expired", "batch_cancelled"})
 
 
 class NativeBatchApi(Protocol):
@@ -111,7 +114,7 @@ def _upstream_body(provider: ProviderConfig, body: str) -> dict[str, Any]:
 
 def _outcome(provider: ProviderConfig, batch_id: str, line_id: int, body: str, result: LineResult | None) -> Outcome:
     """A remote line's result as the line's outcome; unfinished or retryable lines go back to real time."""
-    if result is None or result.retryable:
+    if result is None or result.retryable or result.error_code in UNRUN:
         code = NOT_REPORTED if result is None else result.error_code or "upstream_http_error"
         message = "The provider's batch ended without this request's result; it runs in real time." \
             if result is None else result.error_message or f"Upstream answered HTTP {result.status_code}"

@@ -20,6 +20,8 @@ from broker.tables import ProviderStateRow
 from workers.execute import LineRunner, RetryPolicy
 from workers.limits import Limiter, LocalLimiter, RedisLimiter
 from workers.native import sync_provider
+from workers.providers.anthropic import AnthropicMessages, make_anthropic_client
+from workers.providers.anthropic_batch import AnthropicBatchClient
 from workers.providers.openai import OpenAICompatible, make_client
 from workers.providers.openai_batch import NativeBatchClient
 from workers.throttle import ProviderThrottle
@@ -64,7 +66,8 @@ class WorkerRuntime:
         """
         if provider.name not in self._clients:
             shards = max(1, math.ceil(provider.max_concurrency / CONNECTIONS_PER_CLIENT))
-            self._clients[provider.name] = [make_client(provider) for _ in range(shards)]
+            factory = make_anthropic_client if provider.kind == "anthropic" else make_client
+            self._clients[provider.name] = [factory(provider) for _ in range(shards)]
             self._next_client[provider.name] = 0
         clients, n = self._clients[provider.name], self._next_client[provider.name]
         self._next_client[provider.name] = (n + 1) % len(clients)
@@ -80,8 +83,9 @@ class WorkerRuntime:
 
     async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
         provider = self.catalogue.get(provider_name)
-        runner = LineRunner(OpenAICompatible(self.client(provider)), self.policy, self.throttle(provider),
-                            self.catalogue)
+        client = self.client(provider)
+        adapter = AnthropicMessages(client) if provider.kind == "anthropic" else OpenAICompatible(client)
+        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.catalogue)
         outcomes = await runner.run(lines)
         # store and refill the provider's window at once, instead of waiting for the planner's next tick
         chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
@@ -95,7 +99,9 @@ class WorkerRuntime:
     async def sync_native(self, provider_name: str) -> None:
         """Submit, poll and collect the provider's native batches that are due."""
         provider = self.catalogue.get(provider_name)
-        await sync_provider(self.engine, provider, NativeBatchClient(self.client(provider)))
+        client = self.client(provider)
+        api = AnthropicBatchClient(client) if provider.kind == "anthropic" else NativeBatchClient(client)
+        await sync_provider(self.engine, provider, api)
 
     async def publish_state(self) -> None:
         rows = []
