@@ -115,13 +115,19 @@ OVER_MONTHLY_BUDGET = (
 )
 
 
+#: SQL: the expected cost of a batch's lines out in remote (native) batches, held against its max_cost_usd
+COMMITTED_REMOTE = ("(SELECT COALESCE(SUM(r.estimated_cost_usd), 0) FROM remote_batch r "
+                    "WHERE r.batch_id = batch.id AND r.status != 'ended')")
+
+
 def _active_batches(conn: Connection, at: float,
                     running: dict[str, int]) -> tuple[list[ActiveBatch], dict[str, list[str] | None]]:
     """Batches that may run now (started, not over a budget), and the providers each may fall back to."""
     rows = conn.execute(
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
-             "AND (not_before IS NULL OR not_before <= :now) AND (max_cost_usd IS NULL OR cost_usd < max_cost_usd) "
+             "AND (not_before IS NULL OR not_before <= :now) "
+             f"AND (max_cost_usd IS NULL OR cost_usd + {COMMITTED_REMOTE} < max_cost_usd) "
              f"AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
         {"now": at, "month": month_start(at)},
     ).all()

@@ -9,20 +9,25 @@ route's reserve (broker/routing.py) left time for. Remote batches still running 
 batch is no longer running, are cancelled.
 """
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+import orjson
+from sqlalchemy import Connection, Engine, text
 
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
+from broker.dispatch import OVER_MONTHLY_BUDGET
 from broker.ids import new_id
 from broker.results import Outcome, write_outcomes
 from broker.routing import fallback_reserve
+from broker.usage import month_start
 
 SUBMIT_CLAIM_SECONDS = 600.0  #: a submission silent this long (its worker died) is given up and its lines resent
 POLL_CLAIM_SECONDS = 300.0  #: a poll or collection silent this long is taken over by another worker
+MAX_LINES_UNPRICED = 1_000_000  #: a model priced at zero: its budget never limits a submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,40 +61,85 @@ def native_work(engine: Engine, provider: str, at: float) -> bool:
 
 
 def claim_submission(engine: Engine, provider: ProviderConfig, at: float) -> Submission | None:
-    """Take one running batch's unsent ``batched`` lines for a new remote batch; None when there are none."""
+    """Take one running batch's unsent ``batched`` lines for a new remote batch; None when there are none.
+
+    A batch with ``max_cost_usd`` sends no more lines than its budget left can pay for at their expected cost
+    (lines in remote batches count at that cost until they come back); lines it cannot afford that way run in
+    real time, where dispatch stops exactly at the cap. Projects past their monthly budget send nothing.
+    """
     assert provider.native_batch is not None
     _recover_lost_submissions(engine, provider.name, at)
     with engine.begin() as conn:
-        found = conn.execute(
-            text("SELECT b.id, b.endpoint, b.in_progress_at, b.expires_at FROM batch b WHERE b.status = 'in_progress' "
-                 "AND EXISTS (SELECT 1 FROM line l WHERE l.batch_id = b.id AND l.provider = :p "
-                 "AND l.status = 'batched' AND l.remote_batch_id IS NULL) ORDER BY b.priority, b.created_at LIMIT 1"),
-            {"p": provider.name},
-        ).first()
-        if found is None:
-            return None
-        batch_id, endpoint, started, expires_at = found
-        ids = [r[0] for r in conn.execute(
-            text("SELECT id FROM line WHERE batch_id = :b AND provider = :p AND status = 'batched' "
-                 "AND remote_batch_id IS NULL ORDER BY idx LIMIT :n"),
-            {"b": batch_id, "p": provider.name, "n": provider.native_batch.max_lines},
-        )]
-        submission_id = new_id("rbatch")
-        conn.execute(
-            text("INSERT INTO remote_batch (id, batch_id, provider, status, lines, created_at, cancel_after, "
-                 "cancel_requested, next_poll_at, claimed_until) VALUES (:id, :b, :p, 'submitting', :n, :t, :ca, "
-                 ":no, :t, :claim)"),
-            {"id": submission_id, "b": batch_id, "p": provider.name, "n": len(ids), "t": at, "no": False,
-             "ca": expires_at - fallback_reserve(started or at, expires_at) if expires_at else at + 86_400,
-             "claim": at + SUBMIT_CLAIM_SECONDS},
-        )
-        match, id_param = id_list_match(conn, "id", ids)
-        lines = conn.execute(
-            text(f"UPDATE line SET remote_batch_id = :rb WHERE {match} AND remote_batch_id IS NULL "
-                 "AND status = 'batched' RETURNING id, custom_id, body"),
-            {"rb": submission_id, "ids": id_param},
+        candidates = conn.execute(
+            text("SELECT b.id, b.endpoint, b.in_progress_at, b.expires_at, b.max_cost_usd, b.cost_usd, b.plan_json "
+                 "FROM batch b WHERE b.status = 'in_progress' "
+                 f"AND b.project_id NOT IN ({OVER_MONTHLY_BUDGET}) AND EXISTS (SELECT 1 FROM line l "
+                 "WHERE l.batch_id = b.id AND l.provider = :p AND l.status = 'batched' AND l.remote_batch_id IS NULL) "
+                 "ORDER BY b.priority, b.created_at LIMIT 20"),
+            {"p": provider.name, "month": month_start(at)},
         ).all()
-        conn.execute(text("UPDATE remote_batch SET lines = :n WHERE id = :id"), {"n": len(lines), "id": submission_id})
+        for batch_id, endpoint, started, expires_at, max_cost, cost, plan_json in candidates:
+            room = provider.native_batch.max_lines
+            committed = _committed_cost(conn, batch_id)
+            if max_cost is not None:
+                room = min(room, _affordable(max_cost - cost - committed, plan_json, provider.name))
+            if room <= 0:
+                if committed == 0:  # nothing out there to wait for: real-time dispatch takes them to the cap
+                    _run_in_real_time(conn, batch_id, provider.name)
+                continue
+            cancel_after = expires_at - fallback_reserve(started or at, expires_at) if expires_at else at + 86_400
+            return _submit_lines(conn, batch_id, endpoint, provider.name, room, cancel_after, plan_json, at)
+    return None
+
+
+def _committed_cost(conn: Connection, batch_id: str) -> float:
+    """Expected cost of the batch's lines out in remote batches now."""
+    return float(conn.execute(
+        text("SELECT COALESCE(SUM(estimated_cost_usd), 0) FROM remote_batch WHERE batch_id = :b AND status != 'ended'"),
+        {"b": batch_id},
+    ).scalar_one())
+
+
+def _line_cost(plan_json: str | None, provider: str) -> float:
+    """The highest expected line cost among the batch's models planned on ``provider``'s batch API."""
+    plans = orjson.loads(plan_json) if plan_json else {}
+    return max((p.get("line_cost_usd") or 0.0 for p in plans.values() if p.get("provider") == provider), default=0.0)
+
+
+def _affordable(budget_left: float, plan_json: str | None, provider: str) -> int:
+    per_line = _line_cost(plan_json, provider)
+    if per_line <= 0:
+        return MAX_LINES_UNPRICED if budget_left > 0 else 0
+    return max(0, math.floor(budget_left / per_line))
+
+
+def _run_in_real_time(conn: Connection, batch_id: str, provider: str) -> None:
+    conn.execute(text("UPDATE line SET status = 'pending' WHERE batch_id = :b AND provider = :p "
+                      "AND status = 'batched' AND remote_batch_id IS NULL"), {"b": batch_id, "p": provider})
+
+
+def _submit_lines(conn: Connection, batch_id: str, endpoint: str, provider: str, room: int, cancel_after: float,
+                  plan_json: str | None, at: float) -> Submission:
+    ids = [r[0] for r in conn.execute(
+        text("SELECT id FROM line WHERE batch_id = :b AND provider = :p AND status = 'batched' "
+             "AND remote_batch_id IS NULL ORDER BY idx LIMIT :n"),
+        {"b": batch_id, "p": provider, "n": room},
+    )]
+    submission_id = new_id("rbatch")
+    conn.execute(
+        text("INSERT INTO remote_batch (id, batch_id, provider, status, lines, estimated_cost_usd, created_at, "
+             "cancel_after, cancel_requested, next_poll_at, claimed_until) VALUES (:id, :b, :p, 'submitting', :n, "
+             ":est, :t, :ca, :no, :t, :claim)"),
+        {"id": submission_id, "b": batch_id, "p": provider, "n": len(ids), "t": at, "no": False,
+         "est": len(ids) * _line_cost(plan_json, provider), "ca": cancel_after, "claim": at + SUBMIT_CLAIM_SECONDS},
+    )
+    match, id_param = id_list_match(conn, "id", ids)
+    lines = conn.execute(
+        text(f"UPDATE line SET remote_batch_id = :rb WHERE {match} AND remote_batch_id IS NULL "
+             "AND status = 'batched' RETURNING id, custom_id, body"),
+        {"rb": submission_id, "ids": id_param},
+    ).all()
+    conn.execute(text("UPDATE remote_batch SET lines = :n WHERE id = :id"), {"n": len(lines), "id": submission_id})
     return Submission(submission_id, batch_id, endpoint, sorted((r[0], r[1], r[2]) for r in lines))
 
 

@@ -12,6 +12,7 @@ A route other than real-time must leave :func:`fallback_reserve` of the window, 
 feasible route, preferring real-time, then off-peak, then the native batch API at equal price.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +36,11 @@ class RoutePlan:
     route: str
     not_before: float = 0.0  #: off-peak: when the window opens
     price_factor: float = 1.0  #: share of the real-time price the route is expected to cost
+    line_cost_usd: float = 0.0  #: expected cost of one line like the sample, on this route
 
     def to_json(self) -> dict[str, Any]:
-        return {"provider": self.provider, "route": self.route, "not_before": self.not_before or None}
+        return {"provider": self.provider, "route": self.route, "not_before": self.not_before or None,
+                "line_cost_usd": self.line_cost_usd}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,16 +116,19 @@ def candidates(provider: ProviderConfig, model: str, req: RoutingRequest) -> lis
 def plan_model(catalogue: Catalogue, model: str, body: dict[str, Any], req: RoutingRequest) -> RoutePlan:
     """The cheapest feasible route for ``model`` (``body`` is a sample line), or the one the batch forces."""
     usable = deployments(catalogue, model, req)
+    usage = sample_usage(req.endpoint, body)
     if req.route == REALTIME:
         first = usable[0]
-        return RoutePlan(first.name, REALTIME, 0.0, first.price_multiplier(model, req.start))
-    usage = sample_usage(req.endpoint, body)
+        share = first.price_multiplier(model, req.start)
+        return RoutePlan(first.name, REALTIME, 0.0, share, line_cost(first, model, usage) * share)
     options: list[tuple[float, int, int, RoutePlan]] = []
     for order, provider in enumerate(usable):
         full = line_cost(provider, model, usage)
         for plan in candidates(provider, model, req):
             if req.route in ("auto", plan.route):
-                options.append((full * plan.price_factor, ROUTE_PREFERENCE.index(plan.route), order, plan))
+                cost = full * plan.price_factor
+                options.append((cost, ROUTE_PREFERENCE.index(plan.route), order,
+                                dataclasses.replace(plan, line_cost_usd=cost)))
     if not options:
         raise InvalidRequest(
             f"No deployment of '{model}' can take route '{req.route}' within this batch's window: a native batch "

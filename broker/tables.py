@@ -269,6 +269,7 @@ class RemoteBatchRow(SQLModel, table=True):
     remote_id: str | None = None  #: the provider's batch id, once created
     status: str  #: submitting -> running -> ended
     lines: int
+    estimated_cost_usd: float = 0.0  #: what its lines should cost: held against the batch's max_cost_usd meanwhile
     created_at: float
     submitted_at: float | None = None
     ended_at: float | None = None

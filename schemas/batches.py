@@ -64,6 +64,7 @@ class RouteChoice(BaseModel):
     provider: str
     route: str  #: realtime, native_batch or off_peak
     not_before: float | None = None  #: off_peak: when the provider's cheaper window opens
+    line_cost_usd: float | None = None  #: what a line was expected to cost on this route, when it was chosen
 
 
 class BatchCreate(BaseModel):

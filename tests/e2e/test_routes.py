@@ -137,3 +137,22 @@ def test_estimate_lists_every_route_with_its_price(start_broker: StartBroker, si
     assert routes[("openai", "native_batch")] == pytest.approx(realtime * 0.5, rel=1e-4)
     assert routes[("nightly", "off_peak")] == pytest.approx(realtime * 0.4, rel=1e-4)
     assert estimate["cost_usd"] == pytest.approx(realtime * 0.4, rel=1e-4)  # the cheapest route
+
+
+def test_native_batches_send_only_what_max_cost_usd_can_pay_for(start_broker: StartBroker,
+                                                                sim: SimulatorServer) -> None:
+    sim.config.batch_turnaround_seconds = 0.3
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE, max_concurrency=2))
+    client = broker.client()
+    lines = [chat_line(i, max_tokens=16) for i in range(100)]
+    probe = wait_for(client, submit(client, lines[:1]).id)
+    expected = (probe.model_extra or {})["routes"][CHAT_MODEL]["line_cost_usd"]  # the route's estimate per line
+    cap = 20 * expected
+    upload = client.files.create(file=("in.jsonl", jsonl_bytes(lines)), purpose="batch")
+    batch = wait_for(client, client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                                   completion_window="1h", extra_body={"max_cost_usd": cap}).id)
+    out, err = results_once(client, batch, [f"req-{i}" for i in range(100)])
+    cost = (batch.model_extra or {})["cost_usd"]
+    assert 20 <= len(out) < 100 and {line["error"]["code"] for line in err} == {"budget_exceeded"}
+    assert cost <= cap + 2 * 2 * expected  # past the cap: at most the two real-time calls in flight (full price)
+    assert sim.stats.native_batch_lines - 1 >= 20  # the first twenty went at the discount (the probe was one)

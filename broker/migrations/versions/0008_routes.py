@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("remote_id", sa.String(), nullable=True),
         sa.Column("status", sa.String(), nullable=False),
         sa.Column("lines", sa.Integer(), nullable=False),
+        sa.Column("estimated_cost_usd", sa.Float(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("submitted_at", sa.Float(), nullable=True),
         sa.Column("ended_at", sa.Float(), nullable=True),
