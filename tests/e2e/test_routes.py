@@ -156,3 +156,22 @@ def test_native_batches_send_only_what_max_cost_usd_can_pay_for(start_broker: St
     assert 20 <= len(out) < 100 and {line["error"]["code"] for line in err} == {"budget_exceeded"}
     assert cost <= cap + 2 * 2 * expected  # past the cap: at most the two real-time calls in flight (full price)
     assert sim.stats.native_batch_lines - 1 >= 20  # the first twenty went at the discount (the probe was one)
+
+
+def test_cancelling_a_batch_cancels_its_remote_batch_and_keeps_what_finished(start_broker: StartBroker,
+                                                                              sim: SimulatorServer) -> None:
+    sim.config.batch_turnaround_seconds = 20.0  # lines finish one by one over 20 s
+    broker = start_broker(provider("openai", sim, native_batch=NATIVE))
+    client = broker.client()
+    created = submit(client, [chat_line(i) for i in range(40)])
+    deadline = time.monotonic() + 10
+    while sim.stats.native_batches == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # a few lines done remotely
+    client.batches.cancel(created.id)
+    batch = wait_for(client, created.id, timeout=10)
+    assert batch.status == "cancelled"
+    out, err = results_once(client, batch, [f"req-{i}" for i in range(40)])
+    assert 0 < len(out) < 40 and {line["error"]["code"] for line in err} == {"batch_cancelled"}
+    assert usage_by_route(broker) == {"native_batch": len(out)}  # finished remote lines are kept and paid for
+    assert sim.stats.by_endpoint.get("/v1/chat/completions", 0) == 0  # nothing was rerun in real time
