@@ -88,7 +88,10 @@ class NativeBatchConfig(BaseModel):
     """A provider's own batch API (OpenAI's Files + Batches, or Anthropic's Message Batches)."""
 
     discount: float = Field(0.5, ge=0.0, lt=1.0)  #: off the real-time price (OpenAI and Anthropic: 50 %)
-    turnaround_seconds: float = Field(86_400.0, gt=0)  #: how long the provider may take (OpenAI: 24 h)
+    #: how long the broker plans on the provider taking (OpenAI and Anthropic promise 24 h; most batches end within
+    #: hours). A remote batch still running when only the window's real-time reserve is left is cancelled and its
+    #: unfinished lines run in real time, so a 24 h window still uses the batch API at this default.
+    turnaround_seconds: float = Field(43_200.0, gt=0)
     max_lines: int = Field(50_000, ge=1)  #: requests per submitted batch
     poll_seconds: float = Field(30.0, gt=0)  #: how often a running batch is polled
 
