@@ -1,4 +1,4 @@
-"""``broker submit | status | results | cancel``: batches for people, against any broker, over HTTP.
+"""``broker submit | status | results | cancel | usage``: batches for people, against any broker, over HTTP.
 
 Data goes to stdout (the batch id from ``submit``, tables), progress and errors to stderr, so
 ``ID=$(broker submit requests.jsonl --model gpt-4o-mini)`` works in scripts.
@@ -209,7 +209,29 @@ def cancel(batch_id: Annotated[str, typer.Argument(help="The batch id.")],
         typer.echo(f"{batch.id} {batch.status}")
 
 
+def usage(start_date: Annotated[str | None, typer.Option(help="First UTC day, YYYY-MM-DD.")] = None,
+          end_date: Annotated[str | None, typer.Option(help="Last UTC day, YYYY-MM-DD.")] = None,
+          url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+    """Requests, tokens and cost per day, provider, model and route; this month's spend and budget."""
+    out = Console()
+    with friendly_errors(Console(stderr=True)):
+        params = {k: v for k, v in (("start_date", start_date), ("end_date", end_date)) if v}
+        report: Any = connect(url, api_key).get("/usage", cast_to=object, options={"params": params})
+    table = Table(title="Usage", title_justify="left")
+    for column in ("day", "provider", "model", "route", "requests", "input tokens", "output tokens", "cost"):
+        table.add_column(column, justify="right" if column in ("requests", "input tokens", "output tokens", "cost")
+                         else "left")
+    for row in report["data"]:
+        table.add_row(row["day"], row["provider"], row["model"], row["route"], f"{row['requests']:,}",
+                      f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", usd(row["cost_usd"]))
+    table.add_row("total", "", "", "", f"{report['total_requests']:,}", "", "", usd(report["total_cost_usd"]))
+    out.print(table)
+    budget = report.get("monthly_budget_usd")
+    out.print(f"this month: {usd(report['month_to_date_cost_usd'])}"
+              + (f" of a {usd(budget)} budget" if budget is not None else " (no monthly budget)"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the batch commands to the ``broker`` app."""
-    for command in (submit, status, results, cancel):
+    for command in (submit, status, results, cancel, usage):
         app.command()(command)

@@ -104,6 +104,9 @@ class Prices:
         return (input_tokens * price[0] + output_tokens * price[1]) / TOKENS_PER_PRICE_UNIT
 
     def batch_cost(self, batch: Batch, model: str | None = None) -> float | None:
+        """The broker's own account when it gives one (it knows each line's route); else usage x list price."""
+        if isinstance(accounted := extra(batch, "cost_usd"), int | float):
+            return float(accounted)
         usage = batch.usage
         if usage is None:
             return 0.0
@@ -206,7 +209,7 @@ def batch_table(batch: Batch, prices: Prices, model: str | None = None) -> Table
         ("expires", when(batch.expires_at)), ("ended", when(_ended_at(batch))),
         ("lines", f"{counts.total} total, {counts.completed} completed, {counts.failed} failed" if counts else "-"),
         ("tokens", f"{usage.input_tokens:,} in, {usage.output_tokens:,} out" if usage else "-"),
-        ("cost", usd(prices.batch_cost(batch, model))),
+        ("cost", usd(prices.batch_cost(batch, model))), ("routes", _routes(batch)),
         ("output file", batch.output_file_id or "-"), ("error file", batch.error_file_id or "-"),
     ]
     for key, value in rows:
@@ -214,6 +217,15 @@ def batch_table(batch: Batch, prices: Prices, model: str | None = None) -> Table
     for error in (batch.errors.data or [])[:10] if batch.errors else []:
         table.add_row("[red]invalid[/]", f"line {error.line}: {error.code}: {error.message}")
     return table
+
+
+def _routes(batch: Batch) -> str:
+    """Where each model's lines run and how, e.g. ``gpt-4o-mini: openai native_batch``."""
+    routes = extra(batch, "routes")
+    if not isinstance(routes, dict) or not routes:
+        return "-"
+    return "; ".join(f"{model}: {r.get('provider')} {r.get('route')}" for model, r in routes.items()
+                     if isinstance(r, dict))
 
 
 def _ended_at(batch: Batch) -> int | None:

@@ -1,4 +1,4 @@
-"""``broker submit | status | results | cancel`` against an embedded broker, through the real entry point."""
+"""``broker submit | status | results | cancel | usage`` against an embedded broker, through the real entry point."""
 
 import json
 import os
@@ -64,6 +64,11 @@ def test_submit_infers_the_endpoint_then_status_lists_and_details(cli: Cli, tmp_
     assert detail.exit_code == 0, detail.output
     assert batch_id in detail.stdout and "20 total, 20 completed, 0 failed" in detail.stdout
     assert batch.output_file_id is not None and batch.output_file_id in detail.stdout
+    assert "text-embedding-3-small: sim realtime" in detail.stdout  # the route each model took
+
+    usage = cli("usage")
+    assert usage.exit_code == 0, usage.output
+    assert "realtime" in usage.stdout and "20" in usage.stdout and "no monthly budget" in usage.stdout
 
 
 def test_results_writes_both_files_and_a_summary(cli: Cli, tmp_path: Path) -> None:
