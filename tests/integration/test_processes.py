@@ -4,6 +4,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -33,7 +34,8 @@ def test_two_workers_complete_5000_lines_and_a_killed_worker_loses_nothing(
     client = openai.OpenAI(base_url=c.base_url, api_key=key, max_retries=0)
     batch = submit(client, [chat_line(i) for i in range(5000)])
     deadline = time.monotonic() + 60
-    while (client.batches.retrieve(batch.id).request_counts or batch.request_counts).completed < 1000:  # type: ignore[union-attr]
+    # both workers running chunks (each reports its provider state), and the run well under way
+    while _completed(client, batch.id) < 1000 or _workers_reporting(c, key) < 2:
         assert time.monotonic() < deadline, c.logs()
         time.sleep(0.1)
     c.kill("worker1")  # mid-run: its leased lines must come back
@@ -45,3 +47,13 @@ def test_two_workers_complete_5000_lines_and_a_killed_worker_loses_nothing(
     assert batch.error_file_id is None
     assert "took back" in c.log("planner"), "the killed worker held no lease: nothing was tested\n" + c.logs()
     assert sim.stats.successes >= 5000  # lines of the killed worker may have been called twice, stored once
+
+
+def _workers_reporting(c: LocalCluster, key: str) -> int:
+    providers = httpx.get(f"{c.base_url}/providers", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    return int(providers[0]["workers"]) if providers else 0
+
+
+def _completed(client: openai.OpenAI, batch_id: str) -> int:
+    counts = client.batches.retrieve(batch_id).request_counts
+    return counts.completed if counts else 0
