@@ -3,8 +3,8 @@
 :func:`chat_to_messages` turns an OpenAI chat request into an Anthropic Messages request and
 :func:`message_to_chat` turns Anthropic's answer back into a ``chat.completion``; both are pure.
 :class:`AnthropicMessages` posts one request through a client from :func:`make_anthropic_client` and sorts the
-answer as the OpenAI adapter does (success, :class:`RetryableUpstream`, :class:`TerminalUpstream`), with
-Anthropic's 529 ``overloaded_error`` retryable too. Anthropic's error bodies are handed on in OpenAI's
+answer as the OpenAI adapter does (success, :class:`RetryableUpstream`, :class:`TerminalUpstream`), Anthropic's
+529 ``overloaded_error`` being one of its retryable statuses. Anthropic's error bodies are handed on in OpenAI's
 envelope, ``{"error": {"message", "type", "param": null, "code": null}}``, keeping Anthropic's error type.
 
 Translation:
@@ -37,22 +37,13 @@ import orjson
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from workers.providers.openai import (
-    DEFAULT_CONNECT_TIMEOUT,
-    RETRYABLE_STATUSES,
-    UpstreamResponse,
-    json_object_text,
-    retry_after,
-)
-from workers.providers.openai_batch import _classified as classified
-from workers.providers.transport import AsyncioTransport
+from workers.providers.http import int_header, json_body, send
+from workers.providers.openai import RETRYABLE_STATUSES, UpstreamResponse, json_object_text, make_client, retry_after
 
 ANTHROPIC_VERSION = "2023-06-01"  #: the ``anthropic-version`` header every call sends
 CHAT_ENDPOINT = "/v1/chat/completions"  #: the only OpenAI endpoint Anthropic can serve
 DEFAULT_MAX_TOKENS = 4096  #: ``max_tokens`` of a request that sets no limit (Anthropic requires one)
-OVERLOADED = 529  #: Anthropic's status for an overloaded API
-ANTHROPIC_RETRYABLE_STATUSES = RETRYABLE_STATUSES | {OVERLOADED}
-"""HTTP statuses worth trying again: the OpenAI adapter's plus 529."""
+OVERLOADED = 529  #: Anthropic's status for an overloaded API (one of the RETRYABLE_STATUSES)
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
     "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter",
@@ -83,20 +74,13 @@ _HARMLESS: dict[str, Any] = {
 
 
 def make_anthropic_client(provider: ProviderConfig) -> httpx.AsyncClient:
-    """One pooled client per provider per process (as :func:`~workers.providers.openai.make_client`), with
+    """One pooled client per provider per process (:func:`~workers.providers.openai.make_client`), with
     Anthropic's ``x-api-key`` and ``anthropic-version`` headers."""
     key = provider.api_key()
-    limits = httpx.Limits(max_connections=provider.max_concurrency,
-                          max_keepalive_connections=provider.max_concurrency)
     headers = {"anthropic-version": ANTHROPIC_VERSION}
     if key:
         headers["x-api-key"] = key
-    return httpx.AsyncClient(
-        base_url=provider.base_url.rstrip("/") + "/",
-        timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
-        transport=AsyncioTransport(limits),
-        headers=headers,
-    )
+    return make_client(provider, headers)
 
 
 def refused(message: str, param: str | None, code: str = "unsupported_parameter") -> TerminalUpstream:
@@ -320,21 +304,17 @@ def error_text(resp: httpx.Response) -> str:
 
 
 def raise_for_status(resp: httpx.Response) -> None:
-    """Raise for an HTTP error answer: retryable for :data:`ANTHROPIC_RETRYABLE_STATUSES`, else terminal."""
+    """Raise for an HTTP error answer: retryable for the OpenAI adapter's
+    :data:`~workers.providers.openai.RETRYABLE_STATUSES` (529 among them), else terminal."""
     if resp.status_code < 400:
         return
     message = f"Upstream answered HTTP {resp.status_code}"
     request_id = resp.headers.get("request-id")
-    if resp.status_code in ANTHROPIC_RETRYABLE_STATUSES:
+    if resp.status_code in RETRYABLE_STATUSES:
         raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code, body=error_text(resp),
                                 request_id=request_id, delay=retry_after(resp.headers))
     raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code, body=error_text(resp),
                            request_id=request_id)
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    return int(value) if value and value.isdigit() else None
 
 
 class AnthropicMessages:
@@ -355,18 +335,10 @@ class AnthropicMessages:
         if not isinstance(request, dict):
             raise refused("The request body is not a JSON object.", None, "invalid_json")
         payload = orjson.dumps(chat_to_messages(request))
-        with classified():
-            resp = await self.client.post("messages", content=payload, headers={"content-type": "application/json"})
-        raise_for_status(resp)
-        try:
-            message = orjson.loads(resp.content)
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict):
-            raise RetryableUpstream("Upstream answered with a body that is not a JSON object",
-                                    code="upstream_invalid_response", status=resp.status_code)
-        chat = message_to_chat(message)
-        limits = (_int_header(resp.headers, "anthropic-ratelimit-requests-limit"),
-                  _int_header(resp.headers, "anthropic-ratelimit-tokens-limit"))
+        resp = await send(self.client, "POST", "messages", raise_for_status, content=payload,
+                          headers={"content-type": "application/json"})
+        chat = message_to_chat(json_body(resp))
+        limits = (int_header(resp.headers, "anthropic-ratelimit-requests-limit"),
+                  int_header(resp.headers, "anthropic-ratelimit-tokens-limit"))
         return UpstreamResponse(resp.status_code, orjson.dumps(chat).decode(), chat, resp.headers.get("request-id"),
                                 limits)

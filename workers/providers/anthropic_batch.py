@@ -41,7 +41,6 @@ import orjson
 
 from broker.errors import RetryableUpstream, TerminalUpstream
 from workers.providers.anthropic import (
-    ANTHROPIC_RETRYABLE_STATUSES,
     CHAT_ENDPOINT,
     OVERLOADED,
     chat_to_messages,
@@ -50,6 +49,7 @@ from workers.providers.anthropic import (
     raise_for_status,
     refused,
 )
+from workers.providers.http import request_json, stream_lines
 from workers.providers.openai import usage_of
 from workers.providers.openai_batch import (
     BATCH_EXPIRED,
@@ -59,7 +59,6 @@ from workers.providers.openai_batch import (
     LineResult,
     RemoteBatch,
 )
-from workers.providers.openai_batch import _classified as classified
 
 BATCH_CANCELLED = "batch_cancelled"  #: error code of a request left unrun because its batch was cancelled
 ENCODED_PREFIX = "b64-"  #: marks a custom_id sent base64url-encoded (ids starting with it are encoded too)
@@ -73,18 +72,6 @@ ERROR_STATUSES: dict[str, int] = {
 _STATUSES = {"in_progress": "in_progress", "canceling": "cancelling"}
 _UNRUN = {"canceled": (BATCH_CANCELLED, "This request was not executed because the batch was cancelled."),
           "expired": (BATCH_EXPIRED, "This request could not be executed before the batch expired.")}
-
-
-class AnthropicLineResult(LineResult):
-    """A :class:`LineResult` for which Anthropic's 529 is retryable as well."""
-
-    __slots__ = ()
-
-    @property
-    def retryable(self) -> bool:
-        if self.error_code is not None:
-            return self.error_code == BATCH_EXPIRED
-        return self.status_code in ANTHROPIC_RETRYABLE_STATUSES
 
 
 def remote_custom_id(custom_id: str) -> str | None:
@@ -125,7 +112,7 @@ def batch_requests(lines: Sequence[BatchLine], endpoint: str) -> tuple[list[dict
                               "custom_id", "invalid_value")
             requests.append({"custom_id": remote_id, "params": chat_to_messages(body)})
         except TerminalUpstream as exc:
-            rejected[custom_id] = AnthropicLineResult(custom_id, status_code=exc.status, body=exc.body)
+            rejected[custom_id] = LineResult(custom_id, status_code=exc.status, body=exc.body)
     return requests, rejected
 
 
@@ -167,18 +154,18 @@ def parse_result(text: str) -> LineResult:
     if kind == "succeeded" and isinstance(result.get("message"), dict):
         chat = message_to_chat(result["message"])
         usage = usage_of(chat)
-        return AnthropicLineResult(custom_id, status_code=200, body=orjson.dumps(chat).decode(),
-                                   input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        return LineResult(custom_id, status_code=200, body=orjson.dumps(chat).decode(),
+                          input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
     if kind == "errored":
         error = result.get("error") if isinstance(result.get("error"), dict) else {}
         envelope = openai_error(error)
         request_id = error.get("request_id")
-        return AnthropicLineResult(custom_id, status_code=ERROR_STATUSES.get(envelope["error"]["type"], 500),
-                                   body=orjson.dumps(envelope).decode(),
-                                   request_id=request_id if isinstance(request_id, str) else None)
+        return LineResult(custom_id, status_code=ERROR_STATUSES.get(envelope["error"]["type"], 500),
+                          body=orjson.dumps(envelope).decode(),
+                          request_id=request_id if isinstance(request_id, str) else None)
     if kind in _UNRUN:
         code, message = _UNRUN[kind]
-        return AnthropicLineResult(custom_id, error_code=code, error_message=message)
+        return LineResult(custom_id, error_code=code, error_message=message)
     raise RetryableUpstream(f"Upstream results have a line of unknown type {kind!r}",
                             code="upstream_invalid_response")
 
@@ -255,26 +242,10 @@ class AnthropicBatchClient:
     def _rejected_count(self, remote_id: str) -> int:
         return len(self._rejected.get(remote_id, ()))
 
-    async def _result_lines(self, remote_id: str) -> AsyncIterator[LineResult]:
-        with classified():
-            async with self.client.stream("GET", f"messages/batches/{remote_id}/results",
-                                          timeout=self.transfer_timeout) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise_for_status(resp)
-                async for text in resp.aiter_lines():
-                    if text.strip():
-                        yield parse_result(text)
+    def _result_lines(self, remote_id: str) -> AsyncIterator[LineResult]:
+        return stream_lines(self.client, f"messages/batches/{remote_id}/results", raise_for_status, parse_result,
+                            timeout=self.transfer_timeout)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        with classified():
-            resp = await self.client.request(method, path, **kwargs)
-        raise_for_status(resp)
-        try:
-            parsed = orjson.loads(resp.content)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict) or "id" not in parsed:
-            raise RetryableUpstream("Upstream answered with a body that is not a Message Batch",
-                                    code="upstream_invalid_response", status=resp.status_code)
-        return parsed
+        return await request_json(self.client, method, path, raise_for_status, keys=("id",), what="a Message Batch",
+                                  **kwargs)

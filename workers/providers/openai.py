@@ -11,10 +11,12 @@ import orjson
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
 from broker.pricing import Usage
+from workers.providers.http import int_header, send
 from workers.providers.transport import AsyncioTransport
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
-RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+"""HTTP statuses worth trying again (529: Anthropic's "overloaded", which some OpenAI-compatible proxies send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +29,6 @@ class UpstreamResponse:
     header_limits: tuple[int | None, int | None] = (None, None)
 
 
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    return int(value) if value and value.isdigit() else None
-
-
 def usage_of(body: dict[str, Any]) -> Usage:
     """Tokens of a response body, whichever naming it uses (chat/completions/embeddings or responses)."""
     usage = body.get("usage") or {}
@@ -41,16 +38,19 @@ def usage_of(body: dict[str, Any]) -> Usage:
                  int(details.get("cached_tokens", 0) or 0))
 
 
-def make_client(provider: ProviderConfig) -> httpx.AsyncClient:
-    """One pooled client per provider per process, sized to the provider's concurrency."""
-    key = provider.api_key()
+def make_client(provider: ProviderConfig, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """One pooled client per provider per process, sized to the provider's concurrency. It sends ``headers``
+    if given, else ``Authorization: Bearer`` with the provider's key (if it has one)."""
+    if headers is None:
+        key = provider.api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else None
     limits = httpx.Limits(max_connections=provider.max_concurrency,
                           max_keepalive_connections=provider.max_concurrency)
     return httpx.AsyncClient(
         base_url=provider.base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
         transport=AsyncioTransport(limits),
-        headers={"Authorization": f"Bearer {key}"} if key else None,
+        headers=headers,
     )
 
 
@@ -82,6 +82,20 @@ def json_object_text(resp: httpx.Response) -> str:
     return orjson.dumps(wrapped).decode()
 
 
+def raise_for_status(resp: httpx.Response) -> None:
+    """Raise for an HTTP error answer: :class:`RetryableUpstream` (with ``delay`` from ``Retry-After``) for
+    :data:`RETRYABLE_STATUSES`, else :class:`TerminalUpstream`; the body as JSON object text, ``x-request-id``."""
+    if resp.status_code < 400:
+        return
+    message = f"Upstream answered HTTP {resp.status_code}"
+    request_id = resp.headers.get("x-request-id")
+    if resp.status_code in RETRYABLE_STATUSES:
+        raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code,
+                                body=json_object_text(resp), request_id=request_id, delay=retry_after(resp.headers))
+    raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code,
+                           body=json_object_text(resp), request_id=request_id)
+
+
 class OpenAICompatible:
     """Posts one request body to an endpoint and sorts the answer into success, retryable or terminal."""
 
@@ -89,27 +103,13 @@ class OpenAICompatible:
         self.client = client
 
     async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
-        path = endpoint.removeprefix("/v1/")
-        try:
-            resp = await self.client.post(path, content=body, headers={"content-type": "application/json"})
-        except httpx.TimeoutException as exc:
-            raise RetryableUpstream(f"Upstream timed out: {exc!r}", code="upstream_timeout") from exc
-        except httpx.TransportError as exc:
-            raise RetryableUpstream(f"Upstream connection failed: {exc!r}", code="upstream_connection_error") from exc
-        request_id = resp.headers.get("x-request-id")
-        message = f"Upstream answered HTTP {resp.status_code}"
-        if resp.status_code in RETRYABLE_STATUSES:
-            raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code,
-                                    body=json_object_text(resp), request_id=request_id,
-                                    delay=retry_after(resp.headers))
-        if resp.status_code >= 400:
-            raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code,
-                                   body=json_object_text(resp), request_id=request_id)
+        resp = await send(self.client, "POST", endpoint.removeprefix("/v1/"), raise_for_status,
+                          content=body, headers={"content-type": "application/json"})
         try:
             parsed = orjson.loads(resp.content)
         except orjson.JSONDecodeError as exc:
             raise RetryableUpstream("Upstream answered with a body that is not JSON",
                                     code="upstream_invalid_response", status=resp.status_code) from exc
-        limits = (_int_header(resp.headers, "x-ratelimit-limit-requests"),
-                  _int_header(resp.headers, "x-ratelimit-limit-tokens"))
-        return UpstreamResponse(resp.status_code, resp.text, parsed, request_id, limits)
+        limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
+                  int_header(resp.headers, "x-ratelimit-limit-tokens"))
+        return UpstreamResponse(resp.status_code, resp.text, parsed, resp.headers.get("x-request-id"), limits)

@@ -11,23 +11,18 @@ dropped connections, 429 and 5xx (with ``delay`` from ``Retry-After``), :class:`
 for any other 4xx. Prices and discounts are the catalogue's business, not this module's.
 """
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
+from broker.errors import RetryableUpstream, UpstreamError
 from broker.pricing import Usage
-from workers.providers.openai import (
-    DEFAULT_CONNECT_TIMEOUT,
-    RETRYABLE_STATUSES,
-    json_object_text,
-    retry_after,
-    usage_of,
-)
+from workers.providers.http import request_json, stream_lines
+from workers.providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, raise_for_status, usage_of
 
 DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
 """Timeout of an input upload or a result download (files can hold up to 50,000 lines)."""
@@ -193,29 +188,12 @@ class NativeBatchClient:
         """Delete a file at the provider (input, output or error file)."""
         await self._json("DELETE", f"files/{file_id}")
 
-    async def _result_lines(self, file_id: str) -> AsyncIterator[LineResult]:
-        with _classified():
-            async with self.client.stream("GET", f"files/{file_id}/content",
-                                          timeout=self.transfer_timeout) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    _raise_for_status(resp)
-                async for text in resp.aiter_lines():
-                    if text.strip():
-                        yield parse_result_line(text)
+    def _result_lines(self, file_id: str) -> AsyncIterator[LineResult]:
+        return stream_lines(self.client, f"files/{file_id}/content", raise_for_status, parse_result_line,
+                            timeout=self.transfer_timeout)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        with _classified():
-            resp = await self.client.request(method, path, **kwargs)
-        _raise_for_status(resp)
-        try:
-            parsed = orjson.loads(resp.content)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise RetryableUpstream("Upstream answered with a body that is not a JSON object",
-                                    code="upstream_invalid_response", status=resp.status_code)
-        return parsed
+        return await request_json(self.client, method, path, raise_for_status, **kwargs)
 
 
 def encode_lines(lines: Sequence[BatchLine], endpoint: str) -> bytes:
@@ -255,26 +233,3 @@ def parse_result_line(text: str) -> LineResult:
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
     )
 
-
-@contextmanager
-def _classified() -> Iterator[None]:
-    """Turn httpx's network failures into :class:`RetryableUpstream`."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise RetryableUpstream(f"Upstream timed out: {exc!r}", code="upstream_timeout") from exc
-    except httpx.TransportError as exc:
-        raise RetryableUpstream(f"Upstream connection failed: {exc!r}", code="upstream_connection_error") from exc
-
-
-def _raise_for_status(resp: httpx.Response) -> None:
-    """Raise for an HTTP error answer, classified as the real-time adapter does."""
-    if resp.status_code < 400:
-        return
-    message = f"Upstream answered HTTP {resp.status_code}"
-    request_id = resp.headers.get("x-request-id")
-    if resp.status_code in RETRYABLE_STATUSES:
-        raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code,
-                                body=json_object_text(resp), request_id=request_id, delay=retry_after(resp.headers))
-    raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code,
-                           body=json_object_text(resp), request_id=request_id)
