@@ -5,18 +5,28 @@ from sqlalchemy import text
 
 from api.context import ApiContext
 from api.deps import ContextDep, ProjectDep, SessionDep
+from broker.catalogue import ProviderConfig
 from broker.errors import NotFound
-from schemas.models import Model, ModelList, ModelPricing
+from schemas.models import Deployment, Model, ModelList, ModelPricing, OffPeak
 
 router = APIRouter(tags=["models"])
 CATALOGUE_CREATED = 1_700_000_000  #: models have no creation time of their own here
 
 
-def _model(ctx: ApiContext, name: str) -> Model:
-    provider = ctx.catalogue.provider_for(name)
+def _pricing(provider: ProviderConfig, name: str) -> ModelPricing:
     price = provider.models[name]
-    return Model(id=name, created=CATALOGUE_CREATED, owned_by=provider.name,
-                 pricing=ModelPricing(input=price.input, output=price.output))
+    return ModelPricing(input=price.input, output=price.output, cached_input=price.cached_input)
+
+
+def _model(ctx: ApiContext, name: str) -> Model:
+    deployments = ctx.catalogue.deployments(name)
+    first = deployments[0]
+    return Model(id=name, created=CATALOGUE_CREATED, owned_by=first.name, pricing=_pricing(first, name),
+                 deployments=[Deployment(provider=p.name, regions=p.regions, pricing=_pricing(p, name),
+                                         batch_discount=p.batch_discount(name),
+                                         off_peak=[OffPeak.model_validate(w.model_dump())
+                                                   for w in p.off_peak_windows(name)])
+                              for p in deployments])
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -138,6 +138,11 @@ def test_estimate_lists_every_route_with_its_price(start_broker: StartBroker, si
     assert routes[("nightly", "off_peak")] == pytest.approx(realtime * 0.4, rel=1e-4)
     assert estimate["cost_usd"] == pytest.approx(realtime * 0.4, rel=1e-4)  # the cheapest route
 
+    deployments = (client.models.retrieve(CHAT_MODEL).model_extra or {})["deployments"]
+    assert [(d["provider"], d["batch_discount"]) for d in deployments] == [("openai", 0.5), ("nightly", None)]
+    assert deployments[1]["off_peak"][0] == {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                             "start": "01:00", "end": "05:00", "multiplier": 0.4}
+
 
 def test_native_batches_send_only_what_max_cost_usd_can_pay_for(start_broker: StartBroker,
                                                                 sim: SimulatorServer) -> None:
