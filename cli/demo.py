@@ -22,6 +22,7 @@ from broker.db import session_scope
 from broker.serving import ThreadedServer
 from broker.settings import Settings
 from broker.simulator import SimulatorConfig, SimulatorServer
+from cli.client import usd
 from cli.compose import Core, Processes
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -89,12 +90,13 @@ def run_demo(lines: int, data_dir: Path | None, console: Console) -> bool:
 
 def _report(client: openai.OpenAI, batches: list[Any], console: Console) -> None:
     table = Table(title="Batches")
-    for column in ("batch", "endpoint", "status", "completed", "failed", "tokens", "output file"):
+    for column in ("endpoint", "status", "done", "failed", "tokens", "route", "cost"):
         table.add_column(column)
     for b in batches:
-        counts, usage = b.request_counts, b.usage
-        table.add_row(b.id, b.endpoint, b.status, str(counts.completed), str(counts.failed),
-                      str(usage.total_tokens if usage else 0), b.output_file_id or "-")
+        counts, usage, extra = b.request_counts, b.usage, b.model_extra or {}
+        routes = ", ".join(sorted({r["route"] for r in (extra.get("routes") or {}).values()})) or "-"
+        table.add_row(b.endpoint.removeprefix("/v1/"), b.status, str(counts.completed), str(counts.failed),
+                      str(usage.total_tokens if usage else 0), routes, usd(extra.get("cost_usd")))
     console.print(table)
     chat = batches[0]
     if chat.output_file_id:
