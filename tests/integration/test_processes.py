@@ -17,9 +17,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[tuple[LocalCluster, str, SimulatorServer]]:
-    # ~6 s of work at this latency and window: the kill lands mid-run, while each worker holds some of 8 chunks
-    with SimulatorServer(SimulatorConfig(latency_median_ms=100, latency_sigma=0.3)) as sim:
-        providers = (f'[providers.sim]\nbase_url = "{sim.base_url}"\nmax_concurrency = 128\n'
+    # ~4 s of work at this latency and window: 16 chunks in flight, and a worker prefetches at most 8 (its threads),
+    # so both workers hold leased chunks when the kill lands mid-run
+    with SimulatorServer(SimulatorConfig(latency_median_ms=200, latency_sigma=0.3)) as sim:
+        providers = (f'[providers.sim]\nbase_url = "{sim.base_url}"\nmax_concurrency = 256\n'
                      '[providers.sim.models]\n"gpt-4o-mini" = { input = 0.15, output = 0.6 }\n')
         env = {"BROKER_LEASE_SECONDS": "3", "BROKER_PLANNER_INTERVAL": "0.1"}
         with LocalCluster(tmp_path, pg_url, redis_url, providers, workers=2, worker_threads=8, env=env) as c:
@@ -38,7 +39,10 @@ def test_two_workers_complete_5000_lines_and_a_killed_worker_loses_nothing(
     while _completed(client, batch.id) < 1000 or _workers_reporting(c, key) < 2:
         assert time.monotonic() < deadline, c.logs()
         time.sleep(0.1)
+    sim.config.latency_median_ms = 1500  # slow calls: whatever each worker holds now is still in flight at the kill
+    time.sleep(0.5)
     c.kill("worker1")  # mid-run: its leased lines must come back
+    sim.config.latency_median_ms = 200
     batch = wait_for(client, batch.id, timeout=180)
     assert batch.status == "completed", c.logs()
     assert batch.request_counts is not None and batch.request_counts.completed == 5000
