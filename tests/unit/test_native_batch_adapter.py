@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from broker.simulator import SimulatorConfig, SimulatorServer
+from broker.simulator import SimulatorServer
 from workers.providers.openai import make_client
 from workers.providers.openai_batch import (
     BatchLine,
@@ -26,19 +26,6 @@ from workers.providers.openai_batch import (
 
 CHAT_URL = "/v1/chat/completions"
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: SimulatorServer) -> SimulatorServer:
-    server.app.apply_config({**SimulatorConfig().to_dict(), "batch_turnaround_seconds": 0.2})
-    server.app.reset()
-    return server
 
 
 def run(base_url: str, scenario: Callable[[NativeBatchClient], Awaitable[T]]) -> T:

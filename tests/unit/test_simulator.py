@@ -23,20 +23,6 @@ from broker.simulator.responses import estimate_tokens
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about queues please"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: SimulatorServer) -> SimulatorServer:
-    """The shared server with default config, full buckets and zeroed stats."""
-    server.app.apply_config(SimulatorConfig().to_dict())
-    server.app.reset(limits=True)
-    return server
-
-
 @pytest.fixture
 def client(sim: SimulatorServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sim.base_url, timeout=5.0) as http:

@@ -11,24 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
+from broker.simulator import SimulatorServer
 
 MESSAGES = [{"role": "user", "content": "Tell me about queues please"}]
-TURNAROUND = 0.2  #: seconds a test batch takes
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: SimulatorServer) -> SimulatorServer:
-    """The shared server with default config, full buckets and zeroed stats."""
-    server.app.apply_config({**SimulatorConfig().to_dict(), "batch_turnaround_seconds": TURNAROUND})
-    server.app.reset(limits=True)
-    return server
 
 
 @pytest.fixture

@@ -16,20 +16,6 @@ from broker.simulator.native_batch import NativeBatchStore, RunSettings, StoredF
 from broker.simulator.stats import SimulatorStats
 
 CHAT_URL: Final = "/v1/chat/completions"
-TURNAROUND = 0.2  #: seconds a test batch takes
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: SimulatorServer) -> SimulatorServer:
-    server.app.apply_config({**SimulatorConfig().to_dict(), "batch_turnaround_seconds": TURNAROUND})
-    server.app.reset()
-    return server
 
 
 @pytest.fixture
