@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
@@ -42,7 +42,7 @@ class Planner:
     catalogue: Catalogue
     store: FileStore
     send: SendChunk
-    sync_native: SendNative = lambda provider: None  # noqa: E731
+    sync_native: SendNative = field(default=lambda provider: None)  #: wired to the queue by cli/compose.py
 
     def tick(self) -> None:
         self._validate_stale()
