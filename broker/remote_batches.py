@@ -68,7 +68,6 @@ def claim_submission(engine: Engine, provider: ProviderConfig, at: float) -> Sub
     real time, where dispatch stops exactly at the cap. Projects past their monthly budget send nothing.
     """
     assert provider.native_batch is not None
-    _recover_lost_submissions(engine, provider.name, at)
     with engine.begin() as conn:
         candidates = conn.execute(
             text("SELECT b.id, b.endpoint, b.in_progress_at, b.expires_at, b.max_cost_usd, b.cost_usd, b.plan_json "
@@ -143,7 +142,7 @@ def _submit_lines(conn: Connection, batch_id: str, endpoint: str, provider: str,
     return Submission(submission_id, batch_id, endpoint, sorted((r[0], r[1], r[2]) for r in lines))
 
 
-def _recover_lost_submissions(engine: Engine, provider: str, at: float) -> None:
+def recover_lost_submissions(engine: Engine, provider: str, at: float) -> None:
     """Submissions whose worker died before recording a remote id: their lines are sent again.
 
     If the dead worker had in fact created the remote batch, those lines may run twice upstream; results are

@@ -24,6 +24,7 @@ from broker.remote_batches import (
     mark_submitted,
     open_lines,
     polled,
+    recover_lost_submissions,
     submission_failed,
 )
 from broker.results import Outcome
@@ -53,6 +54,7 @@ class NativeBatchApi(Protocol):
 async def sync_provider(engine: Engine, provider: ProviderConfig, api: NativeBatchApi) -> None:
     """Submit every waiting submission, then poll (and collect) every remote batch that is due."""
     assert provider.native_batch is not None
+    await asyncio.to_thread(recover_lost_submissions, engine, provider.name, time.time())
     while (submission := await asyncio.to_thread(claim_submission, engine, provider, time.time())) is not None:
         if submission.lines:
             await _submit(engine, provider, api, submission.id, submission.batch_id, submission.endpoint,

@@ -8,7 +8,13 @@ from sqlalchemy import text
 from broker.catalogue import ModelSpec, NativeBatchConfig, ProviderConfig
 from broker.db import make_engine
 from broker.migrate import upgrade
-from broker.remote_batches import SUBMIT_CLAIM_SECONDS, claim_submission, mark_submitted, native_work
+from broker.remote_batches import (
+    SUBMIT_CLAIM_SECONDS,
+    claim_submission,
+    mark_submitted,
+    native_work,
+    recover_lost_submissions,
+)
 
 
 def test_a_submission_whose_worker_died_is_sent_again(tmp_path: Path) -> None:
@@ -38,6 +44,7 @@ def test_a_submission_whose_worker_died_is_sent_again(tmp_path: Path) -> None:
 
     # the first submission's worker died before recording its remote id: past its claim, its lines go again
     later = now + SUBMIT_CLAIM_SECONDS + 1
+    recover_lost_submissions(engine, "p", later)
     again = claim_submission(engine, provider, later)
     assert again is not None and [c for _, c, _ in again.lines] == ["c0", "c1", "c2"] and again.id != first.id
     with engine.connect() as conn:
