@@ -2,7 +2,9 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas schemas
+COPY simulator simulator
 COPY broker broker
+COPY providers providers
 COPY workers workers
 COPY api api
 COPY cli cli

@@ -1,4 +1,4 @@
-"""Which shared rate limiter: Dramatiq's (Redis backend) or ours (a Lua token bucket, workers/limits.py)?
+"""Which shared rate limiter: Dramatiq's (Redis backend) or ours (a Lua token bucket, providers/limits.py)?
 
 Two worker processes hammer one shared limit of ``--rate`` requests per second for ``--seconds``; each records the
 instants it was allowed through. Compared: requests admitted per second vs the limit (use of the limit and
@@ -20,7 +20,7 @@ from dramatiq.rate_limits import BucketRateLimiter, WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from benchmarks._common import print_table
-from workers.limits import Limit, RedisLimiter
+from providers.limits import Limit, RedisLimiter
 
 POLL_SECONDS = 0.005  #: how often a Dramatiq caller retries after being refused
 

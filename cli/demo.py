@@ -19,11 +19,11 @@ from rich.table import Table
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.catalogue import demo_catalogue
 from broker.db import session_scope
-from broker.serving import ThreadedServer
 from broker.settings import Settings
-from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.client import usd
 from cli.compose import Core, Processes
+from simulator import SimulatorConfig, SimulatorServer
+from simulator.serving import ThreadedServer
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 

@@ -15,14 +15,14 @@ from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.db import make_engine, session_scope
 from broker.migrate import upgrade
 from broker.projects import KEEP, configure_project, month_to_date_cost, regions_of
-from broker.serving import fast_config
 from broker.settings import Settings
-from broker.simulator import SimulatorConfig, SimulatorServer
-from broker.simulator import serve as serve_simulator
 from cli.batches import register as register_batch_commands
 from cli.compose import Core, Processes
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
+from simulator import SimulatorConfig, SimulatorServer
+from simulator import serve as serve_simulator
+from simulator.serving import fast_config
 
 app = typer.Typer(help="inference-broker: OpenAI-compatible batch inference in front of many providers.",
                   no_args_is_help=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
 
 

@@ -14,10 +14,10 @@ from openai.types import Batch
 from broker.auth import create_key, get_or_create_project
 from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
 from broker.db import session_scope
-from broker.serving import ThreadedServer
 from broker.settings import Settings
-from broker.simulator import SimulatorServer
 from cli.compose import Core, Processes
+from simulator import SimulatorServer
+from simulator.serving import ThreadedServer
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 CHAT_MODEL = "gpt-4o-mini"

@@ -22,8 +22,8 @@ from broker.pricing import Usage, line_cost
 from broker.results import Outcome
 from broker.routing import OFF_PEAK, REALTIME
 from broker.tokens import admission_tokens
-from workers.providers.openai import UpstreamResponse, usage_of
-from workers.throttle import ProviderThrottle
+from providers.openai import UpstreamResponse, usage_of
+from providers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
 log = logging.getLogger(__name__)

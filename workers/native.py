@@ -29,7 +29,7 @@ from broker.remote_batches import (
 )
 from broker.results import Outcome
 from broker.routing import NATIVE_BATCH
-from workers.providers.openai_batch import BatchLine, LineResult, RemoteBatch
+from providers.openai_batch import BatchLine, LineResult, RemoteBatch
 
 log = logging.getLogger(__name__)
 NOT_REPORTED = "not_reported"  #: error code of a line the remote batch ended without mentioning

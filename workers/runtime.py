@@ -17,14 +17,14 @@ from broker.dispatch import LeasedLine, SendChunk, finish_and_release
 from broker.provider_state import publish
 from broker.settings import Settings
 from broker.tables import ProviderStateRow
+from providers.anthropic import AnthropicMessages, make_anthropic_client
+from providers.anthropic_batch import AnthropicBatchClient
+from providers.limits import Limiter, LocalLimiter, RedisLimiter
+from providers.openai import OpenAICompatible, make_client
+from providers.openai_batch import NativeBatchClient
+from providers.throttle import ProviderThrottle
 from workers.execute import LineRunner, RetryPolicy
-from workers.limits import Limiter, LocalLimiter, RedisLimiter
 from workers.native import sync_provider
-from workers.providers.anthropic import AnthropicMessages, make_anthropic_client
-from workers.providers.anthropic_batch import AnthropicBatchClient
-from workers.providers.openai import OpenAICompatible, make_client
-from workers.providers.openai_batch import NativeBatchClient
-from workers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.api.conftest import Tenant
 from tests.api.helpers import create_batch, jsonl, upload, wait_status
 from tests.harness import CHAT_MODEL, EMBEDDING_MODEL, chat_line, embedding_line

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, text
 
 from broker.results import Outcome, store_outcomes
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, results_once, submit, wait_for
 
 MakeBroker = Callable[..., EmbeddedBroker]

@@ -13,8 +13,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.main import app
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from broker.simulator.responses import SIM_ERROR_400_MARKER
 from cli.client import Prices
+from simulator.responses import SIM_ERROR_400_MARKER
 from tests.cli.conftest import Cli, assert_clean_failure
 from tests.harness import CHAT_MODEL, chat_line, embedding_line, free_port, read_jsonl, submit, wait_for
 

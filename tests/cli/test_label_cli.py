@@ -5,8 +5,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from broker.simulator.responses import SIM_ERROR_400_MARKER
 from cli.label import Answer, parse_answer, write_labelled
+from simulator.responses import SIM_ERROR_400_MARKER
 from tests.cli.conftest import Cli, assert_clean_failure
 from tests.harness import CHAT_MODEL
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from broker.catalogue import Catalogue, ProviderConfig
-from broker.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import EmbeddedBroker, test_settings
 
 StartBroker = Callable[..., EmbeddedBroker]

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from broker.catalogue import ModelSpec, NativeBatchConfig, ProviderConfig
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import chat_line, embedding_line, jsonl_bytes, results_once, submit, usage_by_route, wait_for
 

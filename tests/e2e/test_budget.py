@@ -2,7 +2,7 @@
 
 import pytest
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, read_jsonl, results_once, submit, wait_for
 
 LINE_COST = (8 * 0.15 + 8 * 0.60) / 1e6  #: about what one harness chat line costs at the harness catalogue's prices

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import openai
 from openai.types import Batch
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, results_once, submit, wait_for
 
 MakeBroker = Callable[..., EmbeddedBroker]

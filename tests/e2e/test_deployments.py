@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from broker.simulator import SimulatorServer
 from cli.main import app as cli_app
+from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import CHAT_MODEL, chat_line, provider, read_jsonl, results_once, submit, usage_by_provider, wait_for
 from workers import throttle

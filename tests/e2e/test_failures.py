@@ -12,7 +12,7 @@ import pytest
 from openai.types import Batch
 
 from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests import harness
 from tests.harness import (
     CHAT_MODEL,

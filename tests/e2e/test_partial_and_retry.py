@@ -3,7 +3,7 @@
 import httpx
 from openai.types import Batch
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, read_jsonl, submit, wait_for
 
 

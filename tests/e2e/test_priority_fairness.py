@@ -2,7 +2,7 @@
 
 import time
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, submit, wait_for
 
 

@@ -2,7 +2,7 @@
 
 import httpx
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.harness import EmbeddedBroker, chat_line, publish_provider_state, submit, wait_for
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from broker.catalogue import NativeBatchConfig, OffPeakWindow
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import (
     CHAT_MODEL,

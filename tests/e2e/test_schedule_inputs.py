@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from broker.serving import ThreadedServer
+from simulator.serving import ThreadedServer
 from tests.e2e.test_schedules import CHAT, NIGHTLY, api, error, scheduled_batches, set_next_run
 from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
 

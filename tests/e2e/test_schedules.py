@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from broker.db import make_engine
 from broker.planner import Planner
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests import harness
 from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, sim_catalogue, wait_for
 

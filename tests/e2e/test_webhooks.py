@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.serving import ThreadedServer
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
+from simulator.serving import ThreadedServer
 from tests import harness
 from tests.harness import EmbeddedBroker, chat_line, sim_catalogue, submit, wait_for
 

@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.local_cluster import LocalCluster
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import chat_line, read_jsonl, submit, wait_for
 
 pytestmark = pytest.mark.integration

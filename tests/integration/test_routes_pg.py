@@ -6,8 +6,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.local_cluster import LocalCluster
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import chat_line, results_once, submit, wait_for
 
 pytestmark = pytest.mark.integration

@@ -6,10 +6,10 @@ import httpx
 import openai
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
 from cli.local_cluster import LocalCluster
+from providers.limits import BURST_SECONDS
+from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import chat_line, submit, wait_for
-from workers.limits import BURST_SECONDS
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 
 BATCH_TURNAROUND = 0.2  #: seconds a native batch takes in unit tests
 

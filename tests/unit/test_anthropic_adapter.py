@@ -13,15 +13,15 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from broker.simulator import SimulatorServer
-from workers.providers.anthropic import (
+from providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicMessages,
     chat_to_messages,
     make_anthropic_client,
     message_to_chat,
 )
-from workers.providers.openai import usage_of
+from providers.openai import usage_of
+from simulator import SimulatorServer
 
 CHAT_URL = "/v1/chat/completions"
 T = TypeVar("T")

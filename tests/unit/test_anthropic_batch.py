@@ -13,17 +13,17 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from broker.simulator import SimulatorServer
-from tests.unit.test_native_batch_adapter import CHAT_URL, until_ended
-from workers.providers.anthropic import make_anthropic_client
-from workers.providers.anthropic_batch import (
+from providers.anthropic import make_anthropic_client
+from providers.anthropic_batch import (
     AnthropicBatchClient,
     local_custom_id,
     parse_result,
     remote_batch,
     remote_custom_id,
 )
-from workers.providers.openai_batch import BatchLine, LineResult, NativeBatchClient, RemoteBatch
+from providers.openai_batch import BatchLine, LineResult, NativeBatchClient, RemoteBatch
+from simulator import SimulatorServer
+from tests.unit.test_native_batch_adapter import CHAT_URL, until_ended
 
 T = TypeVar("T")
 

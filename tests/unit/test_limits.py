@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from workers.limits import BURST_SECONDS, Limit, Limiter, LocalLimiter, RedisLimiter
+from providers.limits import BURST_SECONDS, Limit, Limiter, LocalLimiter, RedisLimiter
 
 LIMIT = Limit(rpm=600, tpm=60_000)  # 10 requests / s, 1000 tokens / s
 
@@ -79,7 +79,7 @@ def test_429_cuts_the_limit_and_headers_cap_it(limiters: tuple[Limiter, Limiter]
 
 
 def test_probing_up_stops_at_the_ceiling_the_provider_announced(limiters: tuple[Limiter, Limiter]) -> None:
-    import workers.limits as limits
+    import providers.limits as limits
 
     a, b = limiters
     saved = limits.INCREASE_INTERVAL

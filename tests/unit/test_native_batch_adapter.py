@@ -13,9 +13,8 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from broker.simulator import SimulatorServer
-from workers.providers.openai import make_client
-from workers.providers.openai_batch import (
+from providers.openai import make_client
+from providers.openai_batch import (
     BatchLine,
     LineResult,
     NativeBatchClient,
@@ -23,6 +22,7 @@ from workers.providers.openai_batch import (
     encode_lines,
     parse_result_line,
 )
+from simulator import SimulatorServer
 
 CHAT_URL = "/v1/chat/completions"
 T = TypeVar("T")

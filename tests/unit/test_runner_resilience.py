@@ -6,10 +6,10 @@ import httpx
 
 from broker.catalogue import ModelSpec, ProviderConfig
 from broker.dispatch import LeasedLine
+from providers.limits import Limit, LimitState
+from providers.openai import OpenAICompatible
+from providers.throttle import ProviderThrottle
 from workers.execute import LineRunner, RetryPolicy
-from workers.limits import Limit, LimitState
-from workers.providers.openai import OpenAICompatible
-from workers.throttle import ProviderThrottle
 
 
 class DownLimiter:

@@ -24,9 +24,9 @@ from broker.migrate import upgrade
 from broker.schedules.manage import create_schedule
 from broker.schedules.runner import fire_due
 from broker.schedules.sources import InputSources, SourceError
-from broker.serving import ThreadedServer
 from broker.settings import Settings
 from schemas.schedules import ScheduleCreate
+from simulator.serving import ThreadedServer
 from tests import harness
 from tests.harness import chat_line
 from tests.unit.test_schedules import CATALOGUE, batches_by_schedule, make_due, schedule

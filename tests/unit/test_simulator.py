@@ -16,9 +16,9 @@ import httpx
 import openai
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer, create_app
-from broker.simulator.limits import Bucket, RateLimiter, format_duration
-from broker.simulator.responses import estimate_tokens
+from simulator import SimulatorConfig, SimulatorServer, create_app
+from simulator.limits import Bucket, RateLimiter, format_duration
+from simulator.responses import estimate_tokens
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about queues please"}]
 

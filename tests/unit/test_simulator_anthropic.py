@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from broker.simulator import SimulatorServer
+from simulator import SimulatorServer
 
 MESSAGES = [{"role": "user", "content": "Tell me about queues please"}]
 

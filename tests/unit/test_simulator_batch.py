@@ -11,9 +11,9 @@ import openai
 import orjson
 import pytest
 
-from broker.simulator import SimulatorConfig, SimulatorServer
-from broker.simulator.native_batch import NativeBatchStore, RunSettings, StoredFile
-from broker.simulator.stats import SimulatorStats
+from simulator import SimulatorConfig, SimulatorServer
+from simulator.native_batch import NativeBatchStore, RunSettings, StoredFile
+from simulator.stats import SimulatorStats
 
 CHAT_URL: Final = "/v1/chat/completions"
 

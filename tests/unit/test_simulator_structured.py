@@ -3,8 +3,8 @@
 import json
 from collections import Counter
 
-from broker.simulator.responses import prepare, render
-from broker.simulator.structured import sample_schema
+from simulator.responses import prepare, render
+from simulator.structured import sample_schema
 
 
 def reply(body: dict[str, object]) -> tuple[str, int]:

@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from broker.errors import InvalidRequest
-from broker.serving import ThreadedServer
 from broker.webhooks.ssrf import AllowList, UnsafeTarget, check_url, choose_address, parse_url, require_safe_url
+from simulator.serving import ThreadedServer
 
 NOBODY = AllowList.parse([])
 
@@ -101,8 +101,9 @@ async def _echo(request: Request) -> JSONResponse:
 def test_request_goes_to_the_checked_address_with_the_original_host_header() -> None:
     """Resolution happens once, in the check; the connection uses its answer, not a second DNS lookup."""
     with ThreadedServer(Starlette(routes=[Route("/echo", _echo)]), name="echo") as server:
-        parsed = parse_url(f"http://hooks.example.com:{server.port}/echo")
+        port = server.port
+        parsed = parse_url(f"http://hooks.example.com:{port}/echo")
         target = choose_address(parsed, [ip_address("127.0.0.1")], AllowList.parse(["127.0.0.1"]))
         with httpx.Client(trust_env=False) as client:
             response = client.get(target.url, headers=target.headers, extensions=target.extensions)
-    assert response.json() == {"host": f"hooks.example.com:{server.port}", "peer": "127.0.0.1"}
+    assert response.json() == {"host": f"hooks.example.com:{port}", "peer": "127.0.0.1"}

@@ -4,9 +4,9 @@ Deterministic bodies with realistic usage, lognormal latency, RPM/TPM limits ans
 ``x-ratelimit-*`` headers, and injected failures (500/503, hangs, dropped connections), all tunable live.
 """
 
-from broker.simulator.app import SimulatorApp, create_app
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.server import SimulatorServer, serve
-from broker.simulator.stats import SimulatorStats
+from simulator.app import SimulatorApp, create_app
+from simulator.config import SimulatorConfig
+from simulator.server import SimulatorServer, serve
+from simulator.stats import SimulatorStats
 
 __all__ = ["SimulatorApp", "SimulatorConfig", "SimulatorServer", "SimulatorStats", "create_app", "serve"]

@@ -1,6 +1,6 @@
 """Anthropic's Message Batches on the simulator: ``/v1/messages/batches`` over the native batch store's clock.
 
-A batch runs exactly like an OpenAI native batch (:mod:`broker.simulator.native_batch.store`): its requests
+A batch runs exactly like an OpenAI native batch (:mod:`simulator.native_batch.store`): its requests
 fall due evenly over ``batch_turnaround_seconds``, an injected failure is drawn per request from
 ``error_rate``, ``batch_expire_after_seconds`` expires what has not run, and reading is what moves it forward.
 Only the shapes differ: requests arrive inline (``{"requests": [{"custom_id", "params"}]}``), each runs as
@@ -25,20 +25,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.simulator.anthropic.messages import (
+from simulator.anthropic.messages import (
     MESSAGES_PATH,
     anthropic_error,
     prepare_message,
     render_message,
     rfc3339,
 )
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.errors import RequestError
-from broker.simulator.native_batch import InputLine, LineRun, NativeBatch, NativeBatchStore, RunSettings
-from broker.simulator.native_batch.lines import INJECTED_FAILURE_STATUS
-from broker.simulator.native_batch.store import DEFAULT_WINDOW_SECONDS, TERMINAL_STATUSES
-from broker.simulator.responses import SIM_ERROR_400_MARKER
-from broker.simulator.stats import SimulatorStats
+from simulator.config import SimulatorConfig
+from simulator.errors import RequestError
+from simulator.native_batch import InputLine, LineRun, NativeBatch, NativeBatchStore, RunSettings
+from simulator.native_batch.lines import INJECTED_FAILURE_STATUS
+from simulator.native_batch.store import DEFAULT_WINDOW_SECONDS, TERMINAL_STATUSES
+from simulator.responses import SIM_ERROR_400_MARKER
+from simulator.stats import SimulatorStats
 
 BATCHES_PATH = "/v1/messages/batches"  #: Anthropic's Message Batches collection
 MAX_REQUESTS = 100_000  #: requests accepted in one Message Batch (Anthropic's cap)

@@ -6,9 +6,9 @@ in the error file and an optional expiry (``batch_expire_after_seconds``) that f
 ``batch_expired``. See :mod:`.store` for the lifecycle and :mod:`.routes` for the endpoints.
 """
 
-from broker.simulator.native_batch.lines import MAX_BATCH_LINES, InputLine, LineProblem, LineRun, RunSettings
-from broker.simulator.native_batch.routes import NativeBatchApi
-from broker.simulator.native_batch.store import NativeBatch, NativeBatchStore, StoredFile
+from simulator.native_batch.lines import MAX_BATCH_LINES, InputLine, LineProblem, LineRun, RunSettings
+from simulator.native_batch.routes import NativeBatchApi
+from simulator.native_batch.store import NativeBatch, NativeBatchStore, StoredFile
 
 __all__ = [
     "MAX_BATCH_LINES",

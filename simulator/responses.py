@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from broker.simulator.errors import RequestError, missing, positive_int, require_model
-from broker.simulator.structured import structured_text
-from broker.simulator.vectors import embedding_items, moderation_result
+from simulator.errors import RequestError, missing, positive_int, require_model
+from simulator.structured import structured_text
+from simulator.vectors import embedding_items, moderation_result
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"

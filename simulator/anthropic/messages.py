@@ -1,8 +1,8 @@
 """Anthropic's ``POST /v1/messages``: request checks, deterministic answers and Anthropic's wording of errors.
 
-:func:`prepare_message` validates and measures a request (as :func:`~broker.simulator.responses.prepare`
+:func:`prepare_message` validates and measures a request (as :func:`~simulator.responses.prepare`
 does for OpenAI's endpoints) and :func:`render_message` answers it with the same deterministic reply text
-(:func:`~broker.simulator.responses.reply_text`). :class:`MessagesDialect` plugs both into the simulator's
+(:func:`~simulator.responses.reply_text`). :class:`MessagesDialect` plugs both into the simulator's
 shared request pipeline (rate limits, injected failures, latency, stats) and rewords that pipeline's
 OpenAI-shaped errors and headers the way Anthropic sends them: ``{"type":"error","error":{"type","message"}}``,
 ``request-id`` and ``anthropic-ratelimit-*``.
@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.errors import RequestError
-from broker.simulator.limits import ORGANIZATION
-from broker.simulator.responses import Prepared, Rendered, content_text, content_tokens, estimate_tokens, reply_text
-from broker.simulator.structured import sample_schema
+from simulator.config import SimulatorConfig
+from simulator.errors import RequestError
+from simulator.limits import ORGANIZATION
+from simulator.responses import Prepared, Rendered, content_text, content_tokens, estimate_tokens, reply_text
+from simulator.structured import sample_schema
 
 MESSAGES_PATH = "/v1/messages"  #: Anthropic's Messages endpoint (POST)
 ERROR_TYPES: dict[int, str] = {

@@ -1,11 +1,11 @@
 """Adapter for Anthropic's Message Batches API, with the interface of ``NativeBatchClient`` (openai_batch.py).
 
 :class:`AnthropicBatchClient` sends OpenAI chat lines translated by
-:func:`~workers.providers.anthropic.chat_to_messages` inline to ``POST messages/batches`` (:meth:`submit`),
+:func:`~providers.anthropic.chat_to_messages` inline to ``POST messages/batches`` (:meth:`submit`),
 reads the batch as a :class:`RemoteBatch` (:meth:`poll`), streams its JSONL results back into
 :class:`LineResult` objects whose bodies are OpenAI ``chat.completion`` objects or error envelopes
 (:meth:`results`), and cancels it (:meth:`cancel`). It talks through the client of
-:func:`~workers.providers.anthropic.make_anthropic_client`; failed calls raise as the real-time adapter does.
+:func:`~providers.anthropic.make_anthropic_client`; failed calls raise as the real-time adapter does.
 
 Decisions:
 
@@ -40,7 +40,7 @@ import httpx
 import orjson
 
 from broker.errors import RetryableUpstream, TerminalUpstream
-from workers.providers.anthropic import (
+from providers.anthropic import (
     CHAT_ENDPOINT,
     OVERLOADED,
     chat_to_messages,
@@ -49,9 +49,9 @@ from workers.providers.anthropic import (
     raise_for_status,
     refused,
 )
-from workers.providers.http import request_json, stream_lines
-from workers.providers.openai import usage_of
-from workers.providers.openai_batch import (
+from providers.http import request_json, stream_lines
+from providers.openai import usage_of
+from providers.openai_batch import (
     BATCH_EXPIRED,
     DEFAULT_COMPLETION_WINDOW,
     DEFAULT_TRANSFER_TIMEOUT,
@@ -172,7 +172,7 @@ def parse_result(text: str) -> LineResult:
 
 class AnthropicBatchClient:
     """Anthropic's Message Batches API over ``client`` (from
-    :func:`~workers.providers.anthropic.make_anthropic_client`); the interface of ``NativeBatchClient``."""
+    :func:`~providers.anthropic.make_anthropic_client`); the interface of ``NativeBatchClient``."""
 
     def __init__(self, client: httpx.AsyncClient, *,
                  transfer_timeout: httpx.Timeout = DEFAULT_TRANSFER_TIMEOUT) -> None:

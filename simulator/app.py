@@ -26,13 +26,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from broker.simulator.anthropic import MESSAGES_PATH, MessageBatchApi, MessagesDialect
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.errors import RequestError, error_body
-from broker.simulator.limits import ORGANIZATION, RateLimiter
-from broker.simulator.native_batch import NativeBatchApi
-from broker.simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, Prepared, Rendered, prepare, render
-from broker.simulator.stats import SimulatorStats
+from simulator.anthropic import MESSAGES_PATH, MessageBatchApi, MessagesDialect
+from simulator.config import SimulatorConfig
+from simulator.errors import RequestError, error_body
+from simulator.limits import ORGANIZATION, RateLimiter
+from simulator.native_batch import NativeBatchApi
+from simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, Prepared, Rendered, prepare, render
+from simulator.stats import SimulatorStats
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every answer
 _MARKER = SIM_ERROR_400_MARKER.encode()

@@ -11,8 +11,8 @@ import orjson
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
 from broker.pricing import Usage
-from workers.providers.http import int_header, send
-from workers.providers.transport import AsyncioTransport
+from providers.http import int_header, send
+from providers.transport import AsyncioTransport
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})

@@ -37,8 +37,8 @@ import orjson
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from workers.providers.http import int_header, json_body, send
-from workers.providers.openai import RETRYABLE_STATUSES, UpstreamResponse, json_object_text, make_client, retry_after
+from providers.http import int_header, json_body, send
+from providers.openai import RETRYABLE_STATUSES, UpstreamResponse, json_object_text, make_client, retry_after
 
 ANTHROPIC_VERSION = "2023-06-01"  #: the ``anthropic-version`` header every call sends
 CHAT_ENDPOINT = "/v1/chat/completions"  #: the only OpenAI endpoint Anthropic can serve
@@ -74,7 +74,7 @@ _HARMLESS: dict[str, Any] = {
 
 
 def make_anthropic_client(provider: ProviderConfig) -> httpx.AsyncClient:
-    """One pooled client per provider per process (:func:`~workers.providers.openai.make_client`), with
+    """One pooled client per provider per process (:func:`~providers.openai.make_client`), with
     Anthropic's ``x-api-key`` and ``anthropic-version`` headers."""
     key = provider.api_key()
     headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -305,7 +305,7 @@ def error_text(resp: httpx.Response) -> str:
 
 def raise_for_status(resp: httpx.Response) -> None:
     """Raise for an HTTP error answer: retryable for the OpenAI adapter's
-    :data:`~workers.providers.openai.RETRYABLE_STATUSES` (529 among them), else terminal."""
+    :data:`~providers.openai.RETRYABLE_STATUSES` (529 among them), else terminal."""
     if resp.status_code < 400:
         return
     message = f"Upstream answered HTTP {resp.status_code}"
@@ -319,7 +319,7 @@ def raise_for_status(resp: httpx.Response) -> None:
 
 class AnthropicMessages:
     """Posts one OpenAI chat request to Anthropic's ``messages`` and answers a translated ``chat.completion``;
-    same contract as :class:`~workers.providers.openai.OpenAICompatible`."""
+    same contract as :class:`~providers.openai.OpenAICompatible`."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client

@@ -1,7 +1,7 @@
 """The lines of a native batch: OpenAI's input checks, and running one line as the real-time endpoint would.
 
 A line's answer is exactly what ``POST <endpoint>`` would have returned for its body (same
-:func:`~broker.simulator.responses.prepare` / :func:`~broker.simulator.responses.render`), except that rate
+:func:`~simulator.responses.prepare` / :func:`~simulator.responses.render`), except that rate
 limits, latency, hangs and dropped connections do not apply: an injected failure is a plain 500 body.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from broker.simulator.errors import RequestError, error_body
-from broker.simulator.responses import SIM_ERROR_400_MARKER, prepare, render
+from simulator.errors import RequestError, error_body
+from simulator.responses import SIM_ERROR_400_MARKER, prepare, render
 
 MAX_BATCH_LINES = 50_000  #: requests accepted in one batch input file (OpenAI's cap)
 INJECTED_FAILURE_STATUS = 500  #: HTTP status of a line that drew an injected error

@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.errors import RequestError, missing
-from broker.simulator.native_batch.lines import RunSettings
-from broker.simulator.native_batch.store import NativeBatch, NativeBatchStore, StoredFile
-from broker.simulator.responses import ENDPOINTS
-from broker.simulator.stats import SimulatorStats
 from schemas.files import UPLOADABLE_PURPOSES
+from simulator.config import SimulatorConfig
+from simulator.errors import RequestError, missing
+from simulator.native_batch.lines import RunSettings
+from simulator.native_batch.store import NativeBatch, NativeBatchStore, StoredFile
+from simulator.responses import ENDPOINTS
+from simulator.stats import SimulatorStats
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every JSON answer
 COMPLETION_WINDOWS = ("24h",)  #: completion windows accepted (OpenAI's only one)

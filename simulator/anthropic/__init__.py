@@ -6,8 +6,8 @@ Messages share the OpenAI endpoints' pipeline (rate limits, injected failures, l
 failures (:mod:`.batches`).
 """
 
-from broker.simulator.anthropic.batches import BATCHES_PATH, MessageBatchApi, MessageBatchStore
-from broker.simulator.anthropic.messages import MESSAGES_PATH, MessagesDialect, anthropic_error
+from simulator.anthropic.batches import BATCHES_PATH, MessageBatchApi, MessageBatchStore
+from simulator.anthropic.messages import MESSAGES_PATH, MessagesDialect, anthropic_error
 
 __all__ = ["BATCHES_PATH", "MESSAGES_PATH", "MessageBatchApi", "MessageBatchStore", "MessagesDialect",
            "anthropic_error"]

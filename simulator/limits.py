@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from broker.simulator.config import SimulatorConfig
-from broker.simulator.errors import error_body
+from simulator.config import SimulatorConfig
+from simulator.errors import error_body
 
 ORGANIZATION = "org-sim"  #: organization named in rate-limit messages
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"  #: link quoted in 429 messages

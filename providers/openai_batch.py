@@ -3,7 +3,7 @@
 :class:`NativeBatchClient` uploads lines as a JSONL input file and creates a remote batch (:meth:`submit`),
 reads its state (:meth:`poll`), downloads its output and error files and maps every line back to its
 ``custom_id`` (:meth:`results`), and cancels it (:meth:`cancel`). It talks through the pooled
-``httpx.AsyncClient`` of :func:`workers.providers.openai.make_client`, so the base URL, key and default
+``httpx.AsyncClient`` of :func:`providers.openai.make_client`, so the base URL, key and default
 timeouts are the provider's; file transfers get the longer :data:`DEFAULT_TRANSFER_TIMEOUT`.
 
 Failed calls raise like the real-time adapter: :class:`~broker.errors.RetryableUpstream` for timeouts,
@@ -21,8 +21,8 @@ import orjson
 
 from broker.errors import RetryableUpstream, UpstreamError
 from broker.pricing import Usage
-from workers.providers.http import request_json, stream_lines
-from workers.providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, raise_for_status, usage_of
+from providers.http import request_json, stream_lines
+from providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, raise_for_status, usage_of
 
 DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
 """Timeout of an input upload or a result download (files can hold up to 50,000 lines)."""
@@ -121,7 +121,7 @@ class LineResult:
 
 
 class NativeBatchClient:
-    """A provider's native batch API over ``client`` (from :func:`~workers.providers.openai.make_client`)."""
+    """A provider's native batch API over ``client`` (from :func:`~providers.openai.make_client`)."""
 
     def __init__(self, client: httpx.AsyncClient, *,
                  transfer_timeout: httpx.Timeout = DEFAULT_TRANSFER_TIMEOUT) -> None:

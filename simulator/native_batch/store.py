@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from broker.simulator.native_batch.lines import (
+from simulator.native_batch.lines import (
     InputLine,
     LineProblem,
     LineRun,
@@ -28,7 +28,7 @@ from broker.simulator.native_batch.lines import (
     result_line,
     run_line,
 )
-from broker.simulator.stats import SimulatorStats
+from simulator.stats import SimulatorStats
 
 DEFAULT_WINDOW_SECONDS = 86_400  #: ``expires_at`` of a batch without a configured expiry: the 24 h window
 TERMINAL_STATUSES = frozenset({"failed", "completed", "expired", "cancelled"})

@@ -2,7 +2,7 @@
 
 Before a call: wait for a request and its admission tokens in the provider's buckets (and the model's, when
 the catalogue gives the model limits of its own). After: correct the tokens by the real ``usage``, learn from
-``x-ratelimit-limit-*`` headers, and on a 429 cut the limit in force (see workers/limits.py).
+``x-ratelimit-limit-*`` headers, and on a 429 cut the limit in force (see providers/limits.py).
 """
 
 import time
@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from broker.catalogue import ProviderConfig
-from workers.limits import Limit, Limiter, wait_for_capacity
+from providers.limits import Limit, Limiter, wait_for_capacity
 
 LATENCY_SAMPLES = 512  #: recent call latencies kept per provider for p50/p95
 RATE_WINDOW_SECONDS = 60.0  #: calls and 429s are counted over this window
