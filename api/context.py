@@ -1,13 +1,9 @@
-"""What the API needs from its process: settings, database, catalogue, file store and two hooks."""
+"""What the API needs from its process: the Core and a hook to wake an in-process planner."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
-from broker.catalogue import Catalogue
-from broker.files import FileStore
-from broker.settings import Settings
+from broker.core import Core
 
 
 def _nothing() -> None:
@@ -16,9 +12,6 @@ def _nothing() -> None:
 
 @dataclass
 class ApiContext:
-    settings: Settings
-    engine: Engine
-    catalogue: Catalogue
-    store: FileStore
+    core: Core
     #: called after a batch was created or changed, so an in-process planner can tick at once
     wake_planner: Callable[[], None] = field(default=_nothing)

@@ -21,7 +21,7 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 def get_session(ctx: ContextDep) -> Iterator[Session]:
-    with session_scope(ctx.engine) as session:
+    with session_scope(ctx.core.engine) as session:
         yield session
 
 
@@ -29,7 +29,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_project(ctx: ContextDep, session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    if ctx.settings.auth_disabled:
+    if ctx.core.settings.auth_disabled:
         return get_or_create_project(session, DEFAULT_PROJECT).id
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():

@@ -53,11 +53,11 @@ from sqlalchemy import Connection, Engine, event, text
 from benchmarks._common import broker_api_process, postgres_database, print_table, proc_status_kb
 from broker.auth import get_or_create_project
 from broker.batches import create_batch, validate_batch
+from broker.core import Core
 from broker.db import session_scope
 from broker.files import register_file
 from broker.planner import Planner
 from broker.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings
-from cli.compose import Core
 from schemas.batches import BatchCreate
 
 CHAT = "/v1/chat/completions"
@@ -181,7 +181,7 @@ class TickBench:
 
     def __post_init__(self) -> None:
         c = self.core
-        self.planner = Planner(c.engine, c.settings, c.catalogue, c.store, send=lambda chunk: None)
+        self.planner = Planner(c, send=lambda chunk: None)
 
     def expire_leases(self) -> None:
         """What a dead worker leaves behind, without waiting lease_seconds: every lease is past its deadline."""
@@ -223,7 +223,7 @@ def add_batches(core: Core, project: str, count: int, lines: int, priority: str 
                                BatchCreate(input_file_id=stored.id, endpoint=CHAT, priority=priority),
                                core.settings.min_window_seconds, catalogue=core.catalogue, store=core.store)
             batch_id = row.id
-        validate_batch(core.engine, core.store, core.catalogue, batch_id, core.settings.max_batch_lines)
+        validate_batch(core, batch_id)
 
 
 @contextmanager

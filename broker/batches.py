@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from broker.access import get_owned, page
 from broker.admission import estimate
 from broker.catalogue import Catalogue
+from broker.core import Core
 from broker.durations import parse_window
 from broker.errors import InvalidRequest, RateLimited
 from broker.files import FileStore, get_file
@@ -91,8 +92,9 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
     return row
 
 
-def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch_id: str, max_lines: int) -> None:
+def validate_batch(core: Core, batch_id: str) -> None:
     """Run validation for a ``validating`` batch unless another process is already on it."""
+    engine = core.engine
     if not claim_validation(engine, batch_id):
         return
     with Session(engine) as session:
@@ -101,7 +103,8 @@ def validate_batch(engine: Engine, store: FileStore, catalogue: Catalogue, batch
         source = get_file(session, row.project_id, row.input_file_id)
         endpoint = row.endpoint
         routing = routing_request(row, session.get(Project, row.project_id))
-    errors = load_lines(engine, batch_id, endpoint, store.path_for(source.id), catalogue, max_lines, routing)
+    errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
+                        core.settings.max_batch_lines, routing)
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
         with engine.begin() as conn:

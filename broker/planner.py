@@ -16,8 +16,9 @@ from sqlalchemy import Engine, text
 from broker.batches import validate_batch
 from broker.bulk import id_list_match
 from broker.catalogue import Catalogue, ProviderConfig
+from broker.core import Core
 from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, release_and_send
-from broker.files import FileStore, purge_expired
+from broker.files import purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
 from broker.remote_batches import native_work
@@ -37,12 +38,21 @@ VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the plann
 
 @dataclass
 class Planner:
-    engine: Engine
-    settings: Settings
-    catalogue: Catalogue
-    store: FileStore
+    core: Core
     send: SendChunk
     sync_native: SendNative = field(default=lambda provider: None)  #: wired to the queue by cli/compose.py
+
+    @property
+    def engine(self) -> Engine:
+        return self.core.engine
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.core.catalogue
 
     def tick(self) -> None:
         self._validate_stale()
@@ -52,13 +62,13 @@ class Planner:
             if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
                 self.sync_native(provider.name)
         self._advance_batches()
-        if (n := purge_expired(self.engine, self.store)) > 0:
+        if (n := purge_expired(self.engine, self.core.store)) > 0:
             log.info("deleted %d expired files", n)
 
     def fire_schedules(self) -> None:
         """Due schedules create their batches (a URL input may take a while to fetch: this runs on its own thread,
         so it never holds up dispatch)."""
-        fire_due(self.engine, self.settings, self.catalogue, self.store)
+        fire_due(self.core)
 
     def run_schedules(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -90,7 +100,7 @@ class Planner:
                 {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
             )]
         for batch_id in ids:
-            validate_batch(self.engine, self.store, self.catalogue, batch_id, self.settings.max_batch_lines)
+            validate_batch(self.core, batch_id)
 
     def _reclaim_expired_leases(self, provider: ProviderConfig) -> None:
         t = now()
@@ -156,6 +166,6 @@ class Planner:
                     text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
                     {"t": now(), "id": batch_id},
                 )
-        write_results(self.engine, self.store, batch_id, final_status)
+        write_results(self.engine, self.core.store, batch_id, final_status)
 
 

@@ -6,41 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
-from sqlalchemy import Engine
 
 from api.app import create_app
 from api.context import ApiContext
-from broker.catalogue import Catalogue, demo_catalogue, load_catalogue
-from broker.db import make_engine
-from broker.files import FileStore
-from broker.migrate import upgrade
+from broker.core import Core
 from broker.planner import Planner
-from broker.settings import Settings
 from broker.webhooks.delivery import Deliverer
 from workers.queue import install, make_broker, native_sender, sender, start_worker
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Core:
-    """What every broker process shares: settings, database (migrated), catalogue and file store."""
-
-    settings: Settings
-    engine: Engine
-    catalogue: Catalogue
-    store: FileStore
-
-    @classmethod
-    def open(cls, settings: Settings, catalogue: Catalogue | None = None, migrate: bool = True) -> "Core":
-        engine = make_engine(settings.database_url)
-        if migrate:
-            upgrade(engine)
-        if catalogue is None:
-            catalogue = (load_catalogue(settings.providers_file) if settings.providers_file
-                         else demo_catalogue(f"http://127.0.0.1:{settings.simulator_port}/v1"))
-        return cls(settings, engine, catalogue, FileStore(settings.files_dir))
 
 
 @dataclass
@@ -64,16 +39,14 @@ class Processes:
 
     def start_workers(self, threads: int) -> None:
         queue = self._queue()
-        self.runtime = WorkerRuntime(self.core.engine, self.core.settings, self.core.catalogue,
-                                     sender(queue, self.core.catalogue))
+        self.runtime = WorkerRuntime(self.core, sender(queue, self.core.catalogue))
         install(self.runtime)
         self.worker = start_worker(queue, threads)
 
     def planner(self) -> Planner:
         c = self.core
         queue = self._queue()
-        return Planner(c.engine, c.settings, c.catalogue, c.store, sender(queue, c.catalogue),
-                       native_sender(queue, c.catalogue))
+        return Planner(c, sender(queue, c.catalogue), native_sender(queue, c.catalogue))
 
     def start_planner(self) -> None:
         planner = self.planner()
@@ -89,8 +62,7 @@ class Processes:
         self.webhook_thread.start()
 
     def api_context(self) -> ApiContext:
-        c = self.core
-        return ApiContext(c.settings, c.engine, c.catalogue, c.store, wake_planner=self.wake_event.set)
+        return ApiContext(self.core, wake_planner=self.wake_event.set)
 
     def app(self) -> Any:
         return create_app(self.api_context())

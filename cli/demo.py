@@ -18,10 +18,11 @@ from rich.table import Table
 
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.catalogue import demo_catalogue
+from broker.core import Core
 from broker.db import session_scope
 from broker.settings import Settings
 from cli.client import usd
-from cli.compose import Core, Processes
+from cli.compose import Processes
 from simulator import SimulatorConfig, SimulatorServer
 from simulator.serving import ThreadedServer
 

@@ -12,12 +12,13 @@ import uvicorn
 from rich.console import Console
 
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
+from broker.core import Core
 from broker.db import make_engine, session_scope
 from broker.migrate import upgrade
 from broker.projects import KEEP, configure_project, month_to_date_cost, regions_of
 from broker.settings import Settings
 from cli.batches import register as register_batch_commands
-from cli.compose import Core, Processes
+from cli.compose import Processes
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
 from simulator import SimulatorConfig, SimulatorServer

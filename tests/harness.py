@@ -13,9 +13,10 @@ from openai.types import Batch
 
 from broker.auth import create_key, get_or_create_project
 from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
+from broker.core import Core
 from broker.db import session_scope
 from broker.settings import Settings
-from cli.compose import Core, Processes
+from cli.compose import Processes
 from simulator import SimulatorServer
 from simulator.serving import ThreadedServer
 

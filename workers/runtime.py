@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from broker.catalogue import Catalogue, ProviderConfig
+from broker.core import Core
 from broker.dispatch import LeasedLine, SendChunk, finish_and_release
 from broker.provider_state import publish
 from broker.settings import Settings
@@ -40,9 +41,7 @@ def _redis_client(url: str) -> aioredis.Redis:
 
 @dataclass
 class WorkerRuntime:
-    engine: Engine
-    settings: Settings
-    catalogue: Catalogue
+    core: Core
     send: SendChunk
     #: shared limits; None until first use (a Redis client belongs to the event loop that made it)
     limiter: Limiter | None = None
@@ -52,6 +51,18 @@ class WorkerRuntime:
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _published_at: float = 0.0
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
+
+    @property
+    def engine(self) -> Engine:
+        return self.core.engine
+
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.core.catalogue
 
     @property
     def policy(self) -> RetryPolicy:

@@ -14,15 +14,16 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 
 def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
-    service.validate_batch(ctx.engine, ctx.store, ctx.catalogue, batch_id, ctx.settings.max_batch_lines)
+    service.validate_batch(ctx.core, batch_id)
     ctx.wake_planner()
 
 
 @router.post("", response_model=Batch)
 def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
                  session: SessionDep) -> Batch:
-    row = service.create_batch(session, project_id, body, ctx.settings.min_window_seconds,
-                               ctx.settings.webhook_allow_hosts, catalogue=ctx.catalogue, store=ctx.store)
+    core = ctx.core
+    row = service.create_batch(session, project_id, body, core.settings.min_window_seconds,
+                               core.settings.webhook_allow_hosts, catalogue=core.catalogue, store=core.store)
     session.commit()
     background.add_task(_validate_then_wake, ctx, row.id)
     return service.to_wire(row)
@@ -52,7 +53,7 @@ def cancel_batch(batch_id: str, ctx: ContextDep, project_id: ProjectDep, session
 @router.post("/{batch_id}/retry", response_model=Batch)
 def retry_batch(batch_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Batch:
     """Extension: run the batch's failed lines again, in place."""
-    row = service.retry_failed(session, ctx.store, project_id, batch_id)
+    row = service.retry_failed(session, ctx.core.store, project_id, batch_id)
     session.commit()
     ctx.wake_planner()
     return service.to_wire(row)

@@ -36,22 +36,22 @@ def _expires_after(fields: dict[str, str]) -> int | None:
 
 @router.post("", response_model=FileObject)
 async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileObject:
-    tmp = ctx.store.temp_path()
+    tmp = ctx.core.store.temp_path()
     try:
-        upload = await receive_upload(request, tmp, ctx.settings.max_upload_bytes)
+        upload = await receive_upload(request, tmp, ctx.core.settings.max_upload_bytes)
         purpose = upload.fields.get("purpose")
         if not purpose:
             raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
         if purpose not in UPLOADABLE_PURPOSES:
             raise InvalidRequest(f"Invalid purpose '{purpose}'. Use one of: {', '.join(sorted(UPLOADABLE_PURPOSES))}.",
                                  param="purpose")
-        row = register_file(session, ctx.store, project_id=project_id, source=tmp,
+        row = register_file(session, ctx.core.store, project_id=project_id, source=tmp,
                             filename=upload.filename or "upload", purpose=purpose,
                             expires_after=_expires_after(upload.fields))
         session.commit()
         return to_wire(row)
     finally:
-        ctx.store.remove(tmp)
+        ctx.core.store.remove(tmp)
 
 
 @router.get("", response_model=FileList)
@@ -87,13 +87,13 @@ def file_content(
         return Response(b"".join(lines), media_type="application/octet-stream",
                         headers={"x-file-complete": "false", "x-last-line": str(offset + len(lines)),
                                  "x-batch-status": batch.status})
-    path = ctx.store.path_for(row.id)
+    path = ctx.core.store.path_for(row.id)
     headers = {"x-file-complete": "true"}
     if batch is not None:
         headers["x-last-line"] = str(batch.completed)
     if offset == 0:
         headers["content-length"] = str(path.stat().st_size)
-    return StreamingResponse(ctx.store.stream_from_line(path, offset), media_type="application/octet-stream",
+    return StreamingResponse(ctx.core.store.stream_from_line(path, offset), media_type="application/octet-stream",
                              headers=headers)
 
 
@@ -102,5 +102,5 @@ def delete_file(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: 
     row = get_file(session, project_id, file_id)
     session.delete(row)
     session.commit()
-    ctx.store.remove(ctx.store.path_for(row.id))
+    ctx.core.store.remove(ctx.core.store.path_for(row.id))
     return FileDeleted(id=file_id)

@@ -19,7 +19,7 @@ def _pricing(provider: ProviderConfig, name: str) -> ModelPricing:
 
 
 def _model(ctx: ApiContext, name: str) -> Model:
-    deployments = ctx.catalogue.deployments(name)
+    deployments = ctx.core.catalogue.deployments(name)
     first = deployments[0]
     return Model(id=name, created=CATALOGUE_CREATED, owned_by=first.name, pricing=_pricing(first, name),
                  deployments=[Deployment(provider=p.name, regions=p.regions, pricing=_pricing(p, name),
@@ -31,12 +31,12 @@ def _model(ctx: ApiContext, name: str) -> Model:
 
 @router.get("/v1/models", response_model=ModelList)
 def list_models(ctx: ContextDep, _: ProjectDep) -> ModelList:
-    return ModelList(data=[_model(ctx, name) for name in ctx.catalogue.model_names()])
+    return ModelList(data=[_model(ctx, name) for name in ctx.core.catalogue.model_names()])
 
 
 @router.get("/v1/models/{model_id}", response_model=Model)
 def retrieve_model(model_id: str, ctx: ContextDep, _: ProjectDep) -> Model:
-    if model_id not in ctx.catalogue.model_names():
+    if model_id not in ctx.core.catalogue.model_names():
         raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
     return _model(ctx, model_id)
 

@@ -36,5 +36,5 @@ def list_providers(ctx: ContextDep, _: ProjectDep, session: SessionDep) -> Provi
     conn, now = session.connection(), time.time()
     return ProviderList(data=[
         _provider(p, [s for s in states if s.provider == p.name], calls_in_flight(conn, p, now))
-        for p in ctx.catalogue.providers.values()
+        for p in ctx.core.catalogue.providers.values()
     ])

@@ -26,7 +26,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 @router.post("", response_model=WebhookEndpointWithSecret)
 def create_endpoint(body: WebhookEndpointCreate, ctx: ContextDep, project_id: ProjectDep,
                     session: SessionDep) -> WebhookEndpointWithSecret:
-    row = service.create_endpoint(session, project_id, body, ctx.settings.webhook_allow_hosts)
+    row = service.create_endpoint(session, project_id, body, ctx.core.settings.webhook_allow_hosts)
     session.commit()
     return service.endpoint_with_secret(row)
 

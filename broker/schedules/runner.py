@@ -22,13 +22,12 @@ from sqlalchemy import Connection, Engine, text
 from sqlmodel import Session
 
 from broker.batches import create_batch, validate_batch
-from broker.catalogue import Catalogue
+from broker.core import Core
 from broker.errors import ApiError
 from broker.files import FileStore, register_file
 from broker.schedules.cron import next_run
 from broker.schedules.manage import batch_request
 from broker.schedules.sources import InputSources, SourceError
-from broker.settings import Settings
 from broker.tables import ScheduleRow
 
 log = logging.getLogger(__name__)
@@ -36,15 +35,15 @@ MAX_RUNS_PER_TICK = 100  #: due schedules fired in one tick; the rest are still 
 MAX_FETCHES_PER_TICK = 1  #: input_url files fetched in one tick (each may take a while); the rest wait a tick
 
 
-def fire_due(engine: Engine, settings: Settings, catalogue: Catalogue, store: FileStore,
-             at: float | None = None, sources: InputSources | None = None) -> list[str]:
+def fire_due(core: Core, at: float | None = None, sources: InputSources | None = None) -> list[str]:
     """Create a batch for every enabled schedule due by ``at`` (default: now); return the new batches' ids.
 
     The batches are validated here, as the API validates the ones it creates. ``sources`` (default: from
     ``settings``) is what URL schedules may read.
     """
+    engine = core.engine
     t = time.time() if at is None else at
-    sources = sources or InputSources.from_settings(settings)
+    sources = sources or InputSources.from_settings(core.settings)
     with engine.connect() as conn:
         due = conn.execute(
             text("SELECT id, next_run_at, input_url FROM schedule WHERE enabled = :on AND next_run_at <= :t "
@@ -59,7 +58,7 @@ def fire_due(engine: Engine, settings: Settings, catalogue: Catalogue, store: Fi
                 continue  # still due: a following tick fetches it
             fetches += 1
         try:
-            batch_id = fire_one(engine, settings, catalogue, store, schedule_id, due_at, t, sources)
+            batch_id = fire_one(core, schedule_id, due_at, t, sources)
         except Exception as exc:  # one broken schedule must not stop the others, nor the planner's tick
             log.exception("schedule %s: run due at %s failed", schedule_id, due_at)
             _skip(engine, schedule_id, due_at, t, f"internal error: {exc}")
@@ -68,30 +67,29 @@ def fire_due(engine: Engine, settings: Settings, catalogue: Catalogue, store: Fi
             created.append(batch_id)
     for batch_id in created:
         try:
-            validate_batch(engine, store, catalogue, batch_id, settings.max_batch_lines)
+            validate_batch(core, batch_id)
         except Exception:  # the planner's stale-validation pass retries it
             log.exception("batch %s: validation after its schedule fired failed", batch_id)
     return created
 
 
-def fire_one(engine: Engine, settings: Settings, catalogue: Catalogue, store: FileStore, schedule_id: str,
-             due_at: int, t: float, sources: InputSources | None = None) -> str | None:
+def fire_one(core: Core, schedule_id: str, due_at: int, t: float, sources: InputSources | None = None) -> str | None:
     """Claim the run due at ``due_at`` and create its batch, in one transaction; None if another took it.
 
     A URL schedule's file is fetched before that transaction opens.
     """
-    with Session(engine) as session:
+    with Session(core.engine) as session:
         row = session.get(ScheduleRow, schedule_id)
         if not _still_due(row, due_at):
             return None
         input_url = row.input_url
     if input_url is None:
-        return _create(engine, settings, catalogue, store, schedule_id, due_at, t, None)
-    fetched = _fetch(sources or InputSources.from_settings(settings), input_url, store.temp_path())
+        return _create(core, schedule_id, due_at, t, None)
+    fetched = _fetch(sources or InputSources.from_settings(core.settings), input_url, core.store.temp_path())
     try:
-        return _create(engine, settings, catalogue, store, schedule_id, due_at, t, fetched)
+        return _create(core, schedule_id, due_at, t, fetched)
     finally:
-        store.remove(fetched.path)  # gone already if it became the run's file
+        core.store.remove(fetched.path)  # gone already if it became the run's file
 
 
 @dataclass
@@ -110,10 +108,10 @@ def _fetch(sources: InputSources, url: str, path: Path) -> Fetched:
         return Fetched(path, error=f"input_url: {exc}")
 
 
-def _create(engine: Engine, settings: Settings, catalogue: Catalogue, store: FileStore, schedule_id: str,
-            due_at: int, t: float, fetched: Fetched | None) -> str | None:
+def _create(core: Core, schedule_id: str, due_at: int, t: float, fetched: Fetched | None) -> str | None:
     """Claim the run and create its batch (from ``fetched`` when given), in one transaction."""
-    with Session(engine) as session:
+    settings, store = core.settings, core.store
+    with Session(core.engine) as session:
         row = session.get(ScheduleRow, schedule_id)
         if not _still_due(row, due_at):
             return None
@@ -127,7 +125,7 @@ def _create(engine: Engine, settings: Settings, catalogue: Catalogue, store: Fil
                     file_id = _store_fetched(session, store, row, fetched)
                 batch = create_batch(session, row.project_id, batch_request(row, input_file_id=file_id),
                                      settings.min_window_seconds, settings.webhook_allow_hosts,
-                                     catalogue=catalogue, store=store)
+                                     catalogue=core.catalogue, store=store)
         except (ApiError, SourceError) as exc:  # fetch failed, file deleted, allow-list tightened...: no batch
             if file_id is not None:
                 store.remove(store.path_for(file_id))

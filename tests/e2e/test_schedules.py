@@ -1,6 +1,7 @@
 """Schedules end to end: the HTTP API's shapes and errors, runs that complete against the simulator, and exactly
 one batch per due time across a restart and across two planners on one database."""
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -221,7 +222,7 @@ def test_planners_ticking_at_once_on_one_database_create_one_batch_per_due_time(
     own = broker.procs.planner()
     # as if on other hosts: planners with connection pools of their own, on the same database and queue
     engines = [make_engine(broker.settings.database_url) for _ in range(2)]
-    planners = [own] + [Planner(e, own.settings, own.catalogue, own.store, own.send) for e in engines]
+    planners = [own] + [Planner(dataclasses.replace(own.core, engine=e), own.send) for e in engines]
     http, client = api(broker), broker.client()
     ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client),
                                          "endpoint": CHAT}).json()["id"] for _ in range(2)]

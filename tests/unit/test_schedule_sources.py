@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from broker.auth import get_or_create_project
+from broker.core import Core
 from broker.db import make_engine, session_scope
 from broker.files import FileStore
 from broker.migrate import upgrade
@@ -131,7 +132,7 @@ def test_a_tick_fetches_one_file_and_the_other_due_url_schedules_fire_at_the_nex
     (root / "in.jsonl").write_bytes(b"".join(orjson.dumps(chat_line(i)) + b"\n" for i in range(2)))
     ids = add_url_schedules(engine, settings, [root.as_uri()] * 3)
     make_due(engine, int(time.time()) - 10)
-    fired = [len(fire_due(engine, settings, CATALOGUE, store)) for _ in range(4)]
+    fired = [len(fire_due(Core(settings, engine, CATALOGUE, store))) for _ in range(4)]
     assert fired == [1, 1, 1, 0]
     per_schedule = batches_by_schedule(engine)
     assert sorted(len(per_schedule[sid]) for sid in ids) == [1, 1, 1]
@@ -145,7 +146,7 @@ def test_no_transaction_is_open_while_a_file_downloads(db: tuple[Engine, Setting
     make_due(engine, int(time.time()) - 10)
     GATE.clear()
     created: list[str] = []
-    tick = threading.Thread(target=lambda: created.extend(fire_due(engine, settings, CATALOGUE, store)))
+    tick = threading.Thread(target=lambda: created.extend(fire_due(Core(settings, engine, CATALOGUE, store))))
     tick.start()
     try:
         time.sleep(0.3)  # the tick is now waiting on the download

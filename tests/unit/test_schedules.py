@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from broker.auth import get_or_create_project
 from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
+from broker.core import Core
 from broker.db import make_engine, session_scope
 from broker.errors import InvalidRequest
 from broker.files import FileStore, register_file
@@ -142,11 +143,11 @@ def test_missed_runs_make_one_batch_and_the_next_run_is_after_now(db: tuple[Engi
     engine, settings, store = db
     [sid] = add_schedules(engine, store, 1)
     t = time.time()
-    assert fire_due(engine, settings, CATALOGUE, store, at=t) == [], "not due yet"
+    assert fire_due(Core(settings, engine, CATALOGUE, store), at=t) == [], "not due yet"
     make_due(engine, int(t) - 3 * 86_400)  # down for three nights
 
-    [batch_id] = fire_due(engine, settings, CATALOGUE, store, at=t)
-    assert fire_due(engine, settings, CATALOGUE, store, at=t + 1) == []
+    [batch_id] = fire_due(Core(settings, engine, CATALOGUE, store), at=t)
+    assert fire_due(Core(settings, engine, CATALOGUE, store), at=t + 1) == []
     row = schedule(engine, sid)
     assert row.next_run_at == next_run("0 2 * * *", "Europe/Paris", t) > t, "after now, not after the missed run"
     assert (row.last_run_at, row.last_batch_id, row.last_error) == (int(t), batch_id, None)
@@ -162,7 +163,7 @@ def fire_from_threads(engine: Engine, settings: Settings, store: FileStore, thre
     def planner() -> None:
         start.wait()
         for _ in range(3):
-            got = fire_due(engine, settings, CATALOGUE, store)
+            got = fire_due(Core(settings, engine, CATALOGUE, store))
             with lock:
                 created.extend(got)
 
@@ -195,8 +196,8 @@ def test_a_planner_acting_on_a_due_time_another_has_taken_creates_nothing(
     make_due(engine, due)
     t = time.time()
     # both planners read the schedule as due at `due`; the first to claim it wins
-    first = fire_one(engine, settings, CATALOGUE, store, sid, due, t)
-    second = fire_one(engine, settings, CATALOGUE, store, sid, due, t)
+    first = fire_one(Core(settings, engine, CATALOGUE, store), sid, due, t)
+    second = fire_one(Core(settings, engine, CATALOGUE, store), sid, due, t)
     assert first is not None and second is None
     assert [b.id for b in batches_by_schedule(engine)[sid]] == [first]
 
@@ -207,11 +208,11 @@ def test_a_run_that_cannot_create_its_batch_says_why_and_moves_on(db: tuple[Engi
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM file"))
     make_due(engine, int(time.time()) - 10)
-    assert fire_due(engine, settings, CATALOGUE, store) == []
+    assert fire_due(Core(settings, engine, CATALOGUE, store)) == []
     row = schedule(engine, sid)
     assert row.last_error is not None and "No such File object" in row.last_error
     assert row.last_batch_id is None and row.next_run_at > time.time() and row.enabled
-    assert fire_due(engine, settings, CATALOGUE, store) == [], "not retried at every tick"
+    assert fire_due(Core(settings, engine, CATALOGUE, store)) == [], "not retried at every tick"
 
 
 def test_paused_schedules_do_not_fire_and_resume_from_now(db: tuple[Engine, Settings, FileStore]) -> None:
@@ -221,7 +222,7 @@ def test_paused_schedules_do_not_fire_and_resume_from_now(db: tuple[Engine, Sett
     with session_scope(engine) as session:
         update_schedule(session, project, sid, ScheduleUpdate(enabled=False))
     make_due(engine, int(time.time()) - 100)
-    assert fire_due(engine, settings, CATALOGUE, store) == []
+    assert fire_due(Core(settings, engine, CATALOGUE, store)) == []
     with session_scope(engine) as session:
         update_schedule(session, project, sid, ScheduleUpdate(enabled=True))
     assert schedule(engine, sid).next_run_at > time.time(), "runs missed while paused are not made up"
