@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -112,7 +111,7 @@ class ModelSpec(BaseModel):
 
 class ProviderConfig(BaseModel):
     name: str = ""
-    kind: Literal["openai", "anthropic"] = "openai"
+    kind: str = "openai"  #: one of KINDS_ENDPOINTS; providers/registry.py has its adapters
     base_url: str
     api_key_env: str | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict)
@@ -124,6 +123,13 @@ class ProviderConfig(BaseModel):
     regions: list[str] = Field(default_factory=list)  #: data-residency tags, e.g. ["eu"]
     native_batch: NativeBatchConfig | None = None  #: None: the provider has no batch API (or we do not use it)
     off_peak: list[OffPeakWindow] = Field(default_factory=list)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in KINDS_ENDPOINTS:
+            raise ValueError(f"unknown provider kind {kind!r}: use one of {', '.join(KINDS_ENDPOINTS)}")
+        return kind
 
     def serves(self, model: str, endpoint: str | None = None) -> bool:
         return model in self.models and (endpoint is None or endpoint in KINDS_ENDPOINTS[self.kind])

@@ -36,9 +36,11 @@ import httpx
 import orjson
 
 from broker.catalogue import ProviderConfig
-from broker.errors import RetryableUpstream, TerminalUpstream
+from broker.errors import TerminalUpstream
+from providers.base import UpstreamResponse, json_object_text, make_client
+from providers.base import raise_for_status as raise_for_openai_status
 from providers.http import int_header, json_body, send
-from providers.openai import RETRYABLE_STATUSES, UpstreamResponse, json_object_text, make_client, retry_after
+from schemas.errors import error_envelope
 
 ANTHROPIC_VERSION = "2023-06-01"  #: the ``anthropic-version`` header every call sends
 CHAT_ENDPOINT = "/v1/chat/completions"  #: the only OpenAI endpoint Anthropic can serve
@@ -74,7 +76,7 @@ _HARMLESS: dict[str, Any] = {
 
 
 def make_anthropic_client(provider: ProviderConfig) -> httpx.AsyncClient:
-    """One pooled client per provider per process (:func:`~providers.openai.make_client`), with
+    """One pooled client per provider per process (:func:`~providers.base.make_client`), with
     Anthropic's ``x-api-key`` and ``anthropic-version`` headers."""
     key = provider.api_key()
     headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -85,7 +87,7 @@ def make_anthropic_client(provider: ProviderConfig) -> httpx.AsyncClient:
 
 def refused(message: str, param: str | None, code: str = "unsupported_parameter") -> TerminalUpstream:
     """A request we cannot send: a 400 with OpenAI's error envelope, as if the upstream had answered it."""
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    body = error_envelope(message, "invalid_request_error", param, code)
     return TerminalUpstream(message, code=code, status=400, body=orjson.dumps(body).decode())
 
 
@@ -288,8 +290,8 @@ def openai_error(error: Any) -> dict[str, Any]:
     object alone)."""
     inner = error.get("error") if isinstance(error, dict) else None
     inner = inner if isinstance(inner, dict) else error if isinstance(error, dict) else {}
-    return {"error": {"message": str(inner.get("message") or "Anthropic reported an error"),
-                      "type": str(inner.get("type") or "api_error"), "param": None, "code": None}}
+    return error_envelope(str(inner.get("message") or "Anthropic reported an error"),
+                          str(inner.get("type") or "api_error"))
 
 
 def error_text(resp: httpx.Response) -> str:
@@ -304,17 +306,9 @@ def error_text(resp: httpx.Response) -> str:
 
 
 def raise_for_status(resp: httpx.Response) -> None:
-    """Raise for an HTTP error answer: retryable for the OpenAI adapter's
-    :data:`~providers.openai.RETRYABLE_STATUSES` (529 among them), else terminal."""
-    if resp.status_code < 400:
-        return
-    message = f"Upstream answered HTTP {resp.status_code}"
-    request_id = resp.headers.get("request-id")
-    if resp.status_code in RETRYABLE_STATUSES:
-        raise RetryableUpstream(message, code="upstream_http_error", status=resp.status_code, body=error_text(resp),
-                                request_id=request_id, delay=retry_after(resp.headers))
-    raise TerminalUpstream(message, code="upstream_http_error", status=resp.status_code, body=error_text(resp),
-                           request_id=request_id)
+    """:func:`~providers.base.raise_for_status` with Anthropic's ``request-id`` and its error bodies in OpenAI's
+    envelope (529 ``overloaded_error`` is one of the retryable statuses)."""
+    raise_for_openai_status(resp, request_id_header="request-id", error_text=error_text)
 
 
 class AnthropicMessages:

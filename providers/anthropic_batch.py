@@ -49,16 +49,16 @@ from providers.anthropic import (
     raise_for_status,
     refused,
 )
-from providers.http import request_json, stream_lines
-from providers.openai import usage_of
-from providers.openai_batch import (
+from providers.base import (
     BATCH_EXPIRED,
     DEFAULT_COMPLETION_WINDOW,
     DEFAULT_TRANSFER_TIMEOUT,
     BatchLine,
     LineResult,
     RemoteBatch,
+    usage_of,
 )
+from providers.http import request_json, stream_lines
 
 BATCH_CANCELLED = "batch_cancelled"  #: error code of a request left unrun because its batch was cancelled
 ENCODED_PREFIX = "b64-"  #: marks a custom_id sent base64url-encoded (ids starting with it are encoded too)

@@ -3,8 +3,8 @@
 :class:`NativeBatchClient` uploads lines as a JSONL input file and creates a remote batch (:meth:`submit`),
 reads its state (:meth:`poll`), downloads its output and error files and maps every line back to its
 ``custom_id`` (:meth:`results`), and cancels it (:meth:`cancel`). It talks through the pooled
-``httpx.AsyncClient`` of :func:`providers.openai.make_client`, so the base URL, key and default
-timeouts are the provider's; file transfers get the longer :data:`DEFAULT_TRANSFER_TIMEOUT`.
+``httpx.AsyncClient`` of :func:`providers.base.make_client`, so the base URL, key and default
+timeouts are the provider's; file transfers get the longer :data:`~providers.base.DEFAULT_TRANSFER_TIMEOUT`.
 
 Failed calls raise like the real-time adapter: :class:`~broker.errors.RetryableUpstream` for timeouts,
 dropped connections, 429 and 5xx (with ``delay`` from ``Retry-After``), :class:`~broker.errors.TerminalUpstream`
@@ -13,7 +13,6 @@ for any other 4xx. Prices and discounts are the catalogue's business, not this m
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,103 +20,16 @@ import orjson
 
 from broker.errors import RetryableUpstream, UpstreamError
 from broker.pricing import Usage
+from providers.base import (
+    DEFAULT_COMPLETION_WINDOW,
+    DEFAULT_TRANSFER_TIMEOUT,
+    BatchLine,
+    LineResult,
+    RemoteBatch,
+    raise_for_status,
+    usage_of,
+)
 from providers.http import request_json, stream_lines
-from providers.openai import DEFAULT_CONNECT_TIMEOUT, RETRYABLE_STATUSES, raise_for_status, usage_of
-
-DEFAULT_TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=DEFAULT_CONNECT_TIMEOUT)
-"""Timeout of an input upload or a result download (files can hold up to 50,000 lines)."""
-DEFAULT_COMPLETION_WINDOW = "24h"  #: the only completion window OpenAI accepts
-BATCH_EXPIRED = "batch_expired"  #: error code of a line the provider did not run before its batch expired
-TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-"""Remote batch statuses that never change again."""
-
-BatchLine = tuple[str, str, dict[str, Any]]
-"""One request to submit: ``(custom_id, url, body)``, the url being the batch's endpoint."""
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteProblem:
-    """Why the provider refused a batch's input (one entry of the batch's ``errors.data``)."""
-
-    code: str | None
-    message: str | None
-    line: int | None = None
-    param: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteBatch:
-    """What the provider says about a batch at one poll."""
-
-    id: str
-    status: str
-    """``validating``, ``in_progress``, ``finalizing``, ``completed``, ``failed``, ``expired``, ``cancelling``
-    or ``cancelled``."""
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    input_file_id: str | None = None
-    problems: tuple[RemoteProblem, ...] = ()
-    """Input validation errors (status ``failed``)."""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    created_at: int | None = None
-    expires_at: int | None = None
-
-    @property
-    def terminal(self) -> bool:
-        """True once the batch has ended (its files, if any, are final)."""
-        return self.status in TERMINAL_STATUSES
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RemoteBatch":
-        """Read an OpenAI Batch object; absent or null fields take their defaults."""
-        counts = data.get("request_counts") or {}
-        usage = data.get("usage") or {}
-        errors = (data.get("errors") or {}).get("data") or []
-        problems = tuple(RemoteProblem(e.get("code"), e.get("message"), e.get("line"), e.get("param"))
-                         for e in errors if isinstance(e, dict))
-        return cls(
-            id=str(data["id"]), status=str(data["status"]), total=int(counts.get("total") or 0),
-            completed=int(counts.get("completed") or 0), failed=int(counts.get("failed") or 0),
-            output_file_id=data.get("output_file_id"), error_file_id=data.get("error_file_id"),
-            input_file_id=data.get("input_file_id"), problems=problems,
-            input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0),
-            created_at=data.get("created_at"), expires_at=data.get("expires_at"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LineResult:
-    """How one submitted line ended remotely.
-
-    An HTTP answer sets ``status_code``, ``body`` (JSON object text) and ``request_id``; a line the provider
-    did not run (e.g. ``batch_expired``) sets ``error_code`` and ``error_message`` instead.
-    """
-
-    custom_id: str
-    status_code: int | None = None
-    body: str | None = None
-    request_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    @property
-    def succeeded(self) -> bool:
-        """A 2xx answer: the line goes to the output file."""
-        return self.error_code is None and self.status_code is not None and 200 <= self.status_code < 300
-
-    @property
-    def retryable(self) -> bool:
-        """Worth running again elsewhere: a retryable HTTP status (429, 5xx, ...) or a line left unrun by
-        the batch's expiry. Other failures (4xx) are final."""
-        if self.error_code is not None:
-            return self.error_code == BATCH_EXPIRED
-        return self.status_code in RETRYABLE_STATUSES
 
 
 class NativeBatchClient:

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -22,7 +22,8 @@ from broker.pricing import Usage, line_cost
 from broker.results import Outcome
 from broker.routing import OFF_PEAK, REALTIME
 from broker.tokens import admission_tokens
-from providers.openai import UpstreamResponse, usage_of
+from providers.base import Adapter, UpstreamResponse, usage_of
+from providers.circuit import CircuitBreaker
 from providers.throttle import ProviderThrottle
 
 EMBEDDINGS = "/v1/embeddings"
@@ -41,55 +42,64 @@ class RetryPolicy:
         return max(asked or 0.0, random.uniform(backoff / 2, backoff))
 
 
-class Adapter(Protocol):
-    """A provider kind's real-time call: an OpenAI-format request in, an OpenAI-format answer out."""
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A leased line with its body parsed (once, for every step of its call)."""
 
-    async def post(self, endpoint: str, body: bytes) -> UpstreamResponse: ...
+    line: LeasedLine
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str | None:
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+
+#: embedding requests packed into one call: each with its inputs, all sharing the other parameters
+Pack = list[tuple[Request, list[str]]]
 
 
 class LineRunner:
     def __init__(self, adapter: Adapter, policy: RetryPolicy, throttle: ProviderThrottle,
-                 catalogue: Catalogue | None = None) -> None:
+                 catalogue: Catalogue | None = None, circuit: CircuitBreaker | None = None) -> None:
         self.adapter = adapter
         self.policy = policy
         self.throttle = throttle
         self.provider = throttle.provider
         self.catalogue = catalogue  #: where fallback deployments are found; None: no fallback
+        self.circuit = circuit or CircuitBreaker()  #: the process' breaker for this provider
         self.embedding_batch_size = throttle.provider.embedding_batch_size
-        self._renames = {m: s.upstream_model for m, s in self.provider.models.items()
-                         if s.upstream_model and s.upstream_model != m}
 
-    async def _call(self, endpoint: str, payload: bytes, body: dict[str, Any] | None = None) -> UpstreamResponse:
-        """One upstream call under the provider's shared limits."""
-        model, estimated = None, 0
-        if self.throttle.active or self._renames:
-            body = body if body is not None else orjson.loads(payload)
-            model = body.get("model")
-            estimated = admission_tokens(endpoint, body) if self.throttle.active else 0
-            if model in self._renames:  # the provider knows the model by another name
-                payload = orjson.dumps({**body, "model": self._renames[model]})
+    async def _call(self, endpoint: str, body: dict[str, Any], payload: bytes | None = None) -> UpstreamResponse:
+        """One upstream call under the provider's shared limits; ``payload`` is ``body`` already encoded."""
+        model = body.get("model")
+        model = model if isinstance(model, str) else None
+        estimated = admission_tokens(endpoint, body) if self.throttle.active else 0
+        upstream = self.provider.upstream_name(model) if model is not None else None
+        if upstream != model:  # the provider knows the model by another name
+            payload = orjson.dumps({**body, "model": upstream})
         await self.throttle.before(model, estimated)
         start = time.monotonic()
         try:
-            resp = await self.adapter.post(endpoint, payload)
+            resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
         except UpstreamError as exc:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
                                       rate_limited=exc.status == 429)
-            self.throttle.record_health(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
+            self.circuit.record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
-        self.throttle.record_health(failed=False)
+        self.circuit.record(failed=False)
         usage = usage_of(resp.json)
         await self.throttle.after(model, time.monotonic() - start, estimated, usage.input_tokens + usage.output_tokens,
                                   resp.header_limits, rate_limited=False)
         return resp
 
-    def fallback(self, line: LeasedLine) -> tuple[str, bool] | None:
+    def fallback(self, request: Request) -> tuple[str, bool] | None:
         """The deployment a failing line moves to, and whether that wraps around to the first one: the next
         provider serving its model that the batch may use, in catalogue order."""
-        if self.catalogue is None:
+        line = request.line
+        if self.catalogue is None or request.model is None:
             return None
-        model = orjson.loads(line.body).get("model")
-        names = [p.name for p in self.catalogue.deployments(model, line.endpoint)
+        names = [p.name for p in self.catalogue.deployments(request.model, line.endpoint)
                  if line.eligible is None or p.name in line.eligible]
         if self.provider.name not in names or len(names) < 2:
             return None
@@ -97,30 +107,29 @@ class LineRunner:
         return names[(at + 1) % len(names)], at + 1 == len(names)
 
     async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
-        singles, packs = self._plan(lines)
+        singles, packs = self._plan([Request(line, orjson.loads(line.body)) for line in lines])
         single_outcomes, pack_outcomes = await asyncio.gather(
-            asyncio.gather(*(self._single(line) for line in singles)),
+            asyncio.gather(*(self._single(request) for request in singles)),
             asyncio.gather(*(self._pack(pack) for pack in packs)),
         )
         return [*single_outcomes, *(o for outcomes in pack_outcomes for o in outcomes)]
 
-    def _plan(self, lines: Sequence[LeasedLine]) -> tuple[list[LeasedLine], list[list[tuple[LeasedLine, Any]]]]:
-        singles: list[LeasedLine] = []
-        groups: dict[bytes, list[tuple[LeasedLine, Any]]] = defaultdict(list)
-        for line in lines:
-            body = orjson.loads(line.body) if line.endpoint == EMBEDDINGS else None
-            inputs = _packable_inputs(body) if body is not None else None
-            if body is None or inputs is None:
-                singles.append(line)
+    def _plan(self, requests: Sequence[Request]) -> tuple[list[Request], list[Pack]]:
+        singles: list[Request] = []
+        groups: dict[bytes, Pack] = defaultdict(list)
+        for request in requests:
+            inputs = _packable_inputs(request.body) if request.line.endpoint == EMBEDDINGS else None
+            if inputs is None:
+                singles.append(request)
                 continue
-            params = {k: v for k, v in body.items() if k != "input"}
-            groups[orjson.dumps(params, option=orjson.OPT_SORT_KEYS)].append((line, (params, inputs)))
-        packs: list[list[tuple[LeasedLine, Any]]] = []
+            params = {k: v for k, v in request.body.items() if k != "input"}
+            groups[orjson.dumps(params, option=orjson.OPT_SORT_KEYS)].append((request, inputs))
+        packs: list[Pack] = []
         for members in groups.values():
-            current: list[tuple[LeasedLine, Any]] = []
+            current: Pack = []
             size = 0
             for member in members:
-                n = len(member[1][1])
+                n = len(member[1])
                 if current and size + n > self.embedding_batch_size:
                     packs.append(current)
                     current, size = [], 0
@@ -129,27 +138,28 @@ class LineRunner:
             packs.append(current)
         return singles, packs
 
-    def _skip_down_provider(self, line: LeasedLine) -> Outcome | None:
+    def _skip_down_provider(self, request: Request) -> Outcome | None:
         """While the provider is down, a line with another deployment moves there without a call."""
-        if not self.throttle.down or (move := self.fallback(line)) is None:
+        if not self.circuit.down or (move := self.fallback(request)) is None:
             return None
+        line = request.line
         return Outcome(line.id, line.batch_id, "retry", error_code="provider_unavailable",
                        error_message=f"{self.provider.name} is failing; moved to {move[0]}.", not_before=time.time(),
                        refund_attempt=True, move_to=move[0])
 
-    async def _single(self, line: LeasedLine) -> Outcome:
-        if (skipped := self._skip_down_provider(line)) is not None:
+    async def _single(self, request: Request) -> Outcome:
+        if (skipped := self._skip_down_provider(request)) is not None:
             return skipped
+        line = request.line
         try:
-            resp = await self._call(line.endpoint, line.body.encode())
+            resp = await self._call(line.endpoint, request.body, line.body.encode())
         except UpstreamError as exc:
-            return self._failure(line, exc)
+            return self._failure(request, exc)
         except Exception as exc:  # our own trouble (a limiter's Redis, say): retry the line, never lose the chunk
             log.exception("line %s: call failed inside the broker", line.id)
-            return self._failure(line, RetryableUpstream(f"Broker error before the call: {exc!r}",
-                                                         code="broker_error"))
-        return self._success(line, resp.status, resp.text, resp.request_id, usage_of(resp.json),
-                             orjson.loads(line.body).get("model"))
+            return self._failure(request, RetryableUpstream(f"Broker error before the call: {exc!r}",
+                                                            code="broker_error"))
+        return self._success(line, resp.status, resp.text, resp.request_id, usage_of(resp.json), request.model)
 
     def _success(self, line: LeasedLine, status: int, body: str, request_id: str | None, usage: Usage,
                  model: str | None) -> Outcome:
@@ -160,32 +170,32 @@ class LineRunner:
                        cost_usd=line_cost(provider, model, usage) * share, provider=provider.name, model=model,
                        route=OFF_PEAK if share < 1.0 else REALTIME)
 
-    async def _pack(self, pack: list[tuple[LeasedLine, Any]]) -> list[Outcome]:
-        if len(pack) == 1 or self.throttle.down:
-            return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
-        params, _ = pack[0][1]
-        flat = [text for _, (_, inputs) in pack for text in inputs]
+    async def _pack(self, pack: Pack) -> list[Outcome]:
+        if len(pack) == 1 or self.circuit.down:
+            return list(await asyncio.gather(*(self._single(request) for request, _ in pack)))
+        first = pack[0][0]
+        body = {**first.body, "input": [text for _, inputs in pack for text in inputs]}
         try:
-            body = {**params, "input": flat}
-            resp = await self._call(EMBEDDINGS, orjson.dumps(body), body)
-            return [self._success(line, resp.status, text, resp.request_id, usage, params.get("model"))
-                    for line, text, usage in _split_embeddings(pack, resp)]
+            resp = await self._call(EMBEDDINGS, body)
+            return [self._success(request.line, resp.status, text, resp.request_id, usage, first.model)
+                    for request, text, usage in _split_embeddings(pack, resp)]
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
-            return list(await asyncio.gather(*(self._single(line) for line, _ in pack)))
+            return list(await asyncio.gather(*(self._single(request) for request, _ in pack)))
         except UpstreamError as exc:
-            return [self._failure(line, exc) for line, _ in pack]
+            return [self._failure(request, exc) for request, _ in pack]
         except Exception as exc:  # our own trouble: retry the lines, never lose the chunk
             log.exception("packed call failed inside the broker")
             broker_error = RetryableUpstream(f"Broker error before the call: {exc!r}", code="broker_error")
-            return [self._failure(line, broker_error) for line, _ in pack]
+            return [self._failure(request, broker_error) for request, _ in pack]
 
-    def _failure(self, line: LeasedLine, exc: UpstreamError) -> Outcome:
+    def _failure(self, request: Request, exc: UpstreamError) -> Outcome:
+        line = request.line
         now = time.time()
         # a 429 that says when to come back was refused unprocessed: the deadline bounds it, not the attempts
         refused = isinstance(exc, RetryableUpstream) and exc.status == 429 and exc.delay is not None
         if isinstance(exc, RetryableUpstream) and (refused or line.attempts < self.policy.max_attempts):
             # down or over its limit: the next deployment takes the line at once (after a backoff on wrapping)
-            move = self.fallback(line) if exc.code != "broker_error" else None
+            move = self.fallback(request) if exc.code != "broker_error" else None
             wait = self.policy.delay(line.attempts, exc.delay) if move is None or move[1] else 0.0
             not_before = now + wait
             if line.expires_at is None or not_before < line.expires_at:
@@ -205,24 +215,23 @@ def _packable_inputs(body: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def _split_embeddings(pack: list[tuple[LeasedLine, Any]],
-                      resp: UpstreamResponse) -> list[tuple[LeasedLine, str, Usage]]:
+def _split_embeddings(pack: Pack, resp: UpstreamResponse) -> list[tuple[Request, str, Usage]]:
     """Give each line its own embeddings response; usage is shared out by input length."""
     data = sorted(resp.json.get("data") or [], key=lambda d: d.get("index", 0))
-    sizes = [len(inputs) for _, (_, inputs) in pack]
+    sizes = [len(inputs) for _, inputs in pack]
     if len(data) != sum(sizes):
         raise RetryableUpstream("Upstream returned a different number of embeddings than inputs",
                                 code="upstream_invalid_response", status=resp.status)
-    weights = [sum(len(t) for t in inputs) for _, (_, inputs) in pack]
+    weights = [sum(len(t) for t in inputs) for _, inputs in pack]
     total_tokens = usage_of(resp.json).input_tokens
-    outcomes: list[tuple[LeasedLine, str, Usage]] = []
+    outcomes: list[tuple[Request, str, Usage]] = []
     offset = given = 0
-    for n, ((line, _), size) in enumerate(zip(pack, sizes, strict=True)):
+    for n, ((request, _), size) in enumerate(zip(pack, sizes, strict=True)):
         items = [{**item, "index": i} for i, item in enumerate(data[offset:offset + size])]
         offset += size
         tokens = total_tokens - given if n == len(pack) - 1 else total_tokens * weights[n] // sum(weights)
         given += tokens
         body = {"object": "list", "data": items, "model": resp.json.get("model"),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        outcomes.append((line, orjson.dumps(body).decode(), Usage(input_tokens=tokens)))
+        outcomes.append((request, orjson.dumps(body).decode(), Usage(input_tokens=tokens)))
     return outcomes

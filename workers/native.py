@@ -8,7 +8,7 @@ another worker picks up.
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
@@ -29,26 +29,13 @@ from broker.remote_batches import (
 )
 from broker.results import Outcome
 from broker.routing import NATIVE_BATCH
-from providers.openai_batch import BatchLine, LineResult, RemoteBatch
+from providers.base import LineResult, NativeBatchApi
 
 log = logging.getLogger(__name__)
 NOT_REPORTED = "not_reported"  #: error code of a line the remote batch ended without mentioning
 #: lines the remote batch never ran (it expired, or we cancelled it as late): they run in real time; if their own
 #: batch was cancelled, the planner closes them instead
 UNRUN = frozenset({"batch_expired", "batch_cancelled"})
-
-
-class NativeBatchApi(Protocol):
-    """What the broker needs of a provider's batch API (OpenAI's and Anthropic's adapters both provide it)."""
-
-    async def submit(self, lines: list[BatchLine], endpoint: str, completion_window: str = ...,
-                     metadata: dict[str, str] | None = None) -> str: ...
-
-    async def poll(self, remote_id: str) -> RemoteBatch: ...
-
-    async def cancel(self, remote_id: str) -> RemoteBatch: ...
-
-    async def results(self, remote: RemoteBatch) -> dict[str, LineResult]: ...
 
 
 async def sync_provider(engine: Engine, provider: ProviderConfig, api: NativeBatchApi) -> None:

@@ -18,11 +18,9 @@ from broker.dispatch import LeasedLine, SendChunk, finish_and_release
 from broker.provider_state import publish
 from broker.settings import Settings
 from broker.tables import ProviderStateRow
-from providers.anthropic import AnthropicMessages, make_anthropic_client
-from providers.anthropic_batch import AnthropicBatchClient
+from providers.circuit import CircuitBreaker
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
-from providers.openai import OpenAICompatible, make_client
-from providers.openai_batch import NativeBatchClient
+from providers.registry import kind_of
 from providers.throttle import ProviderThrottle
 from workers.execute import LineRunner, RetryPolicy
 from workers.native import sync_provider
@@ -49,6 +47,7 @@ class WorkerRuntime:
     _clients: dict[str, list[httpx.AsyncClient]] = field(default_factory=dict)
     _next_client: dict[str, int] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
+    _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
     _published_at: float = 0.0
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
 
@@ -77,8 +76,7 @@ class WorkerRuntime:
         """
         if provider.name not in self._clients:
             shards = max(1, math.ceil(provider.max_concurrency / CONNECTIONS_PER_CLIENT))
-            factory = make_anthropic_client if provider.kind == "anthropic" else make_client
-            self._clients[provider.name] = [factory(provider) for _ in range(shards)]
+            self._clients[provider.name] = [kind_of(provider).client(provider) for _ in range(shards)]
             self._next_client[provider.name] = 0
         clients, n = self._clients[provider.name], self._next_client[provider.name]
         self._next_client[provider.name] = (n + 1) % len(clients)
@@ -94,9 +92,9 @@ class WorkerRuntime:
 
     async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
         provider = self.catalogue.get(provider_name)
-        client = self.client(provider)
-        adapter = AnthropicMessages(client) if provider.kind == "anthropic" else OpenAICompatible(client)
-        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.catalogue)
+        adapter = kind_of(provider).realtime(self.client(provider))
+        circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
+        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.catalogue, circuit)
         outcomes = await runner.run(lines)
         # store and refill the provider's window at once, instead of waiting for the planner's next tick
         chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
@@ -110,9 +108,7 @@ class WorkerRuntime:
     async def sync_native(self, provider_name: str) -> None:
         """Submit, poll and collect the provider's native batches that are due."""
         provider = self.catalogue.get(provider_name)
-        client = self.client(provider)
-        api = AnthropicBatchClient(client) if provider.kind == "anthropic" else NativeBatchClient(client)
-        await sync_provider(self.engine, provider, api)
+        await sync_provider(self.engine, provider, kind_of(provider).native_batch(self.client(provider)))
 
     async def publish_state(self) -> None:
         rows = []

@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app as cli_app
+from providers import circuit
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import CHAT_MODEL, chat_line, provider, read_jsonl, results_once, submit, usage_by_provider, wait_for
-from workers import throttle
 
 
 def chat_calls(sim: SimulatorServer) -> int:
@@ -20,7 +20,7 @@ def chat_calls(sim: SimulatorServer) -> int:
 def test_lines_fall_back_to_the_next_deployment_while_the_first_answers_503(
     start_broker: StartBroker, sim: SimulatorServer, other_sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(throttle, "CIRCUIT_COOLDOWN_SECONDS", 1.0)
+    monkeypatch.setattr(circuit, "CIRCUIT_COOLDOWN_SECONDS", 1.0)
     sim.config.error_rate, sim.config.error_kinds = 1.0, ("503",)  # the first deployment is down
     broker = start_broker(provider("primary", sim, max_concurrency=8), provider("backup", other_sim))
     client = broker.client()
@@ -32,7 +32,7 @@ def test_lines_fall_back_to_the_next_deployment_while_the_first_answers_503(
     assert sim.stats.by_status.get(503, 0) < 100
 
     sim.config.error_rate = 0.0  # it comes back: after the cooldown, new work goes to the first deployment again
-    time.sleep(throttle.CIRCUIT_COOLDOWN_SECONDS + 0.2)
+    time.sleep(circuit.CIRCUIT_COOLDOWN_SECONDS + 0.2)
     again = wait_for(client, submit(client, [chat_line(i) for i in range(50)]).id)
     assert again.status == "completed" and usage_by_provider(broker)["primary"] == 50
 

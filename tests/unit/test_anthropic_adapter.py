@@ -20,7 +20,7 @@ from providers.anthropic import (
     make_anthropic_client,
     message_to_chat,
 )
-from providers.openai import usage_of
+from providers.base import usage_of
 from simulator import SimulatorServer
 
 CHAT_URL = "/v1/chat/completions"

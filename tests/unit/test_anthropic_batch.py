@@ -21,7 +21,8 @@ from providers.anthropic_batch import (
     remote_batch,
     remote_custom_id,
 )
-from providers.openai_batch import BatchLine, LineResult, NativeBatchClient, RemoteBatch
+from providers.base import BatchLine, LineResult, RemoteBatch
+from providers.openai_batch import NativeBatchClient
 from simulator import SimulatorServer
 from tests.unit.test_native_batch_adapter import CHAT_URL, until_ended
 

@@ -13,15 +13,8 @@ import pytest
 
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
-from providers.openai import make_client
-from providers.openai_batch import (
-    BatchLine,
-    LineResult,
-    NativeBatchClient,
-    RemoteBatch,
-    encode_lines,
-    parse_result_line,
-)
+from providers.base import BatchLine, LineResult, RemoteBatch, make_client
+from providers.openai_batch import NativeBatchClient, encode_lines, parse_result_line
 from simulator import SimulatorServer
 
 CHAT_URL = "/v1/chat/completions"
