@@ -12,7 +12,7 @@ from api.context import ApiContext
 from broker.core import Core
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
-from workers.queue import install, make_broker, native_sender, sender, start_worker
+from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Processes:
     core: Core
     queue: dramatiq.Broker | None = None
     worker: Any = None
-    runtime: WorkerRuntime | None = None
+    worker_process: WorkerProcess | None = None  #: holds the worker's runtime while it runs
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake_event: threading.Event = field(default_factory=threading.Event)
     planner_thread: threading.Thread | None = None
@@ -39,9 +39,8 @@ class Processes:
 
     def start_workers(self, threads: int) -> None:
         queue = self._queue()
-        self.runtime = WorkerRuntime(self.core, sender(queue, self.core.catalogue))
-        install(self.runtime)
-        self.worker = start_worker(queue, threads)
+        self.worker, self.worker_process = start_worker(
+            queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue)))
 
     def planner(self) -> Planner:
         c = self.core
@@ -75,16 +74,10 @@ class Processes:
         for thread in (self.webhook_thread, self.schedules_thread):
             if thread is not None:
                 thread.join(10)
-        worker, runtime, queue = self.worker, self.runtime, self.queue
-        self.worker = self.runtime = self.queue = None  # a second stop() has nothing left to do
+        worker, queue = self.worker, self.queue
+        self.worker = self.worker_process = self.queue = None  # a second stop() has nothing left to do
         if worker is not None:
-            if runtime is not None:
-                from dramatiq.asyncio import get_event_loop_thread
-
-                loop_thread = get_event_loop_thread()
-                if loop_thread is not None:
-                    loop_thread.run_coroutine(runtime.aclose())
-            worker.stop()
+            worker.stop()  # the WorkerProcess middleware closes the runtime once the threads have stopped
         if queue is not None:
             queue.close()
         self.core.engine.dispose()

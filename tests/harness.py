@@ -148,9 +148,9 @@ def publish_provider_state(broker: EmbeddedBroker) -> None:
     """Make the embedded worker report its provider state now (it does every couple of seconds anyway)."""
     from dramatiq.asyncio import get_event_loop_thread
 
-    loop, runtime = get_event_loop_thread(), broker.procs.runtime
-    assert loop is not None and runtime is not None
-    loop.run_coroutine(runtime.publish_state())
+    loop, process = get_event_loop_thread(), broker.procs.worker_process
+    assert loop is not None and process is not None
+    loop.run_coroutine(process.current().publish_state())
 
 
 def usage_by(broker: EmbeddedBroker, key: str) -> dict[str, int]:

@@ -1,13 +1,19 @@
-"""The Dramatiq broker (Redis in production, in-process otherwise), the line actor and the worker."""
+"""The Dramatiq broker (Redis in production, in-process otherwise), the worker process and its actors.
+
+A worker process' resources (pooled clients, shared limits, provider state) live in a :class:`WorkerRuntime`
+that the :class:`WorkerProcess` middleware builds as the worker boots and closes, on the worker's event loop,
+once its threads have stopped; the actors reach it through that middleware, not through a module global.
+"""
 
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AsyncIO, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AsyncIO, Middleware, ShutdownNotifications, TimeLimit
 
 from broker.catalogue import Catalogue
 from broker.dispatch import Chunk, LeasedLine, SendChunk
@@ -19,30 +25,47 @@ NATIVE_ACTOR_NAME = "sync_native_batches"
 WORKER_POLL_MS = 250  #: how long idle worker threads wait for a message; also how long stopping takes
 ACTOR_TIME_LIMIT_MS = 3_600_000  #: the SQL lease, not Dramatiq, decides when a line is taken back
 
-_runtime: WorkerRuntime | None = None  # one per process: the actor below finds its resources here
 
+class WorkerProcess(Middleware):
+    """Builds the process' :class:`WorkerRuntime` as the worker boots and closes it after it shuts down.
 
-async def run_lines(provider_name: str, lines: list[list[Any]]) -> None:
-    if _runtime is None:
-        raise RuntimeError("worker runtime not installed; call workers.queue.install() first")
-    await _runtime.run_chunk(provider_name, [LeasedLine(*line) for line in lines])
+    Added after :class:`AsyncIO`: its ``before_worker_boot`` runs once the event loop is up and before any worker
+    thread takes a message, its ``after_worker_shutdown`` while the loop still runs.
+    """
 
+    def __init__(self, build: Callable[[], WorkerRuntime]) -> None:
+        self._build = build
+        self.runtime: WorkerRuntime | None = None
 
-async def sync_native_batches(provider_name: str) -> None:
-    if _runtime is None:
-        raise RuntimeError("worker runtime not installed; call workers.queue.install() first")
-    await _runtime.sync_native(provider_name)
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.runtime = self._build()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        runtime, self.runtime = self.runtime, None
+        loop_thread = get_event_loop_thread()
+        if runtime is not None and loop_thread is not None:
+            loop_thread.run_coroutine(runtime.aclose())
+
+    def current(self) -> WorkerRuntime:
+        if self.runtime is None:
+            raise RuntimeError("the worker has not booted (or has shut down): no runtime to run lines with")
+        return self.runtime
+
+    async def run_lines(self, provider_name: str, lines: list[list[Any]]) -> None:
+        await self.current().run_chunk(provider_name, [LeasedLine(*line) for line in lines])
+
+    async def sync_native_batches(self, provider_name: str) -> None:
+        await self.current().sync_native(provider_name)
 
 
 def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
+    """The queue every role of a process shares; it can send at once, and consume after :func:`start_worker`."""
     # no Retries middleware: retries live in SQL (attempts, not_before), see DESIGN.md
     middleware = [TimeLimit(), ShutdownNotifications(), AsyncIO()]
     broker: dramatiq.Broker = (
         RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
         if redis_url else StubBroker(middleware=middleware)
     )
-    dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, time_limit=ACTOR_TIME_LIMIT_MS)(run_lines)
-    dramatiq.actor(actor_name=NATIVE_ACTOR_NAME, broker=broker, time_limit=ACTOR_TIME_LIMIT_MS)(sync_native_batches)
     for provider in catalogue.providers.values():
         broker.declare_queue(provider.queue_name)
     return broker
@@ -65,15 +88,17 @@ def native_sender(broker: dramatiq.Broker, catalogue: Catalogue) -> Callable[[st
     return send
 
 
-def install(runtime: WorkerRuntime) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def start_worker(broker: dramatiq.Broker, threads: int) -> Any:
-    """Start consuming in this process (threads run chunks; each chunk runs its lines concurrently)."""
+def start_worker(broker: dramatiq.Broker, threads: int,
+                 build: Callable[[], WorkerRuntime]) -> tuple[dramatiq.Worker, WorkerProcess]:
+    """Start consuming in this process (threads run chunks; each chunk runs its lines concurrently) with the
+    runtime ``build`` makes at boot."""
+    process = WorkerProcess(build)
+    broker.add_middleware(process, after=AsyncIO)
+    dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, time_limit=ACTOR_TIME_LIMIT_MS)(process.run_lines)
+    dramatiq.actor(actor_name=NATIVE_ACTOR_NAME, broker=broker,
+                   time_limit=ACTOR_TIME_LIMIT_MS)(process.sync_native_batches)
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=WORKER_POLL_MS)
     worker.queue_prefetch = threads  # prefetched messages hide work from other workers
     worker.start()
-    return worker
+    return worker, process
