@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from schemas.files import UPLOADABLE_PURPOSES
 from simulator.config import SimulatorConfig
 from simulator.errors import RequestError, missing
 from simulator.native_batch.lines import RunSettings
@@ -28,6 +27,8 @@ from simulator.responses import ENDPOINTS
 from simulator.stats import SimulatorStats
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every JSON answer
+UPLOADABLE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+"""OpenAI's file purposes (the simulator keeps its own list: it stands for the upstream, not for us)."""
 COMPLETION_WINDOWS = ("24h",)  #: completion windows accepted (OpenAI's only one)
 DEFAULT_LIST_LIMIT = 20  #: batches per page of ``GET /v1/batches`` without ``limit``
 MAX_LIST_LIMIT = 100  #: largest ``limit`` accepted by ``GET /v1/batches``
