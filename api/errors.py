@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from broker.errors import ApiError
-from schemas.errors import ErrorDetail, ErrorResponse
+from schemas.errors import error_envelope
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,7 @@ _NOT_PARAMS = frozenset({"body", "query", "path", "header", "str", "int", "float
 
 def error_response(status: int, message: str, type_: str, param: str | None = None,
                    code: str | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(message=message, type=type_, param=param, code=code))
-    return JSONResponse(body.model_dump(), status_code=status)
+    return JSONResponse(error_envelope(message, type_, param, code), status_code=status)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:

@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 
 import httpx
 import redis.asyncio as aioredis
-from sqlalchemy import Engine
 
-from broker.catalogue import Catalogue, ProviderConfig
+from broker.catalogue import ProviderConfig
 from broker.core import Core
 from broker.dispatch import LeasedLine, SendChunk, finish_and_release
 from broker.provider_state import publish
-from broker.settings import Settings
 from broker.tables import ProviderStateRow
 from providers.circuit import CircuitBreaker
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
@@ -52,20 +50,8 @@ class WorkerRuntime:
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
 
     @property
-    def engine(self) -> Engine:
-        return self.core.engine
-
-    @property
-    def settings(self) -> Settings:
-        return self.core.settings
-
-    @property
-    def catalogue(self) -> Catalogue:
-        return self.core.catalogue
-
-    @property
     def policy(self) -> RetryPolicy:
-        s = self.settings
+        s = self.core.settings
         return RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds)
 
     def client(self, provider: ProviderConfig) -> httpx.AsyncClient:
@@ -84,21 +70,21 @@ class WorkerRuntime:
 
     def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
         if self.limiter is None:
-            redis_url = self.settings.redis_url
+            redis_url = self.core.settings.redis_url
             self.limiter = RedisLimiter(_redis_client(redis_url)) if redis_url else LocalLimiter()
         if provider.name not in self._throttles:
             self._throttles[provider.name] = ProviderThrottle(provider, self.limiter)
         return self._throttles[provider.name]
 
     async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
-        provider = self.catalogue.get(provider_name)
+        provider = self.core.catalogue.get(provider_name)
         adapter = kind_of(provider).realtime(self.client(provider))
         circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
-        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.catalogue, circuit)
+        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit)
         outcomes = await runner.run(lines)
         # store and refill the provider's window at once, instead of waiting for the planner's next tick
-        chunks = await asyncio.to_thread(finish_and_release, self.engine, provider, outcomes,
-                                         self.settings.lease_seconds)
+        chunks = await asyncio.to_thread(finish_and_release, self.core.engine, provider, outcomes,
+                                         self.core.settings.lease_seconds)
         for chunk in chunks:
             self.send(chunk)
         if time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
@@ -107,8 +93,8 @@ class WorkerRuntime:
 
     async def sync_native(self, provider_name: str) -> None:
         """Submit, poll and collect the provider's native batches that are due."""
-        provider = self.catalogue.get(provider_name)
-        await sync_provider(self.engine, provider, kind_of(provider).native_batch(self.client(provider)))
+        provider = self.core.catalogue.get(provider_name)
+        await sync_provider(self.core.engine, provider, kind_of(provider).native_batch(self.client(provider)))
 
     async def publish_state(self) -> None:
         rows = []
@@ -129,7 +115,7 @@ class WorkerRuntime:
                          "minute, p50 %s ms", name, rpm, throttle.provider.rpm, 100 * stats.rate_limited_share(),
                          f"{p50 * 1000:.0f}" if p50 is not None else "-")
         if rows:
-            await asyncio.to_thread(publish, self.engine, rows)
+            await asyncio.to_thread(publish, self.core.engine, rows)
 
     async def aclose(self) -> None:
         for clients in self._clients.values():
