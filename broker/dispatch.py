@@ -20,10 +20,10 @@ from broker.catalogue import ProviderConfig
 from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, write_outcomes
 from broker.usage import month_start
+from schemas.batches import EMBEDDINGS_ENDPOINT
 
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
-EMBEDDINGS = "/v1/embeddings"
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_locks_guard = threading.Lock()
@@ -71,7 +71,7 @@ def calls_by_batch(conn: Connection, provider: ProviderConfig, at: float) -> dic
              "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY l.batch_id, b.endpoint"),
         {"p": provider.name, "now": at},
     ).all()
-    return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS else n
+    return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS_ENDPOINT else n
             for batch_id, endpoint, n in rows}
 
 
@@ -93,7 +93,7 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     active, eligible = _active_batches(conn, at, running) if free > 0 else ([], {})
 
     def take(batch: ActiveBatch, calls: int) -> int:
-        per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS else 1
+        per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS_ENDPOINT else 1
         claimed = _claim(conn, batch.id, provider.name, calls * per_call, at + lease_seconds, at)
         lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at, eligible[batch.id])
                  for i, body, attempts in claimed]
