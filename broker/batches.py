@@ -227,8 +227,8 @@ def _progress(row: BatchRow) -> dict[str, Any]:
     active = ActiveBatch(row.id, row.project_id, row.endpoint, row.priority, row.created_at, row.expires_at,
                          row.in_progress_at, row.total - row.completed - row.failed, row.completed + row.failed)
     eta = row.estimated_completion_at
-    if active.done and active.in_progress_at:
-        eta = int(t + active.remaining * (t - active.in_progress_at) / active.done)
+    if active.in_progress_at and (finish := active.finish_at(t)) is not None:
+        eta = int(finish)
     risky = active.at_risk(t) or (eta is not None and row.expires_at is not None and eta > row.expires_at)
     return {"estimated_completion_at": eta, "at_risk": risky}
 
