@@ -15,11 +15,11 @@ from dataclasses import astuple, dataclass, field
 import orjson
 from sqlalchemy import Connection, Engine, text
 
+from broker.budget import OVER_MONTHLY_BUDGET, UNDER_CAP, month_params
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, write_outcomes
-from broker.usage import month_start
 from schemas.batches import EMBEDDINGS_ENDPOINT
 
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
@@ -108,18 +108,6 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     return chunks
 
 
-#: SQL: projects whose spend this month (UTC) has reached their monthly budget
-OVER_MONTHLY_BUDGET = (
-    "SELECT p.id FROM project p WHERE p.monthly_budget_usd IS NOT NULL AND p.monthly_budget_usd <= "
-    "(SELECT COALESCE(SUM(u.cost_usd), 0) FROM usage_daily u WHERE u.project_id = p.id AND u.day >= :month)"
-)
-
-
-#: SQL: the expected cost of a batch's lines out in remote (native) batches, held against its max_cost_usd
-COMMITTED_REMOTE = ("(SELECT COALESCE(SUM(r.estimated_cost_usd), 0) FROM remote_batch r "
-                    "WHERE r.batch_id = batch.id AND r.status != 'ended')")
-
-
 def _active_batches(conn: Connection, at: float,
                     running: dict[str, int]) -> tuple[list[ActiveBatch], dict[str, list[str] | None]]:
     """Batches that may run now (started, not over a budget), and the providers each may fall back to."""
@@ -127,9 +115,8 @@ def _active_batches(conn: Connection, at: float,
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
              "AND (not_before IS NULL OR not_before <= :now) "
-             f"AND (max_cost_usd IS NULL OR cost_usd + {COMMITTED_REMOTE} < max_cost_usd) "
-             f"AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
-        {"now": at, "month": month_start(at)},
+             f"AND {UNDER_CAP} AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
+        {"now": at, **month_params(at)},
     ).all()
     batches = [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4],
                            expires_at=r[5], in_progress_at=r[6], remaining=r[7], done=r[8],

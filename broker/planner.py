@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from broker.batches import validate_batch
+from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
 from broker.bulk import id_list_match
 from broker.catalogue import Catalogue, ProviderConfig
 from broker.core import Core
-from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, release_and_send
+from broker.dispatch import SendChunk, release_and_send
 from broker.files import purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
@@ -25,13 +26,9 @@ from broker.remote_batches import native_work
 from broker.results import Outcome, store_outcomes
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
-from broker.usage import month_start
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
-_OVER_BUDGET = "(max_cost_usd IS NOT NULL AND cost_usd >= max_cost_usd)"  #: SQL: the batch spent its max_cost_usd
-_OVER_MONTHLY = f"(project_id IN ({OVER_MONTHLY_BUDGET}))"  #: SQL: the batch's project spent its monthly budget
-_WINDING_DOWN = f"(status = 'cancelling' OR (status = 'in_progress' AND ({_OVER_BUDGET} OR {_OVER_MONTHLY})))"
 RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
@@ -125,19 +122,19 @@ class Planner:
 
     def _advance_batches(self) -> None:
         t = now()
-        month = {"month": month_start(t)}
+        month = month_params(t)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
-                     f"{_OVER_BUDGET}, {_OVER_MONTHLY} FROM batch "
+                     f"{OVER_CAP}, {OVER_MONTHLY} FROM batch "
                      "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
                 month,
             ).all()
             busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
                 text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN}) "
+                     f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN}) "
                      "UNION SELECT DISTINCT batch_id FROM remote_batch WHERE status != 'ended' "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN})"),
+                     f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN})"),
                 {"now": t, **month},
             )}
         for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget, over_monthly in rows:
