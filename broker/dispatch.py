@@ -6,6 +6,7 @@ upstream; the database still owns every line. The provider queue is kept shallow
 than the provider's ``max_concurrency`` can run, so priority is decided here, at release time.
 """
 
+import logging
 import math
 import threading
 import time
@@ -18,12 +19,15 @@ from sqlalchemy import Connection, Engine, text
 from broker.budget import OVER_MONTHLY_BUDGET, UNDER_CAP, month_params
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
+from broker.ids import now
 from broker.ranking import ActiveBatch, deal, tiers
-from broker.results import Outcome, write_outcomes
+from broker.results import Outcome, store_outcomes, write_outcomes
 from schemas.batches import EMBEDDINGS_ENDPOINT
 
+log = logging.getLogger(__name__)
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
+RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per call of reclaim_expired_leases
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_locks_guard = threading.Lock()
@@ -160,3 +164,29 @@ def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: fl
     for chunk in chunks:
         send(chunk)
     return sum(len(c.lines) for c in chunks)
+
+
+def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempts: int) -> None:
+    """Take back the provider's lines whose lease ran out (their worker died or lost them, invariant 2).
+
+    A line with attempts left goes back to ``pending``; one that has had ``max_attempts`` fails ``worker_lost``.
+    """
+    t = now()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, batch_id, attempts FROM line WHERE provider = :p AND status = 'queued' "
+                 "AND lease_until < :now LIMIT :n"),
+            {"p": provider.name, "now": t, "n": RECLAIM_BATCH_LINES},
+        ).all()
+    if not rows:
+        return
+    spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
+                     error_message=f"No worker reported a result after {r[2]} attempts.")
+             for r in rows if r[2] >= max_attempts]
+    store_outcomes(engine, spent, t)
+    again = [r[0] for r in rows if r[2] < max_attempts]
+    with engine.begin() as conn:
+        match, ids = id_list_match(conn, "id", again)
+        conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
+                          "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
+    log.warning("provider %s: took back %d expired leases", provider.name, len(rows))

@@ -15,21 +15,18 @@ from sqlalchemy import Engine, text
 
 from broker.batches import validate_batch
 from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
-from broker.bulk import id_list_match
-from broker.catalogue import Catalogue, ProviderConfig
+from broker.catalogue import Catalogue
 from broker.core import Core
-from broker.dispatch import SendChunk, release_and_send
+from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
 from broker.finalize import claim, fail_open_lines, write_results
 from broker.ids import now
 from broker.remote_batches import native_work
-from broker.results import Outcome, store_outcomes
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
-RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
 
@@ -54,7 +51,7 @@ class Planner:
     def tick(self) -> None:
         self._validate_stale()
         for provider in self.catalogue.providers.values():
-            self._reclaim_expired_leases(provider)
+            reclaim_expired_leases(self.engine, provider, self.settings.max_attempts)
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
             if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
                 self.sync_native(provider.name)
@@ -98,27 +95,6 @@ class Planner:
             )]
         for batch_id in ids:
             validate_batch(self.core, batch_id)
-
-    def _reclaim_expired_leases(self, provider: ProviderConfig) -> None:
-        t = now()
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT id, batch_id, attempts FROM line WHERE provider = :p AND status = 'queued' "
-                     "AND lease_until < :now LIMIT :n"),
-                {"p": provider.name, "now": t, "n": RECLAIM_BATCH_LINES},
-            ).all()
-        if not rows:
-            return
-        spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
-                         error_message=f"No worker reported a result after {r[2]} attempts.")
-                 for r in rows if r[2] >= self.settings.max_attempts]
-        store_outcomes(self.engine, spent, t)
-        again = [r[0] for r in rows if r[2] < self.settings.max_attempts]
-        with self.engine.begin() as conn:
-            match, ids = id_list_match(conn, "id", again)
-            conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
-                              "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
-        log.warning("provider %s: took back %d expired leases", provider.name, len(rows))
 
     def _advance_batches(self) -> None:
         t = now()
