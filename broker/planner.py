@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from broker.batches import validate_batch
-from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
 from broker.catalogue import Catalogue
 from broker.core import Core
 from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
-from broker.finalize import claim, fail_open_lines, write_results
+from broker.finalize import advance_batches
 from broker.ids import now
 from broker.remote_batches import native_work
 from broker.schedules.runner import fire_due
@@ -55,7 +54,7 @@ class Planner:
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
             if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
                 self.sync_native(provider.name)
-        self._advance_batches()
+        advance_batches(self.core)
         if (n := purge_expired(self.engine, self.core.store)) > 0:
             log.info("deleted %d expired files", n)
 
@@ -95,50 +94,3 @@ class Planner:
             )]
         for batch_id in ids:
             validate_batch(self.core, batch_id)
-
-    def _advance_batches(self) -> None:
-        t = now()
-        month = month_params(t)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
-                     f"{OVER_CAP}, {OVER_MONTHLY} FROM batch "
-                     "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
-                month,
-            ).all()
-            busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
-                text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN}) "
-                     "UNION SELECT DISTINCT batch_id FROM remote_batch WHERE status != 'ended' "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN})"),
-                {"now": t, **month},
-            )}
-        for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget, over_monthly in rows:
-            if status == "in_progress" and done + failed >= total:
-                self._end(batch_id, "in_progress", "completed")
-            elif status == "in_progress" and expires_at is not None and expires_at <= t:
-                self._end(batch_id, "in_progress", "expired")
-            elif status == "in_progress" and (over_budget or over_monthly) and batch_id not in busy:
-                reason = "budget" if over_budget else "monthly_budget"
-                self._end(batch_id, "in_progress", "completed", close_reason=reason)
-            elif status == "cancelling" and batch_id not in busy:
-                self._end(batch_id, "cancelling", "cancelled")
-            elif status == "finalizing" and (claimed_until is None or claimed_until < t):
-                self._end(batch_id, "finalizing", "completed")  # a planner died mid-way: redo it
-
-    def _end(self, batch_id: str, status: str, final_status: str, close_reason: str | None = None) -> None:
-        """End the batch; lines still open are closed with ``close_reason`` (the final status by default)."""
-        if not claim(self.engine, batch_id, status):
-            return
-        reason = close_reason or (final_status if final_status != "completed" else None)
-        if reason is not None:
-            fail_open_lines(self.engine, batch_id, reason)
-        if final_status == "completed":
-            with self.engine.begin() as conn:
-                conn.execute(
-                    text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
-                    {"t": now(), "id": batch_id},
-                )
-        write_results(self.engine, self.core.store, batch_id, final_status)
-
-
