@@ -1,8 +1,9 @@
-"""The planner: one loop that moves every batch forward.
+"""The planner: one loop that moves every batch forward, by calling the modules that own each step.
 
-Each tick: retry validations nobody finished, take back expired leases (invariant 2), release work per
-provider in priority order (invariant 3), ask workers to move native batch submissions on, and end batches
-that are done, expired or cancelled. Schedules fire on a loop of their own (run_schedules).
+Each tick: validations nobody finished (broker/intake.py); per provider, expired leases taken back and work
+released in priority order (broker/dispatch.py, invariants 2 and 3), and a worker asked to move native batch
+submissions on (broker/remote_batches.py); then batches that are done, expired, past a budget or cancelled are
+ended (broker/finalize.py). Schedules fire on a loop of their own (run_schedules).
 """
 
 import logging
@@ -11,22 +12,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from broker.batches import validate_batch
 from broker.catalogue import Catalogue
 from broker.core import Core
 from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
 from broker.finalize import advance_batches
-from broker.ids import now
+from broker.intake import validate_stale
 from broker.remote_batches import native_work
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
-VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
 
 @dataclass
@@ -48,7 +47,8 @@ class Planner:
         return self.core.catalogue
 
     def tick(self) -> None:
-        self._validate_stale()
+        """One pass over every step; each step is safe to run from several planners at once."""
+        validate_stale(self.core)
         for provider in self.catalogue.providers.values():
             reclaim_expired_leases(self.engine, provider, self.settings.max_attempts)
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
@@ -83,14 +83,3 @@ class Planner:
                 wake.clear()
             else:
                 stop.wait(self.settings.planner_interval)
-
-    def _validate_stale(self) -> None:
-        t = now()
-        with self.engine.connect() as conn:
-            ids = [r[0] for r in conn.execute(
-                text("SELECT id FROM batch WHERE status = 'validating' AND created_at < :grace "
-                     "AND (claimed_until IS NULL OR claimed_until < :now)"),
-                {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
-            )]
-        for batch_id in ids:
-            validate_batch(self.core, batch_id)
