@@ -52,10 +52,11 @@ from sqlalchemy import Connection, Engine, event, text
 
 from benchmarks._common import broker_api_process, postgres_database, print_table, proc_status_kb
 from broker.auth import get_or_create_project
-from broker.batches import create_batch, validate_batch
+from broker.batches import create_batch
 from broker.core import Core
 from broker.db import session_scope
 from broker.files import register_file
+from broker.intake import validate_batch
 from broker.planner import Planner
 from broker.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings
 from schemas.batches import BatchCreate

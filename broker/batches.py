@@ -1,4 +1,7 @@
-"""Batch lifecycle on the API side: create, validate, read, list, cancel, and the wire conversion."""
+"""Batch lifecycle on the API side: create, read, list, cancel, retry, and the wire conversion.
+
+Validation is broker/intake.py's; ending a batch is broker/finalize.py's.
+"""
 
 import logging
 import time
@@ -12,17 +15,12 @@ from sqlmodel import Session, col, select
 from broker.access import get_owned, page
 from broker.admission import estimate
 from broker.catalogue import Catalogue
-from broker.core import Core
 from broker.durations import parse_window
 from broker.errors import InvalidRequest, RateLimited
 from broker.files import FileStore, get_file
 from broker.ids import new_id, now
-from broker.intake import claim_validation, load_lines
-from broker.projects import regions_of
 from broker.ranking import ActiveBatch
-from broker.routing import RoutingRequest
-from broker.tables import BatchRow, Project, StoredFile
-from broker.webhooks.events import enqueue_batch_event
+from broker.tables import BatchRow, StoredFile
 from broker.webhooks.ssrf import require_safe_url
 from schemas.batches import (
     BATCH_ENDPOINTS,
@@ -90,42 +88,6 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
     )
     session.add(row)
     return row
-
-
-def validate_batch(core: Core, batch_id: str) -> None:
-    """Run validation for a ``validating`` batch unless another process is already on it."""
-    engine = core.engine
-    if not claim_validation(engine, batch_id):
-        return
-    with Session(engine) as session:
-        row = session.get(BatchRow, batch_id)
-        assert row is not None
-        source = get_file(session, row.project_id, row.input_file_id)
-        endpoint = row.endpoint
-        routing = routing_request(row, session.get(Project, row.project_id))
-    errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
-                        core.settings.max_batch_lines, routing)
-    if errors:
-        errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
-        with engine.begin() as conn:
-            failed = conn.execute(
-                text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
-                     "WHERE id = :id AND status = 'validating'"),
-                {"t": now(), "e": errors_json, "id": batch_id},
-            ).rowcount == 1
-            if failed:
-                enqueue_batch_event(conn, batch_id)
-        log.info("batch %s failed validation with %d errors", batch_id, len(errors))
-
-
-def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
-    """The batch's routing needs: its own constraints, else its project's default regions."""
-    constraints = Constraints.model_validate_json(row.constraints_json) if row.constraints_json else Constraints()
-    regions = constraints.regions
-    if regions is None and project is not None:
-        regions = regions_of(project)
-    return RoutingRequest(row.endpoint, row.route, regions, constraints.providers,
-                          float(max(row.created_at, row.not_before or 0)), row.expires_at)
 
 
 def get_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
@@ -227,8 +189,8 @@ def _progress(row: BatchRow) -> dict[str, Any]:
     active = ActiveBatch(row.id, row.project_id, row.endpoint, row.priority, row.created_at, row.expires_at,
                          row.in_progress_at, row.total - row.completed - row.failed, row.completed + row.failed)
     eta = row.estimated_completion_at
-    if active.done and active.in_progress_at:
-        eta = int(t + active.remaining * (t - active.in_progress_at) / active.done)
+    if active.in_progress_at and (finish := active.finish_at(t)) is not None:
+        eta = int(finish)
     risky = active.at_risk(t) or (eta is not None and row.expires_at is not None and eta > row.expires_at)
     return {"estimated_completion_at": eta, "at_risk": risky}
 

@@ -6,6 +6,7 @@ upstream; the database still owns every line. The provider queue is kept shallow
 than the provider's ``max_concurrency`` can run, so priority is decided here, at release time.
 """
 
+import logging
 import math
 import threading
 import time
@@ -15,15 +16,18 @@ from dataclasses import astuple, dataclass, field
 import orjson
 from sqlalchemy import Connection, Engine, text
 
+from broker.budget import OVER_MONTHLY_BUDGET, UNDER_CAP, month_params
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
+from broker.ids import now
 from broker.ranking import ActiveBatch, deal, tiers
-from broker.results import Outcome, write_outcomes
-from broker.usage import month_start
+from broker.results import Outcome, store_outcomes, write_outcomes
+from schemas.batches import EMBEDDINGS_ENDPOINT
 
+log = logging.getLogger(__name__)
 CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
-EMBEDDINGS = "/v1/embeddings"
+RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per call of reclaim_expired_leases
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_locks_guard = threading.Lock()
@@ -71,7 +75,7 @@ def calls_by_batch(conn: Connection, provider: ProviderConfig, at: float) -> dic
              "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY l.batch_id, b.endpoint"),
         {"p": provider.name, "now": at},
     ).all()
-    return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS else n
+    return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS_ENDPOINT else n
             for batch_id, endpoint, n in rows}
 
 
@@ -93,7 +97,7 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     active, eligible = _active_batches(conn, at, running) if free > 0 else ([], {})
 
     def take(batch: ActiveBatch, calls: int) -> int:
-        per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS else 1
+        per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS_ENDPOINT else 1
         claimed = _claim(conn, batch.id, provider.name, calls * per_call, at + lease_seconds, at)
         lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at, eligible[batch.id])
                  for i, body, attempts in claimed]
@@ -108,18 +112,6 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     return chunks
 
 
-#: SQL: projects whose spend this month (UTC) has reached their monthly budget
-OVER_MONTHLY_BUDGET = (
-    "SELECT p.id FROM project p WHERE p.monthly_budget_usd IS NOT NULL AND p.monthly_budget_usd <= "
-    "(SELECT COALESCE(SUM(u.cost_usd), 0) FROM usage_daily u WHERE u.project_id = p.id AND u.day >= :month)"
-)
-
-
-#: SQL: the expected cost of a batch's lines out in remote (native) batches, held against its max_cost_usd
-COMMITTED_REMOTE = ("(SELECT COALESCE(SUM(r.estimated_cost_usd), 0) FROM remote_batch r "
-                    "WHERE r.batch_id = batch.id AND r.status != 'ended')")
-
-
 def _active_batches(conn: Connection, at: float,
                     running: dict[str, int]) -> tuple[list[ActiveBatch], dict[str, list[str] | None]]:
     """Batches that may run now (started, not over a budget), and the providers each may fall back to."""
@@ -127,9 +119,8 @@ def _active_batches(conn: Connection, at: float,
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
              "AND (not_before IS NULL OR not_before <= :now) "
-             f"AND (max_cost_usd IS NULL OR cost_usd + {COMMITTED_REMOTE} < max_cost_usd) "
-             f"AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
-        {"now": at, "month": month_start(at)},
+             f"AND {UNDER_CAP} AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
+        {"now": at, **month_params(at)},
     ).all()
     batches = [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4],
                            expires_at=r[5], in_progress_at=r[6], remaining=r[7], done=r[8],
@@ -173,3 +164,29 @@ def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: fl
     for chunk in chunks:
         send(chunk)
     return sum(len(c.lines) for c in chunks)
+
+
+def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempts: int) -> None:
+    """Take back the provider's lines whose lease ran out (their worker died or lost them, invariant 2).
+
+    A line with attempts left goes back to ``pending``; one that has had ``max_attempts`` fails ``worker_lost``.
+    """
+    t = now()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, batch_id, attempts FROM line WHERE provider = :p AND status = 'queued' "
+                 "AND lease_until < :now LIMIT :n"),
+            {"p": provider.name, "now": t, "n": RECLAIM_BATCH_LINES},
+        ).all()
+    if not rows:
+        return
+    spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
+                     error_message=f"No worker reported a result after {r[2]} attempts.")
+             for r in rows if r[2] >= max_attempts]
+    store_outcomes(engine, spent, t)
+    again = [r[0] for r in rows if r[2] < max_attempts]
+    with engine.begin() as conn:
+        match, ids = id_list_match(conn, "id", again)
+        conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
+                          "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
+    log.warning("provider %s: took back %d expired leases", provider.name, len(rows))

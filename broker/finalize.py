@@ -1,8 +1,11 @@
-"""Ending batches: output and error files written from the line rows, then the final status.
+"""Ending batches: which running batches end and how, then output and error files written from the line rows and
+the final status set.
 
-Transitions the planner drives here: ``in_progress`` with every line ended -> ``finalizing`` -> ``completed``;
-``in_progress`` past ``expires_at`` -> ``expired`` (open lines fail with ``batch_expired``); ``cancelling``
-with nothing in flight -> ``cancelled`` (open lines fail with ``batch_cancelled``). Finished lines are kept.
+Every transition out of a running batch is decided here (``advance_batches``, from the planner's tick):
+``in_progress`` with every line ended -> ``finalizing`` -> ``completed``; ``in_progress`` past ``expires_at`` ->
+``expired`` (open lines fail with ``batch_expired``); ``in_progress`` past a budget (broker/budget.py) with
+nothing in flight -> ``completed`` (open lines fail with ``budget_exceeded``); ``cancelling`` with nothing in
+flight -> ``cancelled`` (open lines fail with ``batch_cancelled``). Finished lines are kept.
 """
 
 import logging
@@ -11,6 +14,8 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
+from broker.core import Core
 from broker.files import FileStore, complete_file, register_file
 from broker.ids import now
 from broker.result_lines import iter_lines
@@ -25,6 +30,55 @@ _END_MESSAGES = {
     "monthly_budget": ("budget_exceeded",
                        "This request was not executed: the project reached its monthly budget."),
 }  #: why open lines were closed -> their error code and message
+
+
+def advance_batches(core: Core) -> None:
+    """End every running batch that is done, expired, past a budget or cancelled, and redo stalled finalizations."""
+    t = now()
+    month = month_params(t)
+    with core.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
+                 f"{OVER_CAP}, {OVER_MONTHLY} FROM batch "
+                 "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
+            month,
+        ).all()
+        busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
+            text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
+                 f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN}) "
+                 "UNION SELECT DISTINCT batch_id FROM remote_batch WHERE status != 'ended' "
+                 f"AND batch_id IN (SELECT id FROM batch WHERE {WINDING_DOWN})"),
+            {"now": t, **month},
+        )}
+    for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget, over_monthly in rows:
+        if status == "in_progress" and done + failed >= total:
+            _end(core, batch_id, "in_progress", "completed")
+        elif status == "in_progress" and expires_at is not None and expires_at <= t:
+            _end(core, batch_id, "in_progress", "expired")
+        elif status == "in_progress" and (over_budget or over_monthly) and batch_id not in busy:
+            reason = "budget" if over_budget else "monthly_budget"
+            _end(core, batch_id, "in_progress", "completed", close_reason=reason)
+        elif status == "cancelling" and batch_id not in busy:
+            _end(core, batch_id, "cancelling", "cancelled")
+        elif status == "finalizing" and (claimed_until is None or claimed_until < t):
+            _end(core, batch_id, "finalizing", "completed")  # a planner died mid-way: redo it
+
+
+def _end(core: Core, batch_id: str, status: str, final_status: str, close_reason: str | None = None) -> None:
+    """End the batch; lines still open are closed with ``close_reason`` (the final status by default)."""
+    engine = core.engine
+    if not claim(engine, batch_id, status):
+        return
+    reason = close_reason or (final_status if final_status != "completed" else None)
+    if reason is not None:
+        fail_open_lines(engine, batch_id, reason)
+    if final_status == "completed":
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
+                {"t": now(), "id": batch_id},
+            )
+    write_results(engine, core.store, batch_id, final_status)
 
 
 def claim(engine: Engine, batch_id: str, status: str) -> bool:

@@ -1,7 +1,9 @@
-"""Validating a batch's input file and loading its lines, streamed line by line.
+"""Validating a batch's input file and loading its lines, streamed line by line: both ways out of ``validating``.
 
 A valid file becomes one ``line`` row per request (bulk-written) and the batch goes ``in_progress``; a file
-with any bad line loads nothing and the batch goes ``failed`` with every bad line in ``errors.data``.
+with any bad line loads nothing and the batch goes ``failed`` with every bad line in ``errors.data`` (and its
+``batch.failed`` webhook event). The API validates a batch as soon as it is created; the planner's tick
+validates those nobody finished (``validate_stale``).
 """
 
 import logging
@@ -12,13 +14,19 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, text
+from sqlmodel import Session
 
 from broker.bulk import LineRow, insert_lines
 from broker.catalogue import Catalogue
+from broker.core import Core
 from broker.errors import InvalidRequest
+from broker.files import get_file
 from broker.ids import new_id, now
+from broker.projects import regions_of
 from broker.routing import NATIVE_BATCH, RoutePlan, RoutingRequest, eligible, plan_model
-from schemas.batches import BatchError
+from broker.tables import BatchRow, Project
+from broker.webhooks.events import enqueue_batch_event
+from schemas.batches import BatchError, Constraints
 
 log = logging.getLogger(__name__)
 INSERT_CHUNK_LINES = 10_000  #: rows written per bulk insert
@@ -26,6 +34,7 @@ ANALYZE_AFTER_LINES = 10_000  #: on PostgreSQL, a load this big refreshes the li
 ANALYZE_LOCK_TIMEOUT = "5s"  #: how long that refresh may wait for the table's lock before giving up
 MAX_REPORTED_ERRORS = 10_000  #: bad lines listed in errors.data; a final entry counts the rest
 VALIDATION_CLAIM_SECONDS = 600.0  #: another process may retry a validation silent this long
+VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,55 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         for lineno, raw in enumerate(fh, start=1):
             if raw.strip():
                 yield lineno, raw
+
+
+def validate_batch(core: Core, batch_id: str) -> None:
+    """Run validation for a ``validating`` batch unless another process is already on it."""
+    engine = core.engine
+    if not claim_validation(engine, batch_id):
+        return
+    with Session(engine) as session:
+        row = session.get(BatchRow, batch_id)
+        assert row is not None
+        source = get_file(session, row.project_id, row.input_file_id)
+        endpoint = row.endpoint
+        routing = routing_request(row, session.get(Project, row.project_id))
+    errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
+                        core.settings.max_batch_lines, routing)
+    if errors:
+        errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
+        with engine.begin() as conn:
+            failed = conn.execute(
+                text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
+                     "WHERE id = :id AND status = 'validating'"),
+                {"t": now(), "e": errors_json, "id": batch_id},
+            ).rowcount == 1
+            if failed:
+                enqueue_batch_event(conn, batch_id)
+        log.info("batch %s failed validation with %d errors", batch_id, len(errors))
+
+
+def validate_stale(core: Core) -> None:
+    """Validate the batches still ``validating`` past the grace period that nobody holds (their validator died)."""
+    t = now()
+    with core.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(
+            text("SELECT id FROM batch WHERE status = 'validating' AND created_at < :grace "
+                 "AND (claimed_until IS NULL OR claimed_until < :now)"),
+            {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
+        )]
+    for batch_id in ids:
+        validate_batch(core, batch_id)
+
+
+def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
+    """The batch's routing needs: its own constraints, else its project's default regions."""
+    constraints = Constraints.model_validate_json(row.constraints_json) if row.constraints_json else Constraints()
+    regions = constraints.regions
+    if regions is None and project is not None:
+        regions = regions_of(project)
+    return RoutingRequest(row.endpoint, row.route, regions, constraints.providers,
+                          float(max(row.created_at, row.not_before or 0)), row.expires_at)
 
 
 def claim_validation(engine: Engine, batch_id: str) -> bool:

@@ -1,8 +1,9 @@
-"""The planner: one loop that moves every batch forward.
+"""The planner: one loop that moves every batch forward, by calling the modules that own each step.
 
-Each tick: retry validations nobody finished, take back expired leases (invariant 2), release work per
-provider in priority order (invariant 3), ask workers to move native batch submissions on, and end batches
-that are done, expired or cancelled. Schedules fire on a loop of their own (run_schedules).
+Each tick: validations nobody finished (broker/intake.py); per provider, expired leases taken back and work
+released in priority order (broker/dispatch.py, invariants 2 and 3), and a worker asked to move native batch
+submissions on (broker/remote_batches.py); then batches that are done, expired, past a budget or cancelled are
+ended (broker/finalize.py). Schedules fire on a loop of their own (run_schedules).
 """
 
 import logging
@@ -11,29 +12,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from broker.batches import validate_batch
-from broker.bulk import id_list_match
-from broker.catalogue import Catalogue, ProviderConfig
+from broker.catalogue import Catalogue
 from broker.core import Core
-from broker.dispatch import OVER_MONTHLY_BUDGET, SendChunk, release_and_send
+from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
-from broker.finalize import claim, fail_open_lines, write_results
-from broker.ids import now
+from broker.finalize import advance_batches
+from broker.intake import validate_stale
 from broker.remote_batches import native_work
-from broker.results import Outcome, store_outcomes
 from broker.schedules.runner import fire_due
 from broker.settings import Settings
-from broker.usage import month_start
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
-_OVER_BUDGET = "(max_cost_usd IS NOT NULL AND cost_usd >= max_cost_usd)"  #: SQL: the batch spent its max_cost_usd
-_OVER_MONTHLY = f"(project_id IN ({OVER_MONTHLY_BUDGET}))"  #: SQL: the batch's project spent its monthly budget
-_WINDING_DOWN = f"(status = 'cancelling' OR (status = 'in_progress' AND ({_OVER_BUDGET} OR {_OVER_MONTHLY})))"
-RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per tick
-VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
 
 @dataclass
@@ -55,13 +47,14 @@ class Planner:
         return self.core.catalogue
 
     def tick(self) -> None:
-        self._validate_stale()
+        """One pass over every step; each step is safe to run from several planners at once."""
+        validate_stale(self.core)
         for provider in self.catalogue.providers.values():
-            self._reclaim_expired_leases(provider)
+            reclaim_expired_leases(self.engine, provider, self.settings.max_attempts)
             release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
             if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
                 self.sync_native(provider.name)
-        self._advance_batches()
+        advance_batches(self.core)
         if (n := purge_expired(self.engine, self.core.store)) > 0:
             log.info("deleted %d expired files", n)
 
@@ -90,82 +83,3 @@ class Planner:
                 wake.clear()
             else:
                 stop.wait(self.settings.planner_interval)
-
-    def _validate_stale(self) -> None:
-        t = now()
-        with self.engine.connect() as conn:
-            ids = [r[0] for r in conn.execute(
-                text("SELECT id FROM batch WHERE status = 'validating' AND created_at < :grace "
-                     "AND (claimed_until IS NULL OR claimed_until < :now)"),
-                {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
-            )]
-        for batch_id in ids:
-            validate_batch(self.core, batch_id)
-
-    def _reclaim_expired_leases(self, provider: ProviderConfig) -> None:
-        t = now()
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT id, batch_id, attempts FROM line WHERE provider = :p AND status = 'queued' "
-                     "AND lease_until < :now LIMIT :n"),
-                {"p": provider.name, "now": t, "n": RECLAIM_BATCH_LINES},
-            ).all()
-        if not rows:
-            return
-        spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
-                         error_message=f"No worker reported a result after {r[2]} attempts.")
-                 for r in rows if r[2] >= self.settings.max_attempts]
-        store_outcomes(self.engine, spent, t)
-        again = [r[0] for r in rows if r[2] < self.settings.max_attempts]
-        with self.engine.begin() as conn:
-            match, ids = id_list_match(conn, "id", again)
-            conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
-                              "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
-        log.warning("provider %s: took back %d expired leases", provider.name, len(rows))
-
-    def _advance_batches(self) -> None:
-        t = now()
-        month = {"month": month_start(t)}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT id, status, total, completed, failed, expires_at, claimed_until, "
-                     f"{_OVER_BUDGET}, {_OVER_MONTHLY} FROM batch "
-                     "WHERE status IN ('in_progress', 'cancelling', 'finalizing')"),
-                month,
-            ).all()
-            busy = {r[0] for r in conn.execute(  # batches winding down that still have calls in flight
-                text("SELECT DISTINCT batch_id FROM line WHERE status = 'queued' AND lease_until >= :now "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN}) "
-                     "UNION SELECT DISTINCT batch_id FROM remote_batch WHERE status != 'ended' "
-                     f"AND batch_id IN (SELECT id FROM batch WHERE {_WINDING_DOWN})"),
-                {"now": t, **month},
-            )}
-        for batch_id, status, total, done, failed, expires_at, claimed_until, over_budget, over_monthly in rows:
-            if status == "in_progress" and done + failed >= total:
-                self._end(batch_id, "in_progress", "completed")
-            elif status == "in_progress" and expires_at is not None and expires_at <= t:
-                self._end(batch_id, "in_progress", "expired")
-            elif status == "in_progress" and (over_budget or over_monthly) and batch_id not in busy:
-                reason = "budget" if over_budget else "monthly_budget"
-                self._end(batch_id, "in_progress", "completed", close_reason=reason)
-            elif status == "cancelling" and batch_id not in busy:
-                self._end(batch_id, "cancelling", "cancelled")
-            elif status == "finalizing" and (claimed_until is None or claimed_until < t):
-                self._end(batch_id, "finalizing", "completed")  # a planner died mid-way: redo it
-
-    def _end(self, batch_id: str, status: str, final_status: str, close_reason: str | None = None) -> None:
-        """End the batch; lines still open are closed with ``close_reason`` (the final status by default)."""
-        if not claim(self.engine, batch_id, status):
-            return
-        reason = close_reason or (final_status if final_status != "completed" else None)
-        if reason is not None:
-            fail_open_lines(self.engine, batch_id, reason)
-        if final_status == "completed":
-            with self.engine.begin() as conn:
-                conn.execute(
-                    text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
-                    {"t": now(), "id": batch_id},
-                )
-        write_results(self.engine, self.core.store, batch_id, final_status)
-
-

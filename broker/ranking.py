@@ -28,17 +28,23 @@ class ActiveBatch:
     done: int
     in_flight: int = 0  #: upstream calls of this batch running now
 
+    def finish_at(self, now: float) -> float | None:
+        """When the remaining lines will have ended at the pace the batch has had so far; None before any ended."""
+        if self.done == 0:
+            return None
+        started = self.in_progress_at or self.created_at
+        seconds_per_line = max(0.0, now - started) / self.done
+        return now + self.remaining * seconds_per_line
+
     def at_risk(self, now: float) -> bool:
         """True when the batch will not finish inside its window at the pace it has had so far."""
         if self.expires_at is None or self.remaining <= 0:
             return False
-        time_left = self.expires_at - now
-        started = self.in_progress_at or self.created_at
-        if self.done == 0:
-            window = max(1.0, self.expires_at - started)
-            return time_left < window * NO_HISTORY_ESCALATION
-        seconds_per_line = max(0.0, now - started) / self.done
-        return time_left < self.remaining * seconds_per_line
+        finish = self.finish_at(now)
+        if finish is None:
+            window = max(1.0, self.expires_at - (self.in_progress_at or self.created_at))
+            return self.expires_at - now < window * NO_HISTORY_ESCALATION
+        return finish > self.expires_at
 
     def effective_priority(self, now: float) -> int:
         return max(0, self.priority - ESCALATION_STEP) if self.at_risk(now) else self.priority

@@ -9,25 +9,21 @@ route's reserve (broker/routing.py) left time for. Remote batches still running 
 batch is no longer running, are cancelled.
 """
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import Connection, Engine, text
 
+from broker.budget import OVER_MONTHLY_BUDGET, affordable, committed_cost, line_cost, month_params
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
-from broker.dispatch import OVER_MONTHLY_BUDGET
 from broker.ids import new_id
 from broker.results import Outcome, write_outcomes
 from broker.routing import fallback_reserve
-from broker.usage import month_start
 
 SUBMIT_CLAIM_SECONDS = 600.0  #: a submission silent this long (its worker died) is given up and its lines resent
 POLL_CLAIM_SECONDS = 300.0  #: a poll or collection silent this long is taken over by another worker
-MAX_LINES_UNPRICED = 1_000_000  #: a model priced at zero: its budget never limits a submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +71,13 @@ def claim_submission(engine: Engine, provider: ProviderConfig, at: float) -> Sub
                  f"AND b.project_id NOT IN ({OVER_MONTHLY_BUDGET}) AND EXISTS (SELECT 1 FROM line l "
                  "WHERE l.batch_id = b.id AND l.provider = :p AND l.status = 'batched' AND l.remote_batch_id IS NULL) "
                  "ORDER BY b.priority, b.created_at LIMIT 20"),
-            {"p": provider.name, "month": month_start(at)},
+            {"p": provider.name, **month_params(at)},
         ).all()
         for batch_id, endpoint, started, expires_at, max_cost, cost, plan_json in candidates:
             room = provider.native_batch.max_lines
-            committed = _committed_cost(conn, batch_id)
+            committed = committed_cost(conn, batch_id)
             if max_cost is not None:
-                room = min(room, _affordable(max_cost - cost - committed, plan_json, provider.name))
+                room = min(room, affordable(max_cost - cost - committed, plan_json, provider.name))
             if room <= 0:
                 if committed == 0:  # nothing out there to wait for: real-time dispatch takes them to the cap
                     _run_in_real_time(conn, batch_id, provider.name)
@@ -89,27 +85,6 @@ def claim_submission(engine: Engine, provider: ProviderConfig, at: float) -> Sub
             cancel_after = expires_at - fallback_reserve(started or at, expires_at) if expires_at else at + 86_400
             return _submit_lines(conn, batch_id, endpoint, provider.name, room, cancel_after, plan_json, at)
     return None
-
-
-def _committed_cost(conn: Connection, batch_id: str) -> float:
-    """Expected cost of the batch's lines out in remote batches now."""
-    return float(conn.execute(
-        text("SELECT COALESCE(SUM(estimated_cost_usd), 0) FROM remote_batch WHERE batch_id = :b AND status != 'ended'"),
-        {"b": batch_id},
-    ).scalar_one())
-
-
-def _line_cost(plan_json: str | None, provider: str) -> float:
-    """The highest expected line cost among the batch's models planned on ``provider``'s batch API."""
-    plans = orjson.loads(plan_json) if plan_json else {}
-    return max((p.get("line_cost_usd") or 0.0 for p in plans.values() if p.get("provider") == provider), default=0.0)
-
-
-def _affordable(budget_left: float, plan_json: str | None, provider: str) -> int:
-    per_line = _line_cost(plan_json, provider)
-    if per_line <= 0:
-        return MAX_LINES_UNPRICED if budget_left > 0 else 0
-    return max(0, math.floor(budget_left / per_line))
 
 
 def _run_in_real_time(conn: Connection, batch_id: str, provider: str) -> None:
@@ -130,7 +105,7 @@ def _submit_lines(conn: Connection, batch_id: str, endpoint: str, provider: str,
              "cancel_after, cancel_requested, next_poll_at, claimed_until) VALUES (:id, :b, :p, 'submitting', :n, "
              ":est, :t, :ca, :no, :t, :claim)"),
         {"id": submission_id, "b": batch_id, "p": provider, "n": len(ids), "t": at, "no": False,
-         "est": len(ids) * _line_cost(plan_json, provider), "ca": cancel_after, "claim": at + SUBMIT_CLAIM_SECONDS},
+         "est": len(ids) * line_cost(plan_json, provider), "ca": cancel_after, "claim": at + SUBMIT_CLAIM_SECONDS},
     )
     match, id_param = id_list_match(conn, "id", ids)
     lines = conn.execute(

@@ -7,8 +7,9 @@ from pydantic import BaseModel, Field, StrictInt
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"  #: the endpoint whose inputs from many lines are packed into one upstream call
 BATCH_ENDPOINTS: tuple[str, ...] = (
-    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations",
+    "/v1/chat/completions", "/v1/completions", EMBEDDINGS_ENDPOINT, "/v1/responses", "/v1/moderations",
 )
 PRIORITY_CLASSES: dict[str, int] = {"urgent": 0, "high": 10, "normal": 20, "low": 30, "background": 40}
 Route = Literal["auto", "realtime", "native_batch", "off_peak"]

@@ -7,6 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Query
 from api.context import ApiContext
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker import batches as service
+from broker.intake import validate_batch
 from schemas.batches import Batch, BatchCreate, BatchList
 from schemas.pages import cursor_page
 
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 
 def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
-    service.validate_batch(ctx.core, batch_id)
+    validate_batch(ctx.core, batch_id)
     ctx.wake_planner()
 
 

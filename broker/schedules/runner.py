@@ -21,10 +21,11 @@ from typing import TypeGuard
 from sqlalchemy import Connection, Engine, text
 from sqlmodel import Session
 
-from broker.batches import create_batch, validate_batch
+from broker.batches import create_batch
 from broker.core import Core
 from broker.errors import ApiError
 from broker.files import FileStore, register_file
+from broker.intake import validate_batch
 from broker.schedules.cron import next_run
 from broker.schedules.manage import batch_request
 from broker.schedules.sources import InputSources, SourceError
