@@ -12,9 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
-from broker.catalogue import Catalogue
 from broker.core import Core
 from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
@@ -22,7 +19,6 @@ from broker.finalize import advance_batches
 from broker.intake import validate_stale
 from broker.remote_batches import native_work
 from broker.schedules.runner import fire_due
-from broker.settings import Settings
 
 log = logging.getLogger(__name__)
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
@@ -34,28 +30,17 @@ class Planner:
     send: SendChunk
     sync_native: SendNative = field(default=lambda provider: None)  #: wired to the queue by cli/compose.py
 
-    @property
-    def engine(self) -> Engine:
-        return self.core.engine
-
-    @property
-    def settings(self) -> Settings:
-        return self.core.settings
-
-    @property
-    def catalogue(self) -> Catalogue:
-        return self.core.catalogue
-
     def tick(self) -> None:
         """One pass over every step; each step is safe to run from several planners at once."""
-        validate_stale(self.core)
-        for provider in self.catalogue.providers.values():
-            reclaim_expired_leases(self.engine, provider, self.settings.max_attempts)
-            release_and_send(self.engine, provider, self.settings.lease_seconds, self.send)
-            if provider.native_batch is not None and native_work(self.engine, provider.name, time.time()):
+        core = self.core
+        validate_stale(core)
+        for provider in core.catalogue.providers.values():
+            reclaim_expired_leases(core.engine, provider, core.settings.max_attempts)
+            release_and_send(core.engine, provider, core.settings.lease_seconds, self.send)
+            if provider.native_batch is not None and native_work(core.engine, provider.name, time.time()):
                 self.sync_native(provider.name)
-        advance_batches(self.core)
-        if (n := purge_expired(self.engine, self.core.store)) > 0:
+        advance_batches(core)
+        if (n := purge_expired(core.engine, core.store)) > 0:
             log.info("deleted %d expired files", n)
 
     def fire_schedules(self) -> None:
@@ -69,7 +54,7 @@ class Planner:
                 self.fire_schedules()
             except Exception:  # the next pass retries; a schedule's own failures are in its last_error
                 log.exception("firing schedules failed")
-            stop.wait(self.settings.planner_interval)
+            stop.wait(self.core.settings.planner_interval)
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""
@@ -79,7 +64,7 @@ class Planner:
             except Exception:  # a failed tick must not end the planner; the next one retries
                 log.exception("planner tick failed")
             if wake is not None:
-                wake.wait(self.settings.planner_interval)
+                wake.wait(self.core.settings.planner_interval)
                 wake.clear()
             else:
-                stop.wait(self.settings.planner_interval)
+                stop.wait(self.core.settings.planner_interval)

@@ -25,8 +25,8 @@ from broker.tokens import admission_tokens
 from providers.base import Adapter, UpstreamResponse, usage_of
 from providers.circuit import CircuitBreaker
 from providers.throttle import ProviderThrottle
+from schemas.batches import EMBEDDINGS_ENDPOINT
 
-EMBEDDINGS = "/v1/embeddings"
 log = logging.getLogger(__name__)
 
 
@@ -118,7 +118,7 @@ class LineRunner:
         singles: list[Request] = []
         groups: dict[bytes, Pack] = defaultdict(list)
         for request in requests:
-            inputs = _packable_inputs(request.body) if request.line.endpoint == EMBEDDINGS else None
+            inputs = _packable_inputs(request.body) if request.line.endpoint == EMBEDDINGS_ENDPOINT else None
             if inputs is None:
                 singles.append(request)
                 continue
@@ -176,7 +176,7 @@ class LineRunner:
         first = pack[0][0]
         body = {**first.body, "input": [text for _, inputs in pack for text in inputs]}
         try:
-            resp = await self._call(EMBEDDINGS, body)
+            resp = await self._call(EMBEDDINGS_ENDPOINT, body)
             return [self._success(request.line, resp.status, text, resp.request_id, usage, first.model)
                     for request, text, usage in _split_embeddings(pack, resp)]
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
