@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app as cli_app
+from providers import throttle
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import CHAT_MODEL, chat_line, provider, read_jsonl, results_once, submit, usage_by_provider, wait_for
-from workers import throttle
 
 
 def chat_calls(sim: SimulatorServer) -> int:
