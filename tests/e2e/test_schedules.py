@@ -4,23 +4,19 @@ one batch per due time across a restart and across two planners on one database.
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as clock
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import openai
-import pytest
 from sqlalchemy import text
 
 from broker.db import make_engine
 from broker.planner import Planner
-from simulator import SimulatorServer
-from tests import harness
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, sim_catalogue, wait_for
+from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
 
 CHAT = "/v1/chat/completions"
 NIGHTLY = "0 2 * * *"
@@ -172,22 +168,6 @@ def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Calla
     assert len({b.created_at for b in done}) == len(done), "one batch per run"
     time.sleep(2.5)
     assert len(scheduled_batches(client, created["id"])) == len(done), "a paused schedule creates nothing"
-
-
-@pytest.fixture
-def restartable(tmp_path: Path, sim: SimulatorServer) -> Iterator[Callable[..., EmbeddedBroker]]:
-    """Brokers on one data dir and database, which a test may stop itself (the rest stop at teardown)."""
-    running: list[EmbeddedBroker] = []
-
-    def start(**settings: Any) -> EmbeddedBroker:
-        broker = EmbeddedBroker(harness.test_settings(tmp_path, **settings), sim_catalogue(sim)).start()
-        running.append(broker)
-        return broker
-
-    yield start
-    for broker in reversed(running):
-        if not broker.procs.stop_event.is_set():
-            broker.stop()
 
 
 def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(

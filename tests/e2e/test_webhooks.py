@@ -4,7 +4,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator import SimulatorServer
 from simulator.serving import ThreadedServer
-from tests import harness
-from tests.harness import EmbeddedBroker, chat_line, sim_catalogue, submit, wait_for
+from tests.harness import EmbeddedBroker, chat_line, submit, wait_for
 
 ALLOW = ["127.0.0.1"]  #: the receiver is on loopback, which the SSRF guard refuses unless allow-listed
 QUICK = [0.05, 0.05, 0.05, 0.05, 0.05]  #: a retry schedule for tests: five quick retries
@@ -73,23 +70,6 @@ def receiver() -> Iterator[Receiver]:
                                 name="webhook-receiver").start()
     yield rec
     rec.server.stop()
-
-
-@pytest.fixture
-def restartable(tmp_path: Path, sim: SimulatorServer) -> Iterator[Callable[..., EmbeddedBroker]]:
-    """Like ``make_broker`` (same data dir and database each call), for tests that stop a broker themselves."""
-    running: list[EmbeddedBroker] = []
-
-    def start(**settings: Any) -> EmbeddedBroker:
-        broker = EmbeddedBroker(harness.test_settings(tmp_path, **settings), sim_catalogue(sim)).start()
-        running.append(broker)
-        return broker
-
-    yield start
-    for broker in reversed(running):
-        if broker.procs.stop_event.is_set():
-            continue
-        broker.stop()
 
 
 def api(broker: EmbeddedBroker, key: str | None = None) -> httpx.Client:
