@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 from openai.types import Batch
 
@@ -82,6 +83,11 @@ class EmbeddedBroker:
 
     def client(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        """A raw HTTP client on the API (base URL ``/v1``) with ``key``'s bearer (default: the broker's key)."""
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.key}"},
+                            timeout=10.0, trust_env=False)
 
 
 def jsonl_bytes(lines: Sequence[object]) -> io.BytesIO:

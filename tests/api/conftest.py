@@ -48,8 +48,7 @@ class Tenant:
 
 def open_tenant(broker: EmbeddedBroker, project: str | None = None) -> Tenant:
     key = broker.new_key(project or f"project-{uuid4().hex[:12]}")
-    http = httpx.Client(base_url=broker.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
-    return Tenant(broker, key, broker.client(key), http)
+    return Tenant(broker, key, broker.client(key), broker.http(key))
 
 
 @pytest.fixture

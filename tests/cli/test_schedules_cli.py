@@ -21,8 +21,8 @@ def write_jsonl(path: Path, n: int) -> Path:
 
 
 def schedule(cli: Cli, schedule_id: str) -> httpx.Response:
-    return httpx.get(f"{cli.broker.base_url}/schedules/{schedule_id}", trust_env=False,
-                     headers={"Authorization": f"Bearer {cli.key}"})
+    with cli.broker.http(cli.key) as http:
+        return http.get(f"/schedules/{schedule_id}")
 
 
 def test_create_uploads_the_file_then_list_pause_resume_delete(cli: Cli, tmp_path: Path) -> None:

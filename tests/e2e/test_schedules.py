@@ -23,11 +23,6 @@ NIGHTLY = "0 2 * * *"
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def api(broker: EmbeddedBroker, key: str | None = None) -> httpx.Client:
-    return httpx.Client(base_url=broker.base_url, headers={"Authorization": f"Bearer {key or broker.key}"},
-                        timeout=10.0, trust_env=False)
-
-
 def upload(client: openai.OpenAI, lines: int = 3, purpose: str = "batch") -> str:
     return client.files.create(file=("nightly.jsonl", jsonl_bytes([chat_line(i) for i in range(lines)])),
                                purpose=purpose).id  # type: ignore[arg-type]
@@ -59,7 +54,7 @@ def set_next_run(broker: EmbeddedBroker, schedule_id: str, at: int) -> None:
 def test_create_list_get_update_delete_with_exact_shapes_and_errors(
         make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False, webhook_allow_hosts=["127.0.0.1"])
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     file_id = upload(client)
     before = time.time()
     created = http.post("/schedules", json={
@@ -104,7 +99,7 @@ def test_create_list_get_update_delete_with_exact_shapes_and_errors(
 
 def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False)
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     good = {"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client), "endpoint": CHAT}
     theirs = broker.new_key("someone-else")
     foreign_file = upload(broker.client(theirs))
@@ -132,7 +127,7 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
     assert len(http.get("/schedules").json()["data"]) == 1, "nothing refused was stored"
 
     mine = http.get("/schedules").json()["data"][0]["id"]
-    other = api(broker, theirs)
+    other = broker.http(theirs)
     for method, path, payload in (("GET", f"/schedules/{mine}", None), ("DELETE", f"/schedules/{mine}", None),
                                   ("POST", f"/schedules/{mine}", {"enabled": False})):
         assert error(other.request(method, path, json=payload), 404)["param"] == "id", (method, path)
@@ -144,7 +139,7 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
 
 def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker()
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     created = http.post("/schedules", json={
         "cron": "* * * * * */2", "input_file_id": upload(client, lines=4), "endpoint": CHAT,
         "completion_window": "1h", "priority": "high", "metadata": {"team": "search"}}).json()
@@ -175,7 +170,7 @@ def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
     first = restartable()
     client = first.client()
     file_id = upload(client)
-    schedule = api(first).post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
+    schedule = first.http().post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
                                                    "input_file_id": file_id, "endpoint": CHAT,
                                                    "completion_window": "7d"}).json()
     first.stop()
@@ -191,7 +186,7 @@ def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
     time.sleep(1.0)  # twenty more planner ticks: none may make up another missed night
     [batch] = scheduled_batches(client, schedule["id"])
     assert wait_for(client, batch.id).status == "completed"
-    after = api(second).get(f"/schedules/{schedule['id']}").json()
+    after = second.http().get(f"/schedules/{schedule['id']}").json()
     assert after["last_batch_id"] == batch.id
     assert after["next_run_at"] == next_two_am_in_paris(after["last_run_at"]) > time.time()
 
@@ -203,7 +198,7 @@ def test_planners_ticking_at_once_on_one_database_create_one_batch_per_due_time(
     # as if on other hosts: planners with connection pools of their own, on the same database and queue
     engines = [make_engine(broker.settings.database_url) for _ in range(2)]
     planners = [own] + [Planner(dataclasses.replace(own.core, engine=e), own.send) for e in engines]
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client),
                                          "endpoint": CHAT}).json()["id"] for _ in range(2)]
 
