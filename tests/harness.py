@@ -1,6 +1,5 @@
 """An embedded broker for tests: real HTTP API, real Dramatiq workers, the simulator as upstream."""
 
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -90,8 +89,9 @@ class EmbeddedBroker:
                             timeout=10.0, trust_env=False)
 
 
-def jsonl_bytes(lines: Sequence[object]) -> io.BytesIO:
-    return io.BytesIO("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode())
+def jsonl(lines: Sequence[object]) -> bytes:
+    """``lines`` as JSONL: a string goes in as it is (a broken line, say), anything else as JSON."""
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
 
 def chat_line(i: int, content: str | None = None, **body: Any) -> dict[str, Any]:
@@ -104,11 +104,17 @@ def embedding_line(i: int, text: str | list[str] | None = None) -> dict[str, Any
             "body": {"model": EMBEDDING_MODEL, "input": text if text is not None else f"document number {i}"}}
 
 
+def upload(client: openai.OpenAI, lines: Sequence[object], purpose: str = "batch") -> str:
+    """Upload ``lines`` as a JSONL file through the SDK; returns the file id."""
+    return client.files.create(file=("input.jsonl", jsonl(lines)), purpose=purpose).id  # type: ignore[arg-type]
+
+
 def submit(client: openai.OpenAI, lines: Sequence[object], endpoint: str = "/v1/chat/completions",
-           **extra_body: Any) -> Batch:
-    upload = client.files.create(file=("input.jsonl", jsonl_bytes(lines)), purpose="batch")
-    return client.batches.create(input_file_id=upload.id, endpoint=endpoint,  # type: ignore[arg-type]
-                                 completion_window="24h", extra_body=extra_body or None)
+           completion_window: str = "24h", **extra_body: Any) -> Batch:
+    """Upload ``lines`` and create a batch over them; keyword arguments go in the request body."""
+    return client.batches.create(input_file_id=upload(client, lines), endpoint=endpoint,  # type: ignore[arg-type]
+                                 completion_window=completion_window,  # type: ignore[arg-type]
+                                 extra_body=extra_body or None)
 
 
 def wait_for(client: openai.OpenAI, batch_id: str, statuses: Sequence[str] = TERMINAL,

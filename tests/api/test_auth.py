@@ -7,8 +7,8 @@ import openai
 import pytest
 
 from tests.api.conftest import Tenant, open_tenant
-from tests.api.helpers import assert_error, create_batch, jsonl, upload
-from tests.harness import EmbeddedBroker, chat_line, wait_for
+from tests.api.helpers import assert_error, create_batch, upload
+from tests.harness import EmbeddedBroker, chat_line, jsonl, wait_for
 
 PROTECTED = [("GET", "/files"), ("POST", "/files"), ("GET", "/files/file_x"), ("GET", "/files/file_x/content"),
              ("DELETE", "/files/file_x"), ("GET", "/batches"), ("POST", "/batches"), ("GET", "/batches/batch_x"),

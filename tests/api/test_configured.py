@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.api.helpers import assert_error, create_batch, jsonl, upload, wait_status
-from tests.harness import EmbeddedBroker, chat_line
+from tests.api.helpers import assert_error, create_batch, upload, wait_status
+from tests.harness import EmbeddedBroker, chat_line, jsonl
 
 MakeBroker = Callable[..., EmbeddedBroker]
 

@@ -7,7 +7,7 @@ import openai
 from openai.types import Batch
 
 from simulator import SimulatorServer
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, results_once, submit, wait_for
+from tests.harness import EmbeddedBroker, chat_line, results_once, submit, wait_for
 
 MakeBroker = Callable[..., EmbeddedBroker]
 
@@ -71,9 +71,7 @@ def test_batch_past_its_window_expires_with_unrun_lines_in_error_file(sim: Simul
     broker = make_broker(provider={"max_concurrency": 2}, min_window_seconds=1)
     client = broker.client()
     n = 60  # at ~6 lines/s this needs ~10 s; the window is 2 s
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="2s")  # type: ignore[arg-type]
+    batch = submit(client, [chat_line(i) for i in range(n)], completion_window="2s")
     assert batch.expires_at is not None and batch.expires_at - batch.created_at == 2
 
     batch = wait_for(client, batch.id, timeout=10)

@@ -19,9 +19,9 @@ from tests.harness import (
     EmbeddedBroker,
     chat_line,
     free_port,
-    jsonl_bytes,
     results_once,
     submit,
+    upload,
     wait_for,
 )
 
@@ -107,12 +107,12 @@ def _rate_limited_batch(sim: SimulatorServer, broker: EmbeddedBroker, n: int, li
     """Run ``n`` lines against an upstream whose token budget another client has just used up."""
     sim.config.tpm = LINE_TOKENS * lines_per_second * 60  # the bucket holds a minute and refills continuously
     client = broker.client()
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
+    file_id = upload(client, [chat_line(i) for i in range(n)])
     hog = httpx.post(sim.base_url + "/chat/completions", json={
         "model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": sim.config.tpm - 50})
     assert hog.status_code == 200
     sim.app.reset()
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
     return wait_for(client, batch.id, timeout=30)
 
 

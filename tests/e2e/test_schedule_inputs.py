@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from simulator.serving import ThreadedServer
 from tests.e2e.test_schedules import CHAT, NIGHTLY, error, scheduled_batches, set_next_run
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
+from tests.harness import EmbeddedBroker, chat_line, jsonl, read_jsonl, upload, wait_for
 
 LOOPBACK = ["127.0.0.1"]  #: the file server is on loopback, which the SSRF guard refuses unless allow-listed
 
@@ -60,7 +60,7 @@ def files() -> Iterator[FileServer]:
 
 
 def lines(prefix: str, n: int) -> bytes:
-    return jsonl_bytes([{**chat_line(i), "custom_id": f"{prefix}-{i}"} for i in range(n)]).getvalue()
+    return jsonl([{**chat_line(i), "custom_id": f"{prefix}-{i}"} for i in range(n)])
 
 
 def write(path: Path, content: bytes, mtime: float) -> Path:
@@ -193,7 +193,7 @@ def test_input_urls_are_checked_when_the_schedule_is_created(
     (root / "escape").symlink_to(outside)
     broker = make_broker(workers=False, planner=False, schedule_folders=[root])
     http, client = broker.http(), broker.client()
-    stored = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(0)])), purpose="batch").id
+    stored = upload(client, [chat_line(0)])
     good = {"cron": NIGHTLY, "endpoint": CHAT}
     cases: list[tuple[dict[str, Any], str, str]] = [
         ({"input_url": files.url("x.jsonl")}, "input_url", "a loopback address"),

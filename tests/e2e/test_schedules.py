@@ -16,16 +16,12 @@ from sqlalchemy import text
 
 from broker.db import make_engine
 from broker.planner import Planner
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
+from tests.harness import EmbeddedBroker, chat_line, read_jsonl, upload, wait_for
 
 CHAT = "/v1/chat/completions"
 NIGHTLY = "0 2 * * *"
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def upload(client: openai.OpenAI, lines: int = 3, purpose: str = "batch") -> str:
-    return client.files.create(file=("nightly.jsonl", jsonl_bytes([chat_line(i) for i in range(lines)])),
-                               purpose=purpose).id  # type: ignore[arg-type]
+LINES = [chat_line(i) for i in range(3)]  #: what the schedules here run
 
 
 def next_two_am_in_paris(after: float) -> int:
@@ -55,7 +51,7 @@ def test_create_list_get_update_delete_with_exact_shapes_and_errors(
         make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False, webhook_allow_hosts=["127.0.0.1"])
     http, client = broker.http(), broker.client()
-    file_id = upload(client)
+    file_id = upload(client, LINES)
     before = time.time()
     created = http.post("/schedules", json={
         "cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": file_id, "endpoint": CHAT,
@@ -100,9 +96,9 @@ def test_create_list_get_update_delete_with_exact_shapes_and_errors(
 def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False)
     http, client = broker.http(), broker.client()
-    good = {"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client), "endpoint": CHAT}
+    good = {"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client, LINES), "endpoint": CHAT}
     theirs = broker.new_key("someone-else")
-    foreign_file = upload(broker.client(theirs))
+    foreign_file = upload(broker.client(theirs), LINES)
     cases: list[tuple[dict[str, Any], int, str | None]] = [
         ({"cron": "every night"}, 400, "cron"),
         ({"cron": "0 25 * * *"}, 400, "cron"),
@@ -110,7 +106,7 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
         ({"timezone": "Europe/Atlantis"}, 400, "timezone"),
         ({"input_file_id": "file_doesnotexist"}, 404, "id"),
         ({"input_file_id": foreign_file}, 404, "id"),  # another project's file is not found
-        ({"input_file_id": upload(client, purpose="assistants")}, 400, "input_file_id"),
+        ({"input_file_id": upload(client, LINES, purpose="assistants")}, 400, "input_file_id"),
         ({"endpoint": "/v1/images/generations"}, 400, "endpoint"),
         ({"completion_window": "10s"}, 400, "completion_window"),
         ({"priority": "asap"}, 400, "priority"),
@@ -141,7 +137,7 @@ def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Calla
     broker = make_broker()
     http, client = broker.http(), broker.client()
     created = http.post("/schedules", json={
-        "cron": "* * * * * */2", "input_file_id": upload(client, lines=4), "endpoint": CHAT,
+        "cron": "* * * * * */2", "input_file_id": upload(client, [chat_line(i) for i in range(4)]), "endpoint": CHAT,
         "completion_window": "1h", "priority": "high", "metadata": {"team": "search"}}).json()
     deadline = time.monotonic() + 15
     while len(batches := scheduled_batches(client, created["id"])) < 2:
@@ -169,7 +165,7 @@ def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
         restartable: Callable[..., EmbeddedBroker]) -> None:
     first = restartable()
     client = first.client()
-    file_id = upload(client)
+    file_id = upload(client, LINES)
     schedule = first.http().post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
                                                    "input_file_id": file_id, "endpoint": CHAT,
                                                    "completion_window": "7d"}).json()
@@ -199,8 +195,9 @@ def test_planners_ticking_at_once_on_one_database_create_one_batch_per_due_time(
     engines = [make_engine(broker.settings.database_url) for _ in range(2)]
     planners = [own] + [Planner(dataclasses.replace(own.core, engine=e), own.send) for e in engines]
     http, client = broker.http(), broker.client()
-    ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client),
-                                         "endpoint": CHAT}).json()["id"] for _ in range(2)]
+    ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
+                                         "input_file_id": upload(client, LINES), "endpoint": CHAT}).json()["id"]
+           for _ in range(2)]
 
     def tick_together(ticks: int) -> None:
         start = threading.Barrier(len(planners))

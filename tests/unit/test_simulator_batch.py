@@ -14,6 +14,7 @@ import pytest
 from simulator import SimulatorConfig, SimulatorServer
 from simulator.native_batch import NativeBatchStore, RunSettings, StoredFile
 from simulator.stats import SimulatorStats
+from tests.harness import jsonl, upload
 
 CHAT_URL: Final = "/v1/chat/completions"
 
@@ -29,15 +30,11 @@ def request_line(custom_id: str, text: str = "hello", url: str = CHAT_URL, **bod
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
 
 
-def jsonl(lines: list[Any]) -> bytes:
-    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
-
-
 def start(sdk: openai.OpenAI, lines: list[Any], endpoint: str = CHAT_URL) -> str:
-    uploaded = sdk.files.create(file=("input.jsonl", jsonl(lines)), purpose="batch")
-    created = sdk.batches.create(input_file_id=uploaded.id, endpoint=endpoint,  # type: ignore[arg-type]
+    file_id = upload(sdk, lines)
+    created = sdk.batches.create(input_file_id=file_id, endpoint=endpoint,  # type: ignore[arg-type]
                                  completion_window="24h", metadata={"job": "test"})
-    assert created.status == "validating" and created.input_file_id == uploaded.id
+    assert created.status == "validating" and created.input_file_id == file_id
     return created.id
 
 
