@@ -2,7 +2,7 @@
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,11 @@ def chat_line(i: int, content: str | None = None, **body: Any) -> dict[str, Any]
             "body": {"model": CHAT_MODEL, "messages": [{"role": "user", "content": content or f"hello {i}"}], **body}}
 
 
+def chat_ids(n: int) -> list[str]:
+    """The custom_ids of ``chat_line(0)`` … ``chat_line(n - 1)``."""
+    return [f"req-{i}" for i in range(n)]
+
+
 def embedding_line(i: int, text: str | list[str] | None = None) -> dict[str, Any]:
     return {"custom_id": f"emb-{i}", "method": "POST", "url": "/v1/embeddings",
             "body": {"model": EMBEDDING_MODEL, "input": text if text is not None else f"document number {i}"}}
@@ -118,10 +123,12 @@ def submit(client: openai.OpenAI, lines: Sequence[object], endpoint: str = "/v1/
 
 
 def wait_for(client: openai.OpenAI, batch_id: str, statuses: Sequence[str] = TERMINAL,
-             timeout: float = 60.0) -> Batch:
+             timeout: float = 60.0, until: Callable[[Batch], bool] | None = None) -> Batch:
+    """Poll the batch until its status is one of ``statuses`` (or, given ``until``, until that holds)."""
+    done = until or (lambda b: b.status in statuses)
     deadline = time.monotonic() + timeout
     batch = client.batches.retrieve(batch_id)
-    while batch.status not in statuses:
+    while not done(batch):
         if time.monotonic() > deadline:
             raise AssertionError(f"batch {batch_id} still {batch.status} after {timeout}s: {batch}")
         time.sleep(0.05)

@@ -17,6 +17,7 @@ from tests import harness
 from tests.harness import (
     CHAT_MODEL,
     EmbeddedBroker,
+    chat_ids,
     chat_line,
     free_port,
     results_once,
@@ -30,10 +31,6 @@ SIM_500_BODY = {"error": {"message": "The server had an error while processing y
                           "type": "server_error", "param": None, "code": None}}
 
 
-def _ids(n: int) -> list[str]:
-    return [f"req-{i}" for i in range(n)]
-
-
 def test_30_percent_injected_errors_still_complete_every_line_once(sim: SimulatorServer,
                                                                    make_broker: MakeBroker) -> None:
     sim.app.apply_config({"error_rate": 0.3, "error_kinds": ["500", "503", "timeout", "drop"],
@@ -43,7 +40,7 @@ def test_30_percent_injected_errors_still_complete_every_line_once(sim: Simulato
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(300)]).id, timeout=60)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(300))
+    out, err = results_once(client, batch, chat_ids(300))
     assert len(out) >= 285, f"only {len(out)} of 300 lines succeeded with 5 attempts at a 30% error rate"
     assert all(line["response"]["status_code"] == 200 and line["error"] is None for line in out)
     for line in err:  # a line whose every attempt failed shows its last failure
@@ -67,7 +64,7 @@ def test_final_4xx_goes_to_error_file_with_upstream_body_and_is_not_retried(sim:
     batch = wait_for(client, submit(client, lines).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(20))
+    out, err = results_once(client, batch, chat_ids(20))
     assert sorted(line["custom_id"] for line in err) == sorted(f"req-{i}" for i in bad)
     for line in err:
         assert line["error"] is None
@@ -90,7 +87,7 @@ def test_retries_exhausted_end_in_error_file_with_last_upstream_answer(sim: Simu
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(10)]).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(10))
+    out, err = results_once(client, batch, chat_ids(10))
     assert out == []
     for line in err:
         assert line["error"] is None
@@ -121,7 +118,7 @@ def test_rate_limited_upstream_does_not_fail_lines(sim: SimulatorServer, broker:
     batch = _rate_limited_batch(sim, broker, n, lines_per_second=20)  # 3 s of budget for 60 lines
 
     assert batch.status == "completed"
-    out, err = results_once(broker.client(), batch, _ids(n))
+    out, err = results_once(broker.client(), batch, chat_ids(n))
     assert err == [], f"{len(err)} lines failed on 429s the upstream asked us to retry later"
     stats = sim.stats
     assert stats.rate_limited > n, "the drained bucket must have refused many calls"
@@ -156,7 +153,7 @@ def test_connection_errors_fail_lines_after_bounded_attempts(dead_upstream_broke
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(8)]).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(8))
+    out, err = results_once(client, batch, chat_ids(8))
     assert out == []
     for line in err:
         assert line["response"] is None

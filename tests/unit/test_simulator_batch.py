@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -14,7 +13,7 @@ import pytest
 from simulator import SimulatorConfig, SimulatorServer
 from simulator.native_batch import NativeBatchStore, RunSettings, StoredFile
 from simulator.stats import SimulatorStats
-from tests.harness import jsonl, upload
+from tests.harness import jsonl, upload, wait_for
 
 CHAT_URL: Final = "/v1/chat/completions"
 
@@ -38,15 +37,6 @@ def start(sdk: openai.OpenAI, lines: list[Any], endpoint: str = CHAT_URL) -> str
     return created.id
 
 
-def wait_until_ended(sdk: openai.OpenAI, batch_id: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = sdk.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled") or time.monotonic() > deadline:
-            return batch
-        time.sleep(0.02)
-
-
 def file_lines(sdk: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
     assert file_id is not None
     return [orjson.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
@@ -58,7 +48,7 @@ def test_round_trip_with_the_sdk_matches_the_realtime_answers(sim: SimulatorServ
     running = sdk.batches.retrieve(batch_id)
     assert running.status == "in_progress" and running.request_counts is not None
     assert running.request_counts.total == 4 and running.output_file_id is None
-    batch = wait_until_ended(sdk, batch_id)
+    batch = wait_for(sdk, batch_id, timeout=5.0)
     assert batch.status == "completed" and batch.metadata == {"job": "test"} and batch.model == "gpt-4o-mini"
     assert batch.request_counts is not None and batch.request_counts.completed == 4
     assert batch.request_counts.failed == 0 and batch.error_file_id is None
@@ -87,7 +77,7 @@ def test_other_endpoints_and_line_errors(sdk: openai.OpenAI) -> None:
     embed = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
              "body": {"model": "text-embedding-3-small", "input": ["a", "b"]}}
     bad = {**embed, "custom_id": "bad", "body": {"model": "text-embedding-3-small"}}
-    batch = wait_until_ended(sdk, start(sdk, [embed, bad], "/v1/embeddings"))
+    batch = wait_for(sdk, start(sdk, [embed, bad], "/v1/embeddings"), timeout=5.0)
     assert batch.status == "completed" and batch.request_counts is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (1, 1)
     assert len(file_lines(sdk, batch.output_file_id)[0]["response"]["body"]["data"]) == 2
@@ -98,7 +88,7 @@ def test_other_endpoints_and_line_errors(sdk: openai.OpenAI) -> None:
 
 def test_partial_failure_puts_500_lines_in_the_error_file(sim: SimulatorServer, sdk: openai.OpenAI) -> None:
     sim.app.apply_config({"error_rate": 0.5, "error_kinds": ["timeout"], "seed": 3})
-    batch = wait_until_ended(sdk, start(sdk, [request_line(f"r{i}") for i in range(20)]))
+    batch = wait_for(sdk, start(sdk, [request_line(f"r{i}") for i in range(20)]), timeout=5.0)
     counts = batch.request_counts
     assert batch.status == "completed" and counts is not None and counts.total == 20
     assert 3 <= counts.failed <= 17 and counts.completed + counts.failed == 20
@@ -114,7 +104,7 @@ def test_partial_failure_puts_500_lines_in_the_error_file(sim: SimulatorServer, 
 
 def test_expiry_keeps_finished_lines_and_fails_the_rest(sim: SimulatorServer, sdk: openai.OpenAI) -> None:
     sim.app.apply_config({"batch_turnaround_seconds": 0.4, "batch_expire_after_seconds": 0.15})
-    batch = wait_until_ended(sdk, start(sdk, [request_line(f"r{i}") for i in range(8)]))
+    batch = wait_for(sdk, start(sdk, [request_line(f"r{i}") for i in range(8)]), timeout=5.0)
     assert batch.status == "expired" and batch.expired_at is not None and batch.completed_at is None
     counts = batch.request_counts
     assert counts is not None and (counts.total, counts.completed, counts.failed) == (8, 3, 5)
