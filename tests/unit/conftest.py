@@ -1,5 +1,6 @@
-"""One simulator server per test module, reset before each test (starting a server per test is slow), and the
-native batch adapters (OpenAI Files + Batches, Anthropic Message Batches) as one parametrized fixture."""
+"""One simulator server per test module, reset before each test (starting a server per test is slow), clients
+on it, and the native batch adapters (OpenAI Files + Batches, Anthropic Message Batches) as one parametrized
+fixture."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import openai
 import pytest
 
 from broker.catalogue import ProviderConfig
@@ -35,6 +37,20 @@ def sim(server: SimulatorServer) -> SimulatorServer:
     server.app.apply_config({**SimulatorConfig().to_dict(), "batch_turnaround_seconds": BATCH_TURNAROUND})
     server.app.reset(limits=True)
     return server
+
+
+@pytest.fixture
+def client(sim: SimulatorServer) -> Iterator[httpx.Client]:
+    """A raw HTTP client on ``sim`` (base URL ``/v1``)."""
+    with httpx.Client(base_url=sim.base_url, timeout=5.0) as http:
+        yield http
+
+
+@pytest.fixture
+def sdk(sim: SimulatorServer) -> Iterator[openai.OpenAI]:
+    """The official SDK on ``sim``."""
+    with openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0) as api:
+        yield api
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Final
 
 import httpx
@@ -16,12 +15,6 @@ from simulator.stats import SimulatorStats
 from tests.harness import jsonl, upload, wait_for
 
 CHAT_URL: Final = "/v1/chat/completions"
-
-
-@pytest.fixture
-def sdk(sim: SimulatorServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0) as api:
-        yield api
 
 
 def request_line(custom_id: str, text: str = "hello", url: str = CHAT_URL, **body: Any) -> dict[str, Any]:
