@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from simulator.serving import ThreadedServer
-from tests.e2e.test_schedules import CHAT, NIGHTLY, error, scheduled_batches, set_next_run
+from tests.e2e.test_schedules import CHAT, NIGHTLY, error, scheduled_batches, set_next_run, wait_for_runs
 from tests.harness import EmbeddedBroker, chat_line, jsonl, read_jsonl, upload, wait_for
 
 LOOPBACK = ["127.0.0.1"]  #: the file server is on loopback, which the SSRF guard refuses unless allow-listed
@@ -73,11 +73,7 @@ def run_now(broker: EmbeddedBroker, schedule_id: str, batches_before: int, timeo
     """Make the schedule due, wait for the batch its run creates, and return it once it ends."""
     client = broker.client()
     set_next_run(broker, schedule_id, int(time.time()) - 1)
-    deadline = time.monotonic() + timeout
-    while len(batches := scheduled_batches(client, schedule_id)) == batches_before:
-        assert time.monotonic() < deadline, broker.http().get(f"/schedules/{schedule_id}").json()
-        time.sleep(0.05)
-    return wait_for(client, batches[0].id)
+    return wait_for(client, wait_for_runs(client, schedule_id, more_than=batches_before, timeout=timeout)[0].id)
 
 
 def test_a_folder_schedule_runs_the_newest_jsonl_file_at_each_run(
@@ -176,10 +172,7 @@ def test_a_url_answering_404_records_why_and_the_schedule_fires_again_at_its_nex
     assert 2 <= runs <= (int(time.time()) - first["last_run_at"]) // 2 + 2, "one fetch per run, not per tick"
 
     files.files["late.jsonl"] = lines("late", 2)
-    deadline = time.monotonic() + 10
-    while not (batches := scheduled_batches(client, schedule["id"])):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    batches = wait_for_runs(client, schedule["id"], why="the file is there now")
     http.post(f"/schedules/{schedule['id']}", json={"enabled": False})
     assert wait_for(client, batches[-1].id).status == "completed"
     assert http.get(f"/schedules/{schedule['id']}").json()["last_error"] is None

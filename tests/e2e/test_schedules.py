@@ -42,6 +42,18 @@ def scheduled_batches(client: openai.OpenAI, schedule_id: str) -> list[Any]:
     return [b for b in client.batches.list(limit=100).data if (b.metadata or {}).get("schedule_id") == schedule_id]
 
 
+def wait_for_runs(client: openai.OpenAI, schedule_id: str, more_than: int = 0, timeout: float = 10.0,
+                  why: str = "schedule runs") -> list[Any]:
+    """The schedule's batches (newest first) once there are more than ``more_than``."""
+    deadline = time.monotonic() + timeout
+    while len(batches := scheduled_batches(client, schedule_id)) <= more_than:
+        assert time.monotonic() < deadline, (
+            f"{why}: more than {more_than} runs expected within {timeout}s, got {len(batches)}; "
+            f"the schedule: {client.get(f'/schedules/{schedule_id}', cast_to=object)}")
+        time.sleep(0.05)
+    return batches
+
+
 def set_next_run(broker: EmbeddedBroker, schedule_id: str, at: int) -> None:
     with broker.core.engine.begin() as conn:
         conn.execute(text("UPDATE schedule SET next_run_at = :t WHERE id = :id"), {"t": at, "id": schedule_id})
@@ -139,10 +151,7 @@ def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Calla
     created = http.post("/schedules", json={
         "cron": "* * * * * */2", "input_file_id": upload(client, [chat_line(i) for i in range(4)]), "endpoint": CHAT,
         "completion_window": "1h", "priority": "high", "metadata": {"team": "search"}}).json()
-    deadline = time.monotonic() + 15
-    while len(batches := scheduled_batches(client, created["id"])) < 2:
-        assert time.monotonic() < deadline, f"two runs expected within 15 s, got {len(batches)}"
-        time.sleep(0.1)
+    wait_for_runs(client, created["id"], more_than=1, timeout=15, why="a two-second schedule")
     paused = http.post(f"/schedules/{created['id']}", json={"enabled": False}).json()
     done = [wait_for(client, b.id) for b in scheduled_batches(client, created["id"])]
 
@@ -175,10 +184,7 @@ def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
 
     second = restartable()
     client = second.client()
-    deadline = time.monotonic() + 10
-    while not scheduled_batches(client, schedule["id"]):
-        assert time.monotonic() < deadline, "the missed run must fire on recovery"
-        time.sleep(0.05)
+    wait_for_runs(client, schedule["id"], why="the missed run must fire on recovery")
     time.sleep(1.0)  # twenty more planner ticks: none may make up another missed night
     [batch] = scheduled_batches(client, schedule["id"])
     assert wait_for(client, batch.id).status == "completed"
