@@ -86,13 +86,8 @@ def test_a_cancellable_batch_cannot_be_cancelled_by_another_project(tenant: Tena
 def test_keys_of_one_project_share_its_objects(shared_broker: EmbeddedBroker, tenant: Tenant) -> None:
     file_id = upload(tenant.http, b"{}\n").json()["id"]
     project = f"shared-{file_id[-8:]}"
-    first, second = open_tenant(shared_broker, project), open_tenant(shared_broker, project)
-    try:
+    with open_tenant(shared_broker, project) as first, open_tenant(shared_broker, project) as second:
         shared_id = upload(first.http, b"{}\n").json()["id"]
         assert second.http.get(f"/files/{shared_id}").status_code == 200
         assert [f["id"] for f in second.http.get("/files").json()["data"]] == [shared_id]
         assert_error(second.http.get(f"/files/{file_id}"), 404)
-    finally:
-        for t in (first, second):
-            t.http.close()
-            t.client.close()
