@@ -1,13 +1,13 @@
 """An embedded broker for tests: real HTTP API, real Dramatiq workers, the simulator as upstream."""
 
-import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 from openai.types import Batch
 
@@ -83,9 +83,15 @@ class EmbeddedBroker:
     def client(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)
 
+    def http(self, key: str | None = None) -> httpx.Client:
+        """A raw HTTP client on the API (base URL ``/v1``) with ``key``'s bearer (default: the broker's key)."""
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.key}"},
+                            timeout=10.0, trust_env=False)
 
-def jsonl_bytes(lines: Sequence[object]) -> io.BytesIO:
-    return io.BytesIO("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode())
+
+def jsonl(lines: Sequence[object]) -> bytes:
+    """``lines`` as JSONL: a string goes in as it is (a broken line, say), anything else as JSON."""
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
 
 def chat_line(i: int, content: str | None = None, **body: Any) -> dict[str, Any]:
@@ -93,23 +99,36 @@ def chat_line(i: int, content: str | None = None, **body: Any) -> dict[str, Any]
             "body": {"model": CHAT_MODEL, "messages": [{"role": "user", "content": content or f"hello {i}"}], **body}}
 
 
+def chat_ids(n: int) -> list[str]:
+    """The custom_ids of ``chat_line(0)`` … ``chat_line(n - 1)``."""
+    return [f"req-{i}" for i in range(n)]
+
+
 def embedding_line(i: int, text: str | list[str] | None = None) -> dict[str, Any]:
     return {"custom_id": f"emb-{i}", "method": "POST", "url": "/v1/embeddings",
             "body": {"model": EMBEDDING_MODEL, "input": text if text is not None else f"document number {i}"}}
 
 
+def upload(client: openai.OpenAI, lines: Sequence[object], purpose: str = "batch") -> str:
+    """Upload ``lines`` as a JSONL file through the SDK; returns the file id."""
+    return client.files.create(file=("input.jsonl", jsonl(lines)), purpose=purpose).id  # type: ignore[arg-type]
+
+
 def submit(client: openai.OpenAI, lines: Sequence[object], endpoint: str = "/v1/chat/completions",
-           **extra_body: Any) -> Batch:
-    upload = client.files.create(file=("input.jsonl", jsonl_bytes(lines)), purpose="batch")
-    return client.batches.create(input_file_id=upload.id, endpoint=endpoint,  # type: ignore[arg-type]
-                                 completion_window="24h", extra_body=extra_body or None)
+           completion_window: str = "24h", **extra_body: Any) -> Batch:
+    """Upload ``lines`` and create a batch over them; keyword arguments go in the request body."""
+    return client.batches.create(input_file_id=upload(client, lines), endpoint=endpoint,  # type: ignore[arg-type]
+                                 completion_window=completion_window,  # type: ignore[arg-type]
+                                 extra_body=extra_body or None)
 
 
 def wait_for(client: openai.OpenAI, batch_id: str, statuses: Sequence[str] = TERMINAL,
-             timeout: float = 60.0) -> Batch:
+             timeout: float = 60.0, until: Callable[[Batch], bool] | None = None) -> Batch:
+    """Poll the batch until its status is one of ``statuses`` (or, given ``until``, until that holds)."""
+    done = until or (lambda b: b.status in statuses)
     deadline = time.monotonic() + timeout
     batch = client.batches.retrieve(batch_id)
-    while batch.status not in statuses:
+    while not done(batch):
         if time.monotonic() > deadline:
             raise AssertionError(f"batch {batch_id} still {batch.status} after {timeout}s: {batch}")
         time.sleep(0.05)

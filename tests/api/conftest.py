@@ -45,24 +45,26 @@ class Tenant:
     client: openai.OpenAI
     http: httpx.Client
 
+    def __enter__(self) -> "Tenant":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+        self.client.close()
+
 
 def open_tenant(broker: EmbeddedBroker, project: str | None = None) -> Tenant:
     key = broker.new_key(project or f"project-{uuid4().hex[:12]}")
-    http = httpx.Client(base_url=broker.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
-    return Tenant(broker, key, broker.client(key), http)
+    return Tenant(broker, key, broker.client(key), broker.http(key))
 
 
 @pytest.fixture
 def tenant(shared_broker: EmbeddedBroker) -> Iterator[Tenant]:
-    t = open_tenant(shared_broker)
-    yield t
-    t.http.close()
-    t.client.close()
+    with open_tenant(shared_broker) as t:
+        yield t
 
 
 @pytest.fixture
 def other_tenant(shared_broker: EmbeddedBroker) -> Iterator[Tenant]:
-    t = open_tenant(shared_broker)
-    yield t
-    t.http.close()
-    t.client.close()
+    with open_tenant(shared_broker) as t:
+        yield t

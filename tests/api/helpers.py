@@ -1,6 +1,5 @@
 """Assertions on OpenAI's wire shapes, shared by the API tests."""
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,10 +33,6 @@ def assert_error(resp: httpx.Response, status: int, *, param: Any = _ANY, code: 
     if code is not _ANY:
         assert error["code"] == code, error
     return error
-
-
-def jsonl(lines: Sequence[object]) -> bytes:
-    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
 
 def upload(http: httpx.Client, content: bytes, purpose: str | None = "batch", filename: str = "input.jsonl",

@@ -7,8 +7,8 @@ import openai
 import pytest
 
 from tests.api.conftest import Tenant, open_tenant
-from tests.api.helpers import assert_error, create_batch, jsonl, upload
-from tests.harness import EmbeddedBroker, chat_line, wait_for
+from tests.api.helpers import assert_error, create_batch, upload
+from tests.harness import EmbeddedBroker, chat_line, jsonl, wait_for
 
 PROTECTED = [("GET", "/files"), ("POST", "/files"), ("GET", "/files/file_x"), ("GET", "/files/file_x/content"),
              ("DELETE", "/files/file_x"), ("GET", "/batches"), ("POST", "/batches"), ("GET", "/batches/batch_x"),
@@ -86,13 +86,8 @@ def test_a_cancellable_batch_cannot_be_cancelled_by_another_project(tenant: Tena
 def test_keys_of_one_project_share_its_objects(shared_broker: EmbeddedBroker, tenant: Tenant) -> None:
     file_id = upload(tenant.http, b"{}\n").json()["id"]
     project = f"shared-{file_id[-8:]}"
-    first, second = open_tenant(shared_broker, project), open_tenant(shared_broker, project)
-    try:
+    with open_tenant(shared_broker, project) as first, open_tenant(shared_broker, project) as second:
         shared_id = upload(first.http, b"{}\n").json()["id"]
         assert second.http.get(f"/files/{shared_id}").status_code == 200
         assert [f["id"] for f in second.http.get("/files").json()["data"]] == [shared_id]
         assert_error(second.http.get(f"/files/{file_id}"), 404)
-    finally:
-        for t in (first, second):
-            t.http.close()
-            t.client.close()

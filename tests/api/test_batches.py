@@ -8,8 +8,8 @@ import openai
 import pytest
 
 from tests.api.conftest import Tenant
-from tests.api.helpers import BATCH_KEYS, LIST_KEYS, assert_error, create_batch, jsonl, upload, wait_status
-from tests.harness import CHAT_MODEL, chat_line, read_jsonl, submit, wait_for
+from tests.api.helpers import BATCH_KEYS, LIST_KEYS, assert_error, create_batch, upload, wait_status
+from tests.harness import CHAT_MODEL, chat_line, jsonl, read_jsonl, submit, wait_for
 
 FAR_FUTURE = 3600  #: seconds ahead for a not_before that keeps a batch from being dispatched during a test
 

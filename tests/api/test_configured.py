@@ -9,21 +9,16 @@ import httpx
 import openai
 import pytest
 
-from tests.api.helpers import assert_error, create_batch, jsonl, upload, wait_status
-from tests.harness import EmbeddedBroker, chat_line
+from tests.api.helpers import assert_error, create_batch, upload, wait_status
+from tests.harness import EmbeddedBroker, chat_line, jsonl
 
 MakeBroker = Callable[..., EmbeddedBroker]
-
-
-def _http(broker: EmbeddedBroker, key: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {key or broker.key}"}
-    return httpx.Client(base_url=broker.base_url, headers=headers, timeout=10.0)
 
 
 def test_upload_over_the_size_cap_is_413_and_leaves_nothing(make_broker: MakeBroker) -> None:
     broker = make_broker(max_upload_bytes=1000, workers=False, planner=False)
     files_dir = broker.settings.files_dir
-    with _http(broker) as http:
+    with broker.http() as http:
         for size in (1001, 256 * 1024):
             error = assert_error(upload(http, b"x" * size), 413, param="file")
             assert "1000" in error["message"]
@@ -42,7 +37,7 @@ def test_upload_over_the_size_cap_is_413_and_leaves_nothing(make_broker: MakeBro
 
 def test_file_over_the_line_cap_fails_with_too_many_tasks(make_broker: MakeBroker) -> None:
     broker = make_broker(max_batch_lines=3)
-    with _http(broker) as http:
+    with broker.http() as http:
         over = upload(http, jsonl([chat_line(i) for i in range(4)])).json()["id"]
         failed = wait_status(http, create_batch(http, over).json()["id"], ("failed", "completed"))
         assert failed["status"] == "failed"

@@ -9,8 +9,8 @@ import pytest
 
 from simulator import SimulatorServer
 from tests.api.conftest import Tenant
-from tests.api.helpers import create_batch, jsonl, upload, wait_status
-from tests.harness import CHAT_MODEL, EMBEDDING_MODEL, chat_line, embedding_line
+from tests.api.helpers import create_batch, upload, wait_status
+from tests.harness import CHAT_MODEL, EMBEDDING_MODEL, chat_line, embedding_line, jsonl
 
 ENDPOINT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -11,13 +11,9 @@ from sqlalchemy import Engine, text
 
 from broker.results import Outcome, store_outcomes
 from simulator import SimulatorServer
-from tests.harness import EmbeddedBroker, chat_line, results_once, submit, wait_for
+from tests.harness import EmbeddedBroker, chat_ids, chat_line, results_once, submit, wait_for
 
 MakeBroker = Callable[..., EmbeddedBroker]
-
-
-def _ids(n: int) -> list[str]:
-    return [f"req-{i}" for i in range(n)]
 
 
 def _max_attempts(engine: Engine, batch_id: str) -> int:
@@ -50,7 +46,7 @@ def test_lines_leased_to_a_vanished_worker_are_taken_back(sim: SimulatorServer, 
     batch = wait_for(client, batch.id, timeout=20)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(n))
+    out, err = results_once(client, batch, chat_ids(n))
     assert err == [], [line["error"] for line in err[:3]]
     assert len(out) == n and all(line["response"]["status_code"] == 200 for line in out)
     assert sim.stats.successes >= n
@@ -71,7 +67,7 @@ def test_a_line_delivered_twice_is_stored_and_counted_once(sim: SimulatorServer,
     batch = client.batches.retrieve(batch.id)
 
     assert sim.stats.successes > n, "the test needs lines that really were executed twice"
-    out, err = results_once(client, batch, _ids(n))
+    out, err = results_once(client, batch, chat_ids(n))
     assert err == [] and len(out) == n
     assert batch.usage is not None
     assert batch.usage.input_tokens == sum(line["response"]["body"]["usage"]["prompt_tokens"] for line in out)

@@ -4,8 +4,10 @@ Stopping a broker with workers takes about two seconds, so a module shares one; 
 project (a fresh API key), so ``broker status`` lists only that test's batches.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import openai
@@ -15,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from simulator import SimulatorConfig, SimulatorServer
-from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
+from tests.harness import EmbeddedBroker, chat_line, jsonl, sim_catalogue, test_settings
 
 
 @dataclass
@@ -43,6 +45,19 @@ def assert_clean_failure(result: Result, message: str) -> None:
     assert isinstance(result.exception, SystemExit), result.exception
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def modelless_chat_lines(n: int) -> list[dict[str, Any]]:
+    """``chat_line(0)`` … ``chat_line(n - 1)`` without their model, which ``--model`` fills in."""
+    lines = [chat_line(i) for i in range(n)]
+    for line in lines:
+        del line["body"]["model"]
+    return lines
+
+
+def write_jsonl(path: Path, lines: Sequence[object]) -> Path:
+    path.write_bytes(jsonl(lines))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cli.client import Prices
 from simulator.responses import SIM_ERROR_400_MARKER
-from tests.cli.conftest import Cli, assert_clean_failure
+from tests.cli.conftest import Cli, assert_clean_failure, modelless_chat_lines, write_jsonl
 from tests.harness import CHAT_MODEL, chat_line, embedding_line, free_port, read_jsonl, submit, wait_for
 
 PRICE_IN, PRICE_OUT = 0.15, 0.6  #: the test catalogue's price of CHAT_MODEL, USD per 1M tokens
 
 
-def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
-
-
 def test_submit_wait_sets_the_model_shows_progress_and_ends_completed(cli: Cli, tmp_path: Path) -> None:
-    lines = [chat_line(i) for i in range(200)]
-    for line in lines:
-        del line["body"]["model"]  # --model fills it in
+    lines = modelless_chat_lines(200)
     source = write_jsonl(tmp_path / "requests.jsonl", lines)
 
     result = cli("submit", str(source), "--model", CHAT_MODEL, "--wait", "--priority", "high", "--window", "1h")

@@ -6,27 +6,19 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli.conftest import Cli, assert_clean_failure
-from tests.harness import CHAT_MODEL, EmbeddedBroker, chat_line, jsonl_bytes
+from tests.cli.conftest import Cli, assert_clean_failure, modelless_chat_lines, write_jsonl
+from tests.harness import CHAT_MODEL, EmbeddedBroker, chat_line, upload
 
 CHAT = "/v1/chat/completions"
 
 
-def write_jsonl(path: Path, n: int) -> Path:
-    lines = [chat_line(i) for i in range(n)]
-    for line in lines:
-        del line["body"]["model"]  # --model fills it in
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
-
-
 def schedule(cli: Cli, schedule_id: str) -> httpx.Response:
-    return httpx.get(f"{cli.broker.base_url}/schedules/{schedule_id}", trust_env=False,
-                     headers={"Authorization": f"Bearer {cli.key}"})
+    with cli.broker.http(cli.key) as http:
+        return http.get(f"/schedules/{schedule_id}")
 
 
 def test_create_uploads_the_file_then_list_pause_resume_delete(cli: Cli, tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "nightly.jsonl", 3)
+    source = write_jsonl(tmp_path / "nightly.jsonl", modelless_chat_lines(3))
     created = cli("schedules", "create", str(source), "--cron", "0 2 * * *", "--tz", "Europe/Paris",
                   "--model", CHAT_MODEL, "--window", "7d", "--priority", "low", "--metadata", "team=search",
                   "--metadata", "kind=nightly")
@@ -64,7 +56,7 @@ def test_create_uploads_the_file_then_list_pause_resume_delete(cli: Cli, tmp_pat
 
 
 def test_refused_schedules_fail_cleanly_and_leave_no_upload(cli: Cli, tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", 2)
+    source = write_jsonl(tmp_path / "in.jsonl", modelless_chat_lines(2))
     bad_cron = cli("schedules", "create", str(source), "--cron", "every night", "--model", CHAT_MODEL)
     assert_clean_failure(bad_cron, "Invalid cron expression 'every night'")
     assert "(HTTP 400)" in bad_cron.stderr
@@ -91,7 +83,7 @@ def test_create_with_input_url_and_list_and_show_print_each_schedules_source(
     assert f"each run: {CHAT} from {root.as_uri()}," in " ".join(created.stderr.split())
     body = schedule(cli, schedule_id).json()
     assert (body["input_url"], body["input_file_id"]) == (root.as_uri(), None)
-    stored = cli.client().files.create(file=("in.jsonl", jsonl_bytes([chat_line(0)])), purpose="batch").id
+    stored = upload(cli.client(), [chat_line(0)])
     from_file = cli("schedules", "create", stored, "--endpoint", CHAT, "--cron", "0 3 * * *").stdout.strip()
 
     shown = cli("schedules", "show", schedule_id)

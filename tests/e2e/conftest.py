@@ -1,4 +1,5 @@
-"""Fixtures for brokers with catalogues of their own (several providers, routes) and a second simulator."""
+"""Fixtures for brokers with catalogues of their own (several providers, routes), brokers a test restarts, and a
+second simulator."""
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from broker.catalogue import Catalogue, ProviderConfig
 from simulator import SimulatorConfig, SimulatorServer
-from tests.harness import EmbeddedBroker, test_settings
+from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
 
 StartBroker = Callable[..., EmbeddedBroker]
 
@@ -27,6 +28,23 @@ def start_broker(tmp_path: Path) -> Iterator[StartBroker]:
     yield start
     for broker in reversed(started):
         broker.stop()
+
+
+@pytest.fixture
+def restartable(tmp_path: Path, sim: SimulatorServer) -> Iterator[StartBroker]:
+    """Like ``make_broker`` (same data dir and database each call; keyword arguments override settings), for tests
+    that stop a broker themselves: the brokers still running stop at teardown."""
+    running: list[EmbeddedBroker] = []
+
+    def start(**settings: Any) -> EmbeddedBroker:
+        broker = EmbeddedBroker(test_settings(tmp_path, **settings), sim_catalogue(sim)).start()
+        running.append(broker)
+        return broker
+
+    yield start
+    for broker in reversed(running):
+        if not broker.procs.stop_event.is_set():
+            broker.stop()
 
 
 @pytest.fixture

@@ -5,11 +5,7 @@ import time
 import openai
 import pytest
 
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes
-
-
-def _upload(client: openai.OpenAI, n: int) -> str:
-    return client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch").id
+from tests.harness import EmbeddedBroker, chat_line, submit, upload
 
 
 @pytest.fixture
@@ -20,8 +16,7 @@ def slow_broker(make_broker) -> EmbeddedBroker:  # type: ignore[no-untyped-def]
 def test_a_feasible_batch_gets_an_estimate_inside_its_window(slow_broker: EmbeddedBroker) -> None:
     client = slow_broker.client()
     before = int(time.time())
-    batch = client.batches.create(input_file_id=_upload(client, 30), endpoint="/v1/chat/completions",
-                                  completion_window="24h")
+    batch = submit(client, [chat_line(i) for i in range(30)])
     extra = batch.model_extra or {}
     assert before + 29 <= extra["estimated_completion_at"] <= before + 32  # 30 lines at 1 line/s
     assert extra["at_risk"] is False
@@ -29,8 +24,7 @@ def test_a_feasible_batch_gets_an_estimate_inside_its_window(slow_broker: Embedd
 
 def test_an_infeasible_batch_is_accepted_but_flagged(slow_broker: EmbeddedBroker) -> None:
     client = slow_broker.client()
-    batch = client.batches.create(input_file_id=_upload(client, 100), endpoint="/v1/chat/completions",
-                                  completion_window="1m")  # type: ignore[arg-type]
+    batch = submit(client, [chat_line(i) for i in range(100)], completion_window="1m")
     extra = batch.model_extra or {}
     assert batch.status == "validating" and extra["at_risk"] is True
     assert extra["estimated_completion_at"] > batch.expires_at  # type: ignore[operator]
@@ -38,7 +32,7 @@ def test_an_infeasible_batch_is_accepted_but_flagged(slow_broker: EmbeddedBroker
 
 def test_strict_admission_refuses_with_the_earliest_feasible_window(slow_broker: EmbeddedBroker) -> None:
     client = slow_broker.client()
-    file_id = _upload(client, 100)
+    file_id = upload(client, [chat_line(i) for i in range(100)])
     with pytest.raises(openai.RateLimitError) as refused:
         client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="1m",  # type: ignore[arg-type]
                               extra_body={"admission": "strict"})

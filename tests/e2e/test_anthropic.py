@@ -8,7 +8,7 @@ import pytest
 from broker.catalogue import ModelSpec, NativeBatchConfig, ProviderConfig
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
-from tests.harness import chat_line, embedding_line, jsonl_bytes, results_once, submit, usage_by_route, wait_for
+from tests.harness import chat_line, embedding_line, results_once, submit, usage_by_route, wait_for
 
 PUBLIC, UPSTREAM = "claude-haiku", "claude-3-5-haiku-latest"
 INPUT_PRICE, OUTPUT_PRICE = 0.80, 4.00
@@ -51,9 +51,7 @@ def test_chat_lines_go_through_message_batches_at_the_discount(start_broker: Sta
     native = NativeBatchConfig(discount=0.5, turnaround_seconds=30, poll_seconds=0.2)
     broker = start_broker(anthropic(sim, native_batch=native))
     client = broker.client()
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([claude_line(i) for i in range(30)])), purpose="batch")
-    created = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                    completion_window="1h")
+    created = submit(client, [claude_line(i) for i in range(30)], completion_window="1h")
     batch = wait_for(client, created.id)
     out, err = results_once(client, batch, [f"req-{i}" for i in range(30)])
     assert not err and sim.stats.native_batches == 1 and sim.stats.by_endpoint.get("/v1/messages", 0) == 0

@@ -3,25 +3,12 @@
 import time
 from collections.abc import Callable
 
-import openai
 from openai.types import Batch
 
 from simulator import SimulatorServer
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, results_once, submit, wait_for
+from tests.harness import EmbeddedBroker, chat_ids, chat_line, results_once, submit, wait_for
 
 MakeBroker = Callable[..., EmbeddedBroker]
-
-
-def _ids(n: int) -> list[str]:
-    return [f"req-{i}" for i in range(n)]
-
-
-def _wait_until(client: openai.OpenAI, batch_id: str, done: Callable[[Batch], bool], timeout: float = 20) -> Batch:
-    deadline = time.monotonic() + timeout
-    while not done(batch := client.batches.retrieve(batch_id)):
-        assert time.monotonic() < deadline, f"condition not met in {timeout}s: {batch}"
-        time.sleep(0.02)
-    return batch
 
 
 def _completed(batch: Batch) -> int:
@@ -35,7 +22,7 @@ def test_cancel_mid_run_keeps_finished_lines_and_closes_the_rest(sim: SimulatorS
     client = broker.client()
     n = 200
     batch = submit(client, [chat_line(i) for i in range(n)])
-    running = _wait_until(client, batch.id, lambda b: _completed(b) >= 12)
+    running = wait_for(client, batch.id, until=lambda b: _completed(b) >= 12, timeout=20)
     assert running.status == "in_progress"
 
     cancelling = client.batches.cancel(batch.id)
@@ -48,7 +35,7 @@ def test_cancel_mid_run_keeps_finished_lines_and_closes_the_rest(sim: SimulatorS
     assert batch.status == "cancelled"
     assert batch.cancelled_at is not None and batch.cancelled_at >= cancelling.cancelling_at
     assert batch.completed_at is None and batch.expired_at is None
-    out, err = results_once(client, batch, _ids(n))
+    out, err = results_once(client, batch, chat_ids(n))
     assert len(out) >= done_before_cancel, "lines finished before the cancel must be kept"
     assert len(out) < n // 2, "the cancel must have stopped the batch early"
     assert all(line["response"]["status_code"] == 200 for line in out)
@@ -71,16 +58,14 @@ def test_batch_past_its_window_expires_with_unrun_lines_in_error_file(sim: Simul
     broker = make_broker(provider={"max_concurrency": 2}, min_window_seconds=1)
     client = broker.client()
     n = 60  # at ~6 lines/s this needs ~10 s; the window is 2 s
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="2s")  # type: ignore[arg-type]
+    batch = submit(client, [chat_line(i) for i in range(n)], completion_window="2s")
     assert batch.expires_at is not None and batch.expires_at - batch.created_at == 2
 
     batch = wait_for(client, batch.id, timeout=10)
     assert batch.status == "expired"
     assert batch.expired_at is not None and batch.expired_at >= batch.expires_at
     assert batch.completed_at is None
-    out, err = results_once(client, batch, _ids(n))
+    out, err = results_once(client, batch, chat_ids(n))
     assert 0 < len(out) < n
     assert all(line["response"]["status_code"] == 200 for line in out)
     expired = [line for line in err if line["error"] and line["error"]["code"] == "batch_expired"]
@@ -106,6 +91,6 @@ def test_not_before_holds_dispatch_until_then(sim: SimulatorServer, broker: Embe
     batch = wait_for(client, batch.id, timeout=10)
     assert batch.status == "completed"
     assert batch.completed_at is not None and batch.completed_at >= not_before
-    out, err = results_once(client, batch, _ids(10))
+    out, err = results_once(client, batch, chat_ids(10))
     assert len(out) == 10 and err == []
     assert batch.expires_at is not None and batch.expires_at == not_before + 24 * 3600  # the window starts then

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
+from tests.harness import EmbeddedBroker, chat_line, read_jsonl, upload, wait_for
 
 
 def _estimate(broker: EmbeddedBroker, file_id: str) -> dict:  # type: ignore[type-arg]
@@ -23,25 +23,23 @@ def _run(broker: EmbeddedBroker, file_id: str) -> tuple[float, list[dict]]:  # t
 def test_estimate_counts_input_exactly_and_learns_output_from_history(broker: EmbeddedBroker) -> None:
     client = broker.client()
     texts = [f"Summarise ticket {i}: the printer on floor {i % 7} jams when printing {i * 3} pages." for i in range(60)]
-    first = client.files.create(file=("a.jsonl", jsonl_bytes([chat_line(i, t) for i, t in enumerate(texts)])),
-                                purpose="batch")
-    cold = _estimate(broker, first.id)
+    first = upload(client, [chat_line(i, t) for i, t in enumerate(texts)])
+    cold = _estimate(broker, first)
     assert cold["object"] == "file.estimate" and cold["lines"] == 60
     (model,) = cold["models"]
     assert model["model"] == "gpt-4o-mini" and model["routes"][0]["provider"] == "sim"
-    _, usage = _run(broker, first.id)
+    _, usage = _run(broker, first)
     assert cold["input_tokens"] == sum(u["prompt_tokens"] for u in usage)  # counted as the provider counts
 
     later = [f"Summarise ticket {i}: the scanner in room {i % 5} stops after {i} sheets." for i in range(60, 140)]
-    second = client.files.create(file=("b.jsonl", jsonl_bytes([chat_line(i, t) for i, t in enumerate(later)])),
-                                 purpose="batch")
-    warm = _estimate(broker, second.id)
-    actual_cost, _ = _run(broker, second.id)
+    second = upload(client, [chat_line(i, t) for i, t in enumerate(later)])
+    warm = _estimate(broker, second)
+    actual_cost, _ = _run(broker, second)
     assert warm["cost_usd"] == pytest.approx(actual_cost, rel=0.15)
 
 
 def test_estimate_is_scoped_to_the_project(broker: EmbeddedBroker) -> None:
-    upload = broker.client().files.create(file=("a.jsonl", jsonl_bytes([chat_line(1)])), purpose="batch")
-    other = httpx.post(f"{broker.base_url}/files/{upload.id}/estimate",
+    file_id = upload(broker.client(), [chat_line(1)])
+    other = httpx.post(f"{broker.base_url}/files/{file_id}/estimate",
                        headers={"Authorization": f"Bearer {broker.new_key('other')}"})
     assert other.status_code == 404 and other.json()["error"]["type"] == "invalid_request_error"

@@ -17,21 +17,18 @@ from tests import harness
 from tests.harness import (
     CHAT_MODEL,
     EmbeddedBroker,
+    chat_ids,
     chat_line,
     free_port,
-    jsonl_bytes,
     results_once,
     submit,
+    upload,
     wait_for,
 )
 
 MakeBroker = Callable[..., EmbeddedBroker]
 SIM_500_BODY = {"error": {"message": "The server had an error while processing your request. Sorry about that!",
                           "type": "server_error", "param": None, "code": None}}
-
-
-def _ids(n: int) -> list[str]:
-    return [f"req-{i}" for i in range(n)]
 
 
 def test_30_percent_injected_errors_still_complete_every_line_once(sim: SimulatorServer,
@@ -43,7 +40,7 @@ def test_30_percent_injected_errors_still_complete_every_line_once(sim: Simulato
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(300)]).id, timeout=60)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(300))
+    out, err = results_once(client, batch, chat_ids(300))
     assert len(out) >= 285, f"only {len(out)} of 300 lines succeeded with 5 attempts at a 30% error rate"
     assert all(line["response"]["status_code"] == 200 and line["error"] is None for line in out)
     for line in err:  # a line whose every attempt failed shows its last failure
@@ -67,7 +64,7 @@ def test_final_4xx_goes_to_error_file_with_upstream_body_and_is_not_retried(sim:
     batch = wait_for(client, submit(client, lines).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(20))
+    out, err = results_once(client, batch, chat_ids(20))
     assert sorted(line["custom_id"] for line in err) == sorted(f"req-{i}" for i in bad)
     for line in err:
         assert line["error"] is None
@@ -90,7 +87,7 @@ def test_retries_exhausted_end_in_error_file_with_last_upstream_answer(sim: Simu
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(10)]).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(10))
+    out, err = results_once(client, batch, chat_ids(10))
     assert out == []
     for line in err:
         assert line["error"] is None
@@ -107,12 +104,12 @@ def _rate_limited_batch(sim: SimulatorServer, broker: EmbeddedBroker, n: int, li
     """Run ``n`` lines against an upstream whose token budget another client has just used up."""
     sim.config.tpm = LINE_TOKENS * lines_per_second * 60  # the bucket holds a minute and refills continuously
     client = broker.client()
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
+    file_id = upload(client, [chat_line(i) for i in range(n)])
     hog = httpx.post(sim.base_url + "/chat/completions", json={
         "model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": sim.config.tpm - 50})
     assert hog.status_code == 200
     sim.app.reset()
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
     return wait_for(client, batch.id, timeout=30)
 
 
@@ -121,7 +118,7 @@ def test_rate_limited_upstream_does_not_fail_lines(sim: SimulatorServer, broker:
     batch = _rate_limited_batch(sim, broker, n, lines_per_second=20)  # 3 s of budget for 60 lines
 
     assert batch.status == "completed"
-    out, err = results_once(broker.client(), batch, _ids(n))
+    out, err = results_once(broker.client(), batch, chat_ids(n))
     assert err == [], f"{len(err)} lines failed on 429s the upstream asked us to retry later"
     stats = sim.stats
     assert stats.rate_limited > n, "the drained bucket must have refused many calls"
@@ -156,7 +153,7 @@ def test_connection_errors_fail_lines_after_bounded_attempts(dead_upstream_broke
     batch = wait_for(client, submit(client, [chat_line(i) for i in range(8)]).id)
 
     assert batch.status == "completed"
-    out, err = results_once(client, batch, _ids(8))
+    out, err = results_once(client, batch, chat_ids(8))
     assert out == []
     for line in err:
         assert line["response"] is None

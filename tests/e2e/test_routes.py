@@ -16,10 +16,10 @@ from tests.harness import (
     OUTPUT_PRICE,
     EmbeddedBroker,
     chat_line,
-    jsonl_bytes,
     provider,
     results_once,
     submit,
+    upload,
     usage_by_route,
     wait_for,
 )
@@ -32,9 +32,7 @@ def full_price(line: dict[str, Any]) -> float:
 
 def run(broker: EmbeddedBroker, n: int, window: str = "1h", **extra: Any) -> tuple[Any, list[dict[str, Any]]]:
     client = broker.client()
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(n)])), purpose="batch")
-    created = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                    completion_window=window, extra_body=extra or None)  # type: ignore[arg-type]
+    created = submit(client, [chat_line(i) for i in range(n)], completion_window=window, **extra)
     batch = wait_for(client, created.id, timeout=60)
     out, err = results_once(client, batch, [f"req-{i}" for i in range(n)])
     assert not err, err[:3]
@@ -130,8 +128,8 @@ def test_estimate_lists_every_route_with_its_price(start_broker: StartBroker, si
     window = OffPeakWindow(start="01:00", end="05:00", multiplier=0.4)
     broker = start_broker(provider("openai", sim, native_batch=NATIVE), provider("nightly", sim, off_peak=[window]))
     client = broker.client()
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(i) for i in range(10)])), purpose="batch")
-    estimate: Any = client.post(f"/files/{upload.id}/estimate", cast_to=object)
+    file_id = upload(client, [chat_line(i) for i in range(10)])
+    estimate: Any = client.post(f"/files/{file_id}/estimate", cast_to=object)
     routes = {(r["provider"], r["route"]): r["cost_usd"] for r in estimate["models"][0]["routes"]}
     realtime = routes[("openai", "realtime")]
     assert routes[("openai", "native_batch")] == pytest.approx(realtime * 0.5, rel=1e-4)
@@ -153,9 +151,7 @@ def test_native_batches_send_only_what_max_cost_usd_can_pay_for(start_broker: St
     probe = wait_for(client, submit(client, lines[:1]).id)
     expected = (probe.model_extra or {})["routes"][CHAT_MODEL]["line_cost_usd"]  # the route's estimate per line
     cap = 20 * expected
-    upload = client.files.create(file=("in.jsonl", jsonl_bytes(lines)), purpose="batch")
-    batch = wait_for(client, client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                                   completion_window="1h", extra_body={"max_cost_usd": cap}).id)
+    batch = wait_for(client, submit(client, lines, completion_window="1h", max_cost_usd=cap).id)
     out, err = results_once(client, batch, [f"req-{i}" for i in range(100)])
     cost = (batch.model_extra or {})["cost_usd"]
     assert 20 <= len(out) < 100 and {line["error"]["code"] for line in err} == {"budget_exceeded"}

@@ -17,8 +17,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from simulator.serving import ThreadedServer
-from tests.e2e.test_schedules import CHAT, NIGHTLY, api, error, scheduled_batches, set_next_run
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, wait_for
+from tests.e2e.test_schedules import CHAT, NIGHTLY, error, scheduled_batches, set_next_run, wait_for_runs
+from tests.harness import EmbeddedBroker, chat_line, jsonl, read_jsonl, upload, wait_for
 
 LOOPBACK = ["127.0.0.1"]  #: the file server is on loopback, which the SSRF guard refuses unless allow-listed
 
@@ -60,7 +60,7 @@ def files() -> Iterator[FileServer]:
 
 
 def lines(prefix: str, n: int) -> bytes:
-    return jsonl_bytes([{**chat_line(i), "custom_id": f"{prefix}-{i}"} for i in range(n)]).getvalue()
+    return jsonl([{**chat_line(i), "custom_id": f"{prefix}-{i}"} for i in range(n)])
 
 
 def write(path: Path, content: bytes, mtime: float) -> Path:
@@ -73,11 +73,7 @@ def run_now(broker: EmbeddedBroker, schedule_id: str, batches_before: int, timeo
     """Make the schedule due, wait for the batch its run creates, and return it once it ends."""
     client = broker.client()
     set_next_run(broker, schedule_id, int(time.time()) - 1)
-    deadline = time.monotonic() + timeout
-    while len(batches := scheduled_batches(client, schedule_id)) == batches_before:
-        assert time.monotonic() < deadline, api(broker).get(f"/schedules/{schedule_id}").json()
-        time.sleep(0.05)
-    return wait_for(client, batches[0].id)
+    return wait_for(client, wait_for_runs(client, schedule_id, more_than=batches_before, timeout=timeout)[0].id)
 
 
 def test_a_folder_schedule_runs_the_newest_jsonl_file_at_each_run(
@@ -91,7 +87,7 @@ def test_a_folder_schedule_runs_the_newest_jsonl_file_at_each_run(
     write(folder / ".wednesday.jsonl", lines("partial", 1), t - 100)  # still being written: hidden, ignored
     write(folder / "notes.txt", b"not a batch", t - 50)
     broker = make_broker(schedule_folders=[root])
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     created = http.post("/schedules", json={"cron": NIGHTLY, "input_url": folder.as_uri(), "endpoint": CHAT,
                                             "completion_window": "1h"})
     assert created.status_code == 200, created.text
@@ -138,7 +134,7 @@ def test_a_url_schedule_downloads_its_file_at_each_run(make_broker: Callable[...
                                                         files: FileServer) -> None:
     files.files["nightly.jsonl"] = lines("night", 4)
     broker = make_broker(schedule_url_allow_hosts=LOOPBACK)
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     url = files.url("nightly.jsonl") + "?signature=s3cret"
     schedule = http.post("/schedules", json={"cron": NIGHTLY, "input_url": url, "endpoint": CHAT,
                                              "completion_window": "1h", "metadata": {"team": "search"}}).json()
@@ -159,7 +155,7 @@ def test_a_url_schedule_downloads_its_file_at_each_run(make_broker: Callable[...
 def test_a_url_answering_404_records_why_and_the_schedule_fires_again_at_its_next_time(
         make_broker: Callable[..., EmbeddedBroker], files: FileServer) -> None:
     broker = make_broker(schedule_url_allow_hosts=LOOPBACK)
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     url = files.url("late.jsonl") + "?signature=s3cret"
     schedule = http.post("/schedules", json={"cron": "* * * * * */2", "input_url": url, "endpoint": CHAT,
                                              "completion_window": "1h"}).json()
@@ -176,10 +172,7 @@ def test_a_url_answering_404_records_why_and_the_schedule_fires_again_at_its_nex
     assert 2 <= runs <= (int(time.time()) - first["last_run_at"]) // 2 + 2, "one fetch per run, not per tick"
 
     files.files["late.jsonl"] = lines("late", 2)
-    deadline = time.monotonic() + 10
-    while not (batches := scheduled_batches(client, schedule["id"])):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    batches = wait_for_runs(client, schedule["id"], why="the file is there now")
     http.post(f"/schedules/{schedule['id']}", json={"enabled": False})
     assert wait_for(client, batches[-1].id).status == "completed"
     assert http.get(f"/schedules/{schedule['id']}").json()["last_error"] is None
@@ -192,8 +185,8 @@ def test_input_urls_are_checked_when_the_schedule_is_created(
     outside.mkdir()
     (root / "escape").symlink_to(outside)
     broker = make_broker(workers=False, planner=False, schedule_folders=[root])
-    http, client = api(broker), broker.client()
-    stored = client.files.create(file=("in.jsonl", jsonl_bytes([chat_line(0)])), purpose="batch").id
+    http, client = broker.http(), broker.client()
+    stored = upload(client, [chat_line(0)])
     good = {"cron": NIGHTLY, "endpoint": CHAT}
     cases: list[tuple[dict[str, Any], str, str]] = [
         ({"input_url": files.url("x.jsonl")}, "input_url", "a loopback address"),
@@ -217,6 +210,6 @@ def test_input_urls_are_checked_when_the_schedule_is_created(
 
     assert http.post("/schedules", json={**good, "input_url": (root / "nightly").as_uri()}).status_code == 200
     no_folders = make_broker(workers=False, planner=False)
-    refused = error(api(no_folders).post("/schedules", json={**good, "input_url": (root / "nightly").as_uri()}), 400)
+    refused = error(no_folders.http().post("/schedules", json={**good, "input_url": (root / "nightly").as_uri()}), 400)
     assert "BROKER_SCHEDULE_FOLDERS" in refused["message"]
     assert files.hits == [], "checks resolve and compare; they never download"

@@ -4,37 +4,24 @@ one batch per due time across a restart and across two planners on one database.
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as clock
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import openai
-import pytest
 from sqlalchemy import text
 
 from broker.db import make_engine
 from broker.planner import Planner
-from simulator import SimulatorServer
-from tests import harness
-from tests.harness import EmbeddedBroker, chat_line, jsonl_bytes, read_jsonl, sim_catalogue, wait_for
+from tests.harness import EmbeddedBroker, chat_line, read_jsonl, upload, wait_for
 
 CHAT = "/v1/chat/completions"
 NIGHTLY = "0 2 * * *"
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def api(broker: EmbeddedBroker, key: str | None = None) -> httpx.Client:
-    return httpx.Client(base_url=broker.base_url, headers={"Authorization": f"Bearer {key or broker.key}"},
-                        timeout=10.0, trust_env=False)
-
-
-def upload(client: openai.OpenAI, lines: int = 3, purpose: str = "batch") -> str:
-    return client.files.create(file=("nightly.jsonl", jsonl_bytes([chat_line(i) for i in range(lines)])),
-                               purpose=purpose).id  # type: ignore[arg-type]
+LINES = [chat_line(i) for i in range(3)]  #: what the schedules here run
 
 
 def next_two_am_in_paris(after: float) -> int:
@@ -55,6 +42,18 @@ def scheduled_batches(client: openai.OpenAI, schedule_id: str) -> list[Any]:
     return [b for b in client.batches.list(limit=100).data if (b.metadata or {}).get("schedule_id") == schedule_id]
 
 
+def wait_for_runs(client: openai.OpenAI, schedule_id: str, more_than: int = 0, timeout: float = 10.0,
+                  why: str = "schedule runs") -> list[Any]:
+    """The schedule's batches (newest first) once there are more than ``more_than``."""
+    deadline = time.monotonic() + timeout
+    while len(batches := scheduled_batches(client, schedule_id)) <= more_than:
+        assert time.monotonic() < deadline, (
+            f"{why}: more than {more_than} runs expected within {timeout}s, got {len(batches)}; "
+            f"the schedule: {client.get(f'/schedules/{schedule_id}', cast_to=object)}")
+        time.sleep(0.05)
+    return batches
+
+
 def set_next_run(broker: EmbeddedBroker, schedule_id: str, at: int) -> None:
     with broker.core.engine.begin() as conn:
         conn.execute(text("UPDATE schedule SET next_run_at = :t WHERE id = :id"), {"t": at, "id": schedule_id})
@@ -63,8 +62,8 @@ def set_next_run(broker: EmbeddedBroker, schedule_id: str, at: int) -> None:
 def test_create_list_get_update_delete_with_exact_shapes_and_errors(
         make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False, webhook_allow_hosts=["127.0.0.1"])
-    http, client = api(broker), broker.client()
-    file_id = upload(client)
+    http, client = broker.http(), broker.client()
+    file_id = upload(client, LINES)
     before = time.time()
     created = http.post("/schedules", json={
         "cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": file_id, "endpoint": CHAT,
@@ -108,10 +107,10 @@ def test_create_list_get_update_delete_with_exact_shapes_and_errors(
 
 def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker(workers=False, planner=False)
-    http, client = api(broker), broker.client()
-    good = {"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client), "endpoint": CHAT}
+    http, client = broker.http(), broker.client()
+    good = {"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client, LINES), "endpoint": CHAT}
     theirs = broker.new_key("someone-else")
-    foreign_file = upload(broker.client(theirs))
+    foreign_file = upload(broker.client(theirs), LINES)
     cases: list[tuple[dict[str, Any], int, str | None]] = [
         ({"cron": "every night"}, 400, "cron"),
         ({"cron": "0 25 * * *"}, 400, "cron"),
@@ -119,7 +118,7 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
         ({"timezone": "Europe/Atlantis"}, 400, "timezone"),
         ({"input_file_id": "file_doesnotexist"}, 404, "id"),
         ({"input_file_id": foreign_file}, 404, "id"),  # another project's file is not found
-        ({"input_file_id": upload(client, purpose="assistants")}, 400, "input_file_id"),
+        ({"input_file_id": upload(client, LINES, purpose="assistants")}, 400, "input_file_id"),
         ({"endpoint": "/v1/images/generations"}, 400, "endpoint"),
         ({"completion_window": "10s"}, 400, "completion_window"),
         ({"priority": "asap"}, 400, "priority"),
@@ -136,7 +135,7 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
     assert len(http.get("/schedules").json()["data"]) == 1, "nothing refused was stored"
 
     mine = http.get("/schedules").json()["data"][0]["id"]
-    other = api(broker, theirs)
+    other = broker.http(theirs)
     for method, path, payload in (("GET", f"/schedules/{mine}", None), ("DELETE", f"/schedules/{mine}", None),
                                   ("POST", f"/schedules/{mine}", {"enabled": False})):
         assert error(other.request(method, path, json=payload), 404)["param"] == "id", (method, path)
@@ -148,14 +147,11 @@ def test_invalid_schedules_are_refused_in_openais_envelope(make_broker: Callable
 
 def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Callable[..., EmbeddedBroker]) -> None:
     broker = make_broker()
-    http, client = api(broker), broker.client()
+    http, client = broker.http(), broker.client()
     created = http.post("/schedules", json={
-        "cron": "* * * * * */2", "input_file_id": upload(client, lines=4), "endpoint": CHAT,
+        "cron": "* * * * * */2", "input_file_id": upload(client, [chat_line(i) for i in range(4)]), "endpoint": CHAT,
         "completion_window": "1h", "priority": "high", "metadata": {"team": "search"}}).json()
-    deadline = time.monotonic() + 15
-    while len(batches := scheduled_batches(client, created["id"])) < 2:
-        assert time.monotonic() < deadline, f"two runs expected within 15 s, got {len(batches)}"
-        time.sleep(0.1)
+    wait_for_runs(client, created["id"], more_than=1, timeout=15, why="a two-second schedule")
     paused = http.post(f"/schedules/{created['id']}", json={"enabled": False}).json()
     done = [wait_for(client, b.id) for b in scheduled_batches(client, created["id"])]
 
@@ -174,28 +170,12 @@ def test_a_two_second_schedule_fires_and_its_batches_complete(make_broker: Calla
     assert len(scheduled_batches(client, created["id"])) == len(done), "a paused schedule creates nothing"
 
 
-@pytest.fixture
-def restartable(tmp_path: Path, sim: SimulatorServer) -> Iterator[Callable[..., EmbeddedBroker]]:
-    """Brokers on one data dir and database, which a test may stop itself (the rest stop at teardown)."""
-    running: list[EmbeddedBroker] = []
-
-    def start(**settings: Any) -> EmbeddedBroker:
-        broker = EmbeddedBroker(harness.test_settings(tmp_path, **settings), sim_catalogue(sim)).start()
-        running.append(broker)
-        return broker
-
-    yield start
-    for broker in reversed(running):
-        if not broker.procs.stop_event.is_set():
-            broker.stop()
-
-
 def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
         restartable: Callable[..., EmbeddedBroker]) -> None:
     first = restartable()
     client = first.client()
-    file_id = upload(client)
-    schedule = api(first).post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
+    file_id = upload(client, LINES)
+    schedule = first.http().post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
                                                    "input_file_id": file_id, "endpoint": CHAT,
                                                    "completion_window": "7d"}).json()
     first.stop()
@@ -204,14 +184,11 @@ def test_cron_schedule_fires_exactly_once_per_tick_across_a_restart(
 
     second = restartable()
     client = second.client()
-    deadline = time.monotonic() + 10
-    while not scheduled_batches(client, schedule["id"]):
-        assert time.monotonic() < deadline, "the missed run must fire on recovery"
-        time.sleep(0.05)
+    wait_for_runs(client, schedule["id"], why="the missed run must fire on recovery")
     time.sleep(1.0)  # twenty more planner ticks: none may make up another missed night
     [batch] = scheduled_batches(client, schedule["id"])
     assert wait_for(client, batch.id).status == "completed"
-    after = api(second).get(f"/schedules/{schedule['id']}").json()
+    after = second.http().get(f"/schedules/{schedule['id']}").json()
     assert after["last_batch_id"] == batch.id
     assert after["next_run_at"] == next_two_am_in_paris(after["last_run_at"]) > time.time()
 
@@ -223,9 +200,10 @@ def test_planners_ticking_at_once_on_one_database_create_one_batch_per_due_time(
     # as if on other hosts: planners with connection pools of their own, on the same database and queue
     engines = [make_engine(broker.settings.database_url) for _ in range(2)]
     planners = [own] + [Planner(dataclasses.replace(own.core, engine=e), own.send) for e in engines]
-    http, client = api(broker), broker.client()
-    ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris", "input_file_id": upload(client),
-                                         "endpoint": CHAT}).json()["id"] for _ in range(2)]
+    http, client = broker.http(), broker.client()
+    ids = [http.post("/schedules", json={"cron": NIGHTLY, "timezone": "Europe/Paris",
+                                         "input_file_id": upload(client, LINES), "endpoint": CHAT}).json()["id"]
+           for _ in range(2)]
 
     def tick_together(ticks: int) -> None:
         start = threading.Barrier(len(planners))

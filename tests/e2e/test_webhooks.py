@@ -4,7 +4,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator import SimulatorServer
 from simulator.serving import ThreadedServer
-from tests import harness
-from tests.harness import EmbeddedBroker, chat_line, sim_catalogue, submit, wait_for
+from tests.harness import EmbeddedBroker, chat_line, submit, wait_for
 
 ALLOW = ["127.0.0.1"]  #: the receiver is on loopback, which the SSRF guard refuses unless allow-listed
 QUICK = [0.05, 0.05, 0.05, 0.05, 0.05]  #: a retry schedule for tests: five quick retries
@@ -75,28 +72,6 @@ def receiver() -> Iterator[Receiver]:
     rec.server.stop()
 
 
-@pytest.fixture
-def restartable(tmp_path: Path, sim: SimulatorServer) -> Iterator[Callable[..., EmbeddedBroker]]:
-    """Like ``make_broker`` (same data dir and database each call), for tests that stop a broker themselves."""
-    running: list[EmbeddedBroker] = []
-
-    def start(**settings: Any) -> EmbeddedBroker:
-        broker = EmbeddedBroker(harness.test_settings(tmp_path, **settings), sim_catalogue(sim)).start()
-        running.append(broker)
-        return broker
-
-    yield start
-    for broker in reversed(running):
-        if broker.procs.stop_event.is_set():
-            continue
-        broker.stop()
-
-
-def api(broker: EmbeddedBroker, key: str | None = None) -> httpx.Client:
-    return httpx.Client(base_url=broker.base_url, headers={"Authorization": f"Bearer {key or broker.key}"},
-                        timeout=10.0, trust_env=False)
-
-
 def verify(broker: EmbeddedBroker, got: Received, secret: str) -> Any:
     """The event as the official SDK unwraps it; raises unless the signature matches ``secret``."""
     event = broker.client().webhooks.unwrap(got.body, got.headers, secret=secret)
@@ -113,7 +88,7 @@ def deliveries(http: httpx.Client, path: str = "/webhooks/deliveries") -> list[d
 def test_batch_webhook_url_and_registered_endpoint_both_get_the_signed_event(
         make_broker: Callable[..., EmbeddedBroker], receiver: Receiver) -> None:
     broker = make_broker(webhook_allow_hosts=ALLOW)
-    http = api(broker)
+    http = broker.http()
     created = http.post("/webhooks", json={"url": receiver.url("endpoint")})
     assert created.status_code == 200, created.text
     endpoint = created.json()
@@ -154,7 +129,7 @@ def test_batch_webhook_url_and_registered_endpoint_both_get_the_signed_event(
 def test_events_follow_the_batch_outcome_and_the_endpoint_subscription(
         make_broker: Callable[..., EmbeddedBroker], receiver: Receiver) -> None:
     broker = make_broker(webhook_allow_hosts=ALLOW)
-    http = api(broker)
+    http = broker.http()
     endpoint = http.post("/webhooks", json={"url": receiver.url("ops"),
                                             "events": ["batch.failed", "batch.cancelled"]}).json()
     client = broker.client()
@@ -176,7 +151,7 @@ def test_receiver_failing_three_times_gets_exactly_one_success_with_the_same_web
     receiver.script["flaky"] = [(500, {}), (500, {}), (500, {})]
     receiver.script["busy"] = [(429, {"Retry-After": "1"})]
     client = broker.client()
-    secret = api(broker).get("/webhooks/secret").json()["secret"]
+    secret = broker.http().get("/webhooks/secret").json()["secret"]
     flaky = submit(client, [chat_line(1)], webhook_url=receiver.url("flaky"))
     busy = submit(client, [chat_line(1)], webhook_url=receiver.url("busy"))
     for batch in (flaky, busy):
@@ -190,7 +165,7 @@ def test_receiver_failing_three_times_gets_exactly_one_success_with_the_same_web
     assert all(verify(broker, g, secret).data.id == flaky.id for g in got)
     first, again = receiver.wait("busy", 2)
     assert again.at - first.at >= 0.9, "Retry-After: 1 outweighs the 0.05 s schedule step"
-    logged = {d["url"]: d for d in deliveries(api(broker))}
+    logged = {d["url"]: d for d in deliveries(broker.http())}
     assert (logged[receiver.url("flaky")]["status"], logged[receiver.url("flaky")]["attempts"]) == ("delivered", 4)
 
 
@@ -198,7 +173,7 @@ def test_410_gone_disables_the_endpoint_and_stops(make_broker: Callable[..., Emb
                                                   receiver: Receiver) -> None:
     broker = make_broker(webhook_allow_hosts=ALLOW, webhook_retry_schedule=QUICK)
     receiver.script["gone"] = [(410, {})] * 10
-    http = api(broker)
+    http = broker.http()
     endpoint = http.post("/webhooks", json={"url": receiver.url("gone")}).json()
     client = broker.client()
     wait_for(client, submit(client, [chat_line(1)]).id)
@@ -223,7 +198,7 @@ def test_410_gone_disables_the_endpoint_and_stops(make_broker: Callable[..., Emb
 def test_private_addresses_are_refused_at_registration_and_batch_create(
         make_broker: Callable[..., EmbeddedBroker], receiver: Receiver) -> None:
     broker = make_broker(webhook_allow_hosts=ALLOW, workers=False, planner=False)
-    http = api(broker)
+    http = broker.http()
     for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data", "http://[::1]:80/",
                 "http://100.64.1.1/", "ftp://example.com/hook", "http://[fd00::1]/hook"):
         response = http.post("/webhooks", json={"url": url})
@@ -240,7 +215,7 @@ def test_private_addresses_are_refused_at_registration_and_batch_create(
 def test_endpoints_are_scoped_to_their_project(make_broker: Callable[..., EmbeddedBroker],
                                                receiver: Receiver) -> None:
     broker = make_broker(webhook_allow_hosts=ALLOW, workers=False, planner=False)
-    mine, theirs = api(broker), api(broker, broker.new_key("someone-else"))
+    mine, theirs = broker.http(), broker.http(broker.new_key("someone-else"))
     endpoint = mine.post("/webhooks", json={"url": receiver.url("a"), "events": ["batch.completed"]}).json()
     for method, path in (("GET", f"/webhooks/{endpoint['id']}"), ("DELETE", f"/webhooks/{endpoint['id']}"),
                          ("GET", f"/webhooks/{endpoint['id']}/deliveries")):
@@ -257,7 +232,7 @@ def test_endpoints_are_scoped_to_their_project(make_broker: Callable[..., Embedd
 def test_refused_again_at_delivery_when_the_allow_list_no_longer_covers_it(
         restartable: Callable[..., EmbeddedBroker], receiver: Receiver) -> None:
     first = restartable(webhook_allow_hosts=[*ALLOW, "10.0.0.0/8", "169.254.0.0/16"])
-    http = api(first)
+    http = first.http()
     endpoint = http.post("/webhooks", json={"url": "http://10.0.0.1:9/hook"}).json()
     client = first.client()
     batch = submit(client, [chat_line(i) for i in range(2)], webhook_url="http://169.254.169.254/hook",
@@ -265,7 +240,7 @@ def test_refused_again_at_delivery_when_the_allow_list_no_longer_covers_it(
     first.stop()
 
     second = restartable(webhook_allow_hosts=ALLOW, webhook_retry_schedule=QUICK)
-    http = api(second)
+    http = second.http()
     client = second.client()
     client.batches.cancel(batch.id)
     assert wait_for(client, batch.id).status == "cancelled"
@@ -297,13 +272,13 @@ def test_outbox_survives_a_restart_mid_retry(restartable: Callable[..., Embedded
     assert len(receiver.at("hook")) == 1, "the first broker must not have retried before it stopped"
 
     second = restartable(webhook_allow_hosts=ALLOW, webhook_retry_schedule=retry_in)
-    [pending] = deliveries(api(second))
+    [pending] = deliveries(second.http())
     assert (pending["status"], pending["attempts"], pending["last_status_code"]) == ("pending", 1, 503)
     _, delivered = receiver.wait("hook", 2, timeout=15)
     assert delivered.at > stopped_at and delivered.answered == 200
     assert delivered.headers["webhook-id"] == failed.headers["webhook-id"] == pending["event_id"]
-    secret = api(second).get("/webhooks/secret").json()["secret"]
+    secret = second.http().get("/webhooks/secret").json()["secret"]
     assert verify(second, delivered, secret).data.id == batch.id
     time.sleep(0.3)
-    [done] = deliveries(api(second))
+    [done] = deliveries(second.http())
     assert (done["status"], done["attempts"], len(receiver.at("hook"))) == ("delivered", 2, 2)

@@ -9,7 +9,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,18 +20,6 @@ from simulator.limits import Bucket, RateLimiter, format_duration
 from simulator.responses import estimate_tokens
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about queues please"}]
-
-
-@pytest.fixture
-def client(sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=5.0) as http:
-        yield http
-
-
-@pytest.fixture
-def sdk(sim: SimulatorServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0) as api:
-        yield api
 
 
 def chat(client: httpx.Client, **extra: Any) -> httpx.Response:

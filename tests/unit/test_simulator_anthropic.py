@@ -4,7 +4,6 @@ and the Message Batches lifecycle."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,12 +13,6 @@ import pytest
 from simulator import SimulatorServer
 
 MESSAGES = [{"role": "user", "content": "Tell me about queues please"}]
-
-
-@pytest.fixture
-def client(sim: SimulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=5.0) as http:
-        yield http
 
 
 def message(client: httpx.Client, **extra: Any) -> httpx.Response:

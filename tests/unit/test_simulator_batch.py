@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any, Final
 
 import httpx
@@ -14,14 +12,9 @@ import pytest
 from simulator import SimulatorConfig, SimulatorServer
 from simulator.native_batch import NativeBatchStore, RunSettings, StoredFile
 from simulator.stats import SimulatorStats
+from tests.harness import jsonl, upload, wait_for
 
 CHAT_URL: Final = "/v1/chat/completions"
-
-
-@pytest.fixture
-def sdk(sim: SimulatorServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0) as api:
-        yield api
 
 
 def request_line(custom_id: str, text: str = "hello", url: str = CHAT_URL, **body: Any) -> dict[str, Any]:
@@ -29,25 +22,12 @@ def request_line(custom_id: str, text: str = "hello", url: str = CHAT_URL, **bod
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
 
 
-def jsonl(lines: list[Any]) -> bytes:
-    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
-
-
 def start(sdk: openai.OpenAI, lines: list[Any], endpoint: str = CHAT_URL) -> str:
-    uploaded = sdk.files.create(file=("input.jsonl", jsonl(lines)), purpose="batch")
-    created = sdk.batches.create(input_file_id=uploaded.id, endpoint=endpoint,  # type: ignore[arg-type]
+    file_id = upload(sdk, lines)
+    created = sdk.batches.create(input_file_id=file_id, endpoint=endpoint,  # type: ignore[arg-type]
                                  completion_window="24h", metadata={"job": "test"})
-    assert created.status == "validating" and created.input_file_id == uploaded.id
+    assert created.status == "validating" and created.input_file_id == file_id
     return created.id
-
-
-def wait_until_ended(sdk: openai.OpenAI, batch_id: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = sdk.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled") or time.monotonic() > deadline:
-            return batch
-        time.sleep(0.02)
 
 
 def file_lines(sdk: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
@@ -61,7 +41,7 @@ def test_round_trip_with_the_sdk_matches_the_realtime_answers(sim: SimulatorServ
     running = sdk.batches.retrieve(batch_id)
     assert running.status == "in_progress" and running.request_counts is not None
     assert running.request_counts.total == 4 and running.output_file_id is None
-    batch = wait_until_ended(sdk, batch_id)
+    batch = wait_for(sdk, batch_id, timeout=5.0)
     assert batch.status == "completed" and batch.metadata == {"job": "test"} and batch.model == "gpt-4o-mini"
     assert batch.request_counts is not None and batch.request_counts.completed == 4
     assert batch.request_counts.failed == 0 and batch.error_file_id is None
@@ -90,7 +70,7 @@ def test_other_endpoints_and_line_errors(sdk: openai.OpenAI) -> None:
     embed = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
              "body": {"model": "text-embedding-3-small", "input": ["a", "b"]}}
     bad = {**embed, "custom_id": "bad", "body": {"model": "text-embedding-3-small"}}
-    batch = wait_until_ended(sdk, start(sdk, [embed, bad], "/v1/embeddings"))
+    batch = wait_for(sdk, start(sdk, [embed, bad], "/v1/embeddings"), timeout=5.0)
     assert batch.status == "completed" and batch.request_counts is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (1, 1)
     assert len(file_lines(sdk, batch.output_file_id)[0]["response"]["body"]["data"]) == 2
@@ -101,7 +81,7 @@ def test_other_endpoints_and_line_errors(sdk: openai.OpenAI) -> None:
 
 def test_partial_failure_puts_500_lines_in_the_error_file(sim: SimulatorServer, sdk: openai.OpenAI) -> None:
     sim.app.apply_config({"error_rate": 0.5, "error_kinds": ["timeout"], "seed": 3})
-    batch = wait_until_ended(sdk, start(sdk, [request_line(f"r{i}") for i in range(20)]))
+    batch = wait_for(sdk, start(sdk, [request_line(f"r{i}") for i in range(20)]), timeout=5.0)
     counts = batch.request_counts
     assert batch.status == "completed" and counts is not None and counts.total == 20
     assert 3 <= counts.failed <= 17 and counts.completed + counts.failed == 20
@@ -117,7 +97,7 @@ def test_partial_failure_puts_500_lines_in_the_error_file(sim: SimulatorServer, 
 
 def test_expiry_keeps_finished_lines_and_fails_the_rest(sim: SimulatorServer, sdk: openai.OpenAI) -> None:
     sim.app.apply_config({"batch_turnaround_seconds": 0.4, "batch_expire_after_seconds": 0.15})
-    batch = wait_until_ended(sdk, start(sdk, [request_line(f"r{i}") for i in range(8)]))
+    batch = wait_for(sdk, start(sdk, [request_line(f"r{i}") for i in range(8)]), timeout=5.0)
     assert batch.status == "expired" and batch.expired_at is not None and batch.completed_at is None
     counts = batch.request_counts
     assert counts is not None and (counts.total, counts.completed, counts.failed) == (8, 3, 5)
