@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -67,16 +68,18 @@ def broker_process(args: Sequence[str], env: dict[str, str], log_path: Path | No
 
 
 @contextmanager
-def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32) -> Iterator[str]:
-    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL."""
+def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32,
+                 with_pid: bool = False) -> Iterator[Any]:
+    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL (and its
+    process id, ``with_pid``)."""
     with tempfile.TemporaryDirectory() as tmp:
         catalogue = Path(tmp) / "providers.toml"
         catalogue.write_text(providers_toml)
         full_env = {"BROKER_DATA_DIR": tmp, "BROKER_PROVIDERS_FILE": str(catalogue),
                     "DATABASE_URL": f"sqlite:///{tmp}/broker.db", **(env or {})}
         with broker_process(["serve", "--no-auth", "--threads", str(threads)], full_env,
-                            Path(tmp) / "serve.log") as (url, _):
-            yield url
+                            Path(tmp) / "serve.log") as (url, pid):
+            yield (url, pid) if with_pid else url
 
 
 @contextmanager
