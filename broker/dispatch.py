@@ -25,7 +25,7 @@ from broker.results import Outcome, store_outcomes, write_outcomes
 from schemas.batches import EMBEDDINGS_ENDPOINT
 
 log = logging.getLogger(__name__)
-CHAT_LINES_PER_MESSAGE = 16  #: lines per message: bigger amortises queue+SQL cost, smaller waits less on slow lines
+CHAT_LINES_PER_MESSAGE = 16  #: lines per message at most (its calls run, end and free their slots independently)
 EMBEDDING_CALLS_PER_MESSAGE = 4  #: packed embedding calls per message
 RECLAIM_BATCH_LINES = 5_000  #: expired leases handled per provider per call of reclaim_expired_leases
 
@@ -147,13 +147,25 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
 
 
 def finish_and_release(engine: Engine, provider: ProviderConfig, outcomes: Sequence[Outcome],
-                       lease_seconds: float) -> list[Chunk]:
-    """Store a chunk's outcomes and lease the provider's next lines, in one transaction."""
+                       lease_seconds: float, release_next: bool = True) -> list[Chunk]:
+    """Store outcomes and lease the provider's next lines into the slots they freed, in one transaction."""
     with engine.connect() as conn, _provider_lock(conn, provider.name):
         write_outcomes(conn, outcomes, time.time())
-        chunks = release(conn, provider, lease_seconds)
+        chunks = release(conn, provider, lease_seconds) if release_next else []
         conn.commit()
     return chunks
+
+
+def give_back(engine: Engine, leases: Sequence[tuple[int, int]]) -> None:
+    """Return leased lines a worker will not run (it is stopping) to ``pending``, for another to run at once.
+
+    ``leases`` are ``(line id, attempts)`` as leased: a line leased again since (its lease had expired) is left
+    to its new holder. The attempt is not counted.
+    """
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE line SET status = 'pending', lease_until = NULL, attempts = attempts - 1 "
+                          "WHERE id = :id AND attempts = :attempts AND status = 'queued'"),
+                     [{"id": line_id, "attempts": attempts} for line_id, attempts in leases])
 
 
 def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: float, send: SendChunk) -> int:

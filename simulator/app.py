@@ -31,11 +31,20 @@ from simulator.config import SimulatorConfig
 from simulator.errors import RequestError, error_body
 from simulator.limits import ORGANIZATION, RateLimiter
 from simulator.native_batch import NativeBatchApi
-from simulator.responses import ENDPOINTS, SIM_ERROR_400_MARKER, Prepared, Rendered, prepare, render
+from simulator.responses import (
+    ENDPOINTS,
+    SIM_ERROR_400_MARKER,
+    SIM_SLOW_MARKER,
+    Prepared,
+    Rendered,
+    prepare,
+    render,
+)
 from simulator.stats import SimulatorStats
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every answer
 _MARKER = SIM_ERROR_400_MARKER.encode()
+_SLOW = SIM_SLOW_MARKER.encode()
 _INVALID_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
     "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
@@ -206,6 +215,8 @@ class SimulatorApp:
         if kind == "timeout":
             if not await self._hang(request):
                 return _GoneResponse()
+        elif _SLOW in raw:
+            await asyncio.sleep(config.slow_seconds)
         elif config.latency_median_ms > 0:
             await asyncio.sleep(self._rng.lognormvariate(math.log(config.latency_median_ms / 1000.0),
                                                          config.latency_sigma))

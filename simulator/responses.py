@@ -29,6 +29,8 @@ ENDPOINTS: tuple[str, ...] = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH, RESP
 
 SIM_ERROR_400_MARKER = "__sim_error_400__"
 """Text that, anywhere in a request, makes it fail with a deterministic 400."""
+SIM_SLOW_MARKER = "__sim_slow__"
+"""Text that, anywhere in a request, makes it answer after ``slow_seconds`` instead of a drawn latency."""
 DEFAULT_RESERVED_OUTPUT = 16  #: output tokens a chat-like request reserves (per choice) without a max
 REPLY_WORDS = 12  #: words of the last user message echoed in a reply
 NON_TEXT_PART_TOKENS = 85  #: tokens counted for an image/audio/file content part

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,8 @@ class Request:
 
 #: embedding requests packed into one call: each with its inputs, all sharing the other parameters
 Pack = list[tuple[Request, list[str]]]
+#: one upstream call to run: its outcomes when awaited, and its lines' (id, attempts) as leased
+Call = tuple[Coroutine[Any, Any, list[Outcome]], list[tuple[int, int]]]
 
 
 class LineRunner:
@@ -106,13 +108,20 @@ class LineRunner:
         at = names.index(self.provider.name)
         return names[(at + 1) % len(names)], at + 1 == len(names)
 
-    async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
+    def calls(self, lines: Sequence[LeasedLine]) -> list[Call]:
+        """One coroutine per upstream call the lines need (a line, or a pack of embedding lines) giving its lines'
+        outcomes (none raises), with its lines' ``(id, attempts)``. Run them as tasks so that each call's slot
+        frees the moment it ends."""
         singles, packs = self._plan([Request(line, orjson.loads(line.body)) for line in lines])
-        single_outcomes, pack_outcomes = await asyncio.gather(
-            asyncio.gather(*(self._single(request) for request in singles)),
-            asyncio.gather(*(self._pack(pack) for pack in packs)),
-        )
-        return [*single_outcomes, *(o for outcomes in pack_outcomes for o in outcomes)]
+        return [*((self._single_outcomes(r), [(r.line.id, r.line.attempts)]) for r in singles),
+                *((self._pack(pack), [(r.line.id, r.line.attempts) for r, _ in pack]) for pack in packs)]
+
+    async def run(self, lines: Sequence[LeasedLine]) -> list[Outcome]:
+        """Every line's outcome, the calls running concurrently."""
+        return [o for outcomes in await asyncio.gather(*(call for call, _ in self.calls(lines))) for o in outcomes]
+
+    async def _single_outcomes(self, request: Request) -> list[Outcome]:
+        return [await self._single(request)]
 
     def _plan(self, requests: Sequence[Request]) -> tuple[list[Request], list[Pack]]:
         singles: list[Request] = []

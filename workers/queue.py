@@ -52,7 +52,7 @@ class WorkerProcess(Middleware):
         return self.runtime
 
     async def run_lines(self, provider_name: str, lines: list[list[Any]]) -> None:
-        await self.current().run_chunk(provider_name, [LeasedLine(*line) for line in lines])
+        self.current().accept(provider_name, [LeasedLine(*line) for line in lines])
 
     async def sync_native_batches(self, provider_name: str) -> None:
         await self.current().sync_native(provider_name)

@@ -1,4 +1,4 @@
-"""What a worker process needs to run chunks: database, catalogue, pooled HTTP clients, shared limits."""
+"""What a worker process needs to run lines: the Core, pooled HTTP clients, shared limits, a flow per provider."""
 
 import asyncio
 import logging
@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from broker.catalogue import ProviderConfig
 from broker.core import Core
-from broker.dispatch import LeasedLine, SendChunk, finish_and_release
+from broker.dispatch import LeasedLine, SendChunk
 from broker.provider_state import publish
 from broker.tables import ProviderStateRow
 from providers.circuit import CircuitBreaker
@@ -21,12 +21,18 @@ from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
 from providers.throttle import ProviderThrottle
 from workers.execute import LineRunner, RetryPolicy
+from workers.flow import ProviderFlow
 from workers.native import sync_provider
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
 CONNECTIONS_PER_CLIENT = 32  #: upstream connections per pooled client; bigger pools cost more CPU per request
 LIMITER_CONNECTIONS = 32  #: Redis connections a worker process uses for shared limits
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("publishing provider state failed", exc_info=exc)
 
 
 def _redis_client(url: str) -> aioredis.Redis:
@@ -46,7 +52,9 @@ class WorkerRuntime:
     _next_client: dict[str, int] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _flows: dict[str, ProviderFlow] = field(default_factory=dict)
     _published_at: float = 0.0
+    _publishing: "asyncio.Task[None] | None" = None
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
 
     @property
@@ -76,20 +84,28 @@ class WorkerRuntime:
             self._throttles[provider.name] = ProviderThrottle(provider, self.limiter)
         return self._throttles[provider.name]
 
-    async def run_chunk(self, provider_name: str, lines: list[LeasedLine]) -> None:
+    def accept(self, provider_name: str, lines: list[LeasedLine]) -> None:
+        """Start the lines' upstream calls on this (the worker's) loop and return; as each call ends its outcome is
+        stored and its slot refilled (workers/flow.py)."""
         provider = self.core.catalogue.get(provider_name)
         adapter = kind_of(provider).realtime(self.client(provider))
         circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
         runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit)
-        outcomes = await runner.run(lines)
-        # store and refill the provider's window at once, instead of waiting for the planner's next tick
-        chunks = await asyncio.to_thread(finish_and_release, self.core.engine, provider, outcomes,
-                                         self.core.settings.lease_seconds)
-        for chunk in chunks:
-            self.send(chunk)
-        if time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
-            self._published_at = time.monotonic()
-            await self.publish_state()
+        self.flow(provider).start(runner.calls(lines))
+
+    def flow(self, provider: ProviderConfig) -> ProviderFlow:
+        if provider.name not in self._flows:
+            self._flows[provider.name] = ProviderFlow(self.core.engine, provider, self.core.settings.lease_seconds,
+                                                      self.send, self._publish_now_and_then)
+        return self._flows[provider.name]
+
+    def _publish_now_and_then(self) -> None:
+        """Report provider state every PUBLISH_INTERVAL, in a task of its own."""
+        if time.monotonic() - self._published_at < PUBLISH_INTERVAL:
+            return
+        self._published_at = time.monotonic()
+        self._publishing = asyncio.ensure_future(self.publish_state())
+        self._publishing.add_done_callback(_log_failure)
 
     async def sync_native(self, provider_name: str) -> None:
         """Submit, poll and collect the provider's native batches that are due."""
@@ -118,6 +134,11 @@ class WorkerRuntime:
             await asyncio.to_thread(publish, self.core.engine, rows)
 
     async def aclose(self) -> None:
+        """Hand back what is running, store what has ended, then close clients and the limiter."""
+        for flow in self._flows.values():
+            await flow.aclose()
+        if self._publishing is not None:
+            await asyncio.gather(self._publishing, return_exceptions=True)
         for clients in self._clients.values():
             for client in clients:
                 await client.aclose()
