@@ -1,6 +1,7 @@
 """Stored files: bytes on disk under ``data_dir/files``, metadata in SQL."""
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from broker.tables import StoredFile
 from schemas.files import FileObject
 
 READ_CHUNK_BYTES = 1 << 20  #: content is streamed back in pieces this big
+TEMP_PREFIX = ".upload-"  #: names of files being written (uploads, output files, fetched inputs) start with this
+ORPHAN_TEMP_SECONDS = 3600.0  #: a temporary file untouched this long has no writer left (its process died)
 
 
 class FileStore:
@@ -26,7 +29,23 @@ class FileStore:
         return self.root / file_id
 
     def temp_path(self) -> Path:
-        return self.root / f".upload-{new_id('tmp')}"
+        return self.root / f"{TEMP_PREFIX}{new_id('tmp')}"
+
+    def sweep_orphans(self, older_than: float = ORPHAN_TEMP_SECONDS) -> int:
+        """Delete temporary files nobody has written to for ``older_than`` seconds; returns how many."""
+        cutoff = time.time() - older_than
+        swept = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if not entry.name.startswith(TEMP_PREFIX):
+                    continue
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        swept += 1
+                except FileNotFoundError:  # its writer finished (or another sweeper took it) meanwhile
+                    continue
+        return swept
 
     def stream(self, path: Path, offset: int = 0) -> Iterator[bytes]:
         with path.open("rb") as fh:

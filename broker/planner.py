@@ -3,7 +3,8 @@
 Each tick: validations nobody finished (broker/intake.py); per provider, expired leases taken back and work
 released in priority order (broker/dispatch.py, invariants 2 and 3), and a worker asked to move native batch
 submissions on (broker/remote_batches.py); then batches that are done, expired, past a budget or cancelled are
-ended (broker/finalize.py). Schedules fire on a loop of their own (run_schedules).
+ended (broker/finalize.py); orphaned temporary files are swept at start and every SWEEP_INTERVAL_SECONDS.
+Schedules fire on a loop of their own (run_schedules).
 """
 
 import logging
@@ -21,6 +22,7 @@ from broker.remote_batches import native_work
 from broker.schedules.runner import fire_due
 
 log = logging.getLogger(__name__)
+SWEEP_INTERVAL_SECONDS = 600.0  #: orphaned temporary files are looked for at start and this often
 SendNative = Callable[[str], None]  #: asks a worker to submit, poll and collect a provider's native batches
 
 
@@ -29,6 +31,7 @@ class Planner:
     core: Core
     send: SendChunk
     sync_native: SendNative = field(default=lambda provider: None)  #: wired to the queue by cli/compose.py
+    _swept_at: float | None = None  #: when orphaned temporary files were last swept (monotonic)
 
     def tick(self) -> None:
         """One pass over every step; each step is safe to run from several planners at once."""
@@ -42,6 +45,10 @@ class Planner:
         advance_batches(core)
         if (n := purge_expired(core.engine, core.store)) > 0:
             log.info("deleted %d expired files", n)
+        if self._swept_at is None or time.monotonic() - self._swept_at >= SWEEP_INTERVAL_SECONDS:
+            self._swept_at = time.monotonic()
+            if (n := core.store.sweep_orphans()) > 0:
+                log.warning("deleted %d orphaned temporary files (their writers died)", n)
 
     def fire_schedules(self) -> None:
         """Due schedules create their batches (a URL input may take a while to fetch: this runs on its own thread,

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     min_window_seconds: int = 60  #: shortest completion_window accepted
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 60.0
-    worker_threads: int = 32  #: threads taking messages; a message only starts its calls, so they never bound concurrency
+    worker_threads: int = 32  #: threads taking messages (a message only starts its calls: threads never bound them)
     auth_disabled: bool = False
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")

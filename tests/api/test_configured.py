@@ -3,16 +3,13 @@
 Each test starts its own broker with ``make_broker``; this module must not use ``shared_broker``.
 """
 
-from collections.abc import Callable
 
 import httpx
 import openai
 import pytest
 
 from tests.api.helpers import assert_error, create_batch, upload, wait_status
-from tests.harness import EmbeddedBroker, chat_line, jsonl
-
-MakeBroker = Callable[..., EmbeddedBroker]
+from tests.harness import MakeBroker, chat_line, jsonl
 
 
 def test_upload_over_the_size_cap_is_413_and_leaves_nothing(make_broker: MakeBroker) -> None:

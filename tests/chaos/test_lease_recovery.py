@@ -5,15 +5,12 @@ when its lease expires, and a line executed twice is stored once.
 """
 
 import time
-from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 
 from broker.results import Outcome, store_outcomes
 from simulator import SimulatorServer
-from tests.harness import EmbeddedBroker, chat_ids, chat_line, results_once, submit, wait_for
-
-MakeBroker = Callable[..., EmbeddedBroker]
+from tests.harness import EmbeddedBroker, MakeBroker, chat_ids, chat_line, results_once, submit, wait_for
 
 
 def _max_attempts(engine: Engine, batch_id: str) -> int:

@@ -4,7 +4,7 @@ Every test runs a real embedded broker against the real simulator; what is asser
 ``openai`` client reads back (batch object, output and error files) plus the simulator's own call counters.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ from tests import harness
 from tests.harness import (
     CHAT_MODEL,
     EmbeddedBroker,
+    MakeBroker,
     chat_ids,
     chat_line,
     free_port,
@@ -26,7 +27,6 @@ from tests.harness import (
     wait_for,
 )
 
-MakeBroker = Callable[..., EmbeddedBroker]
 SIM_500_BODY = {"error": {"message": "The server had an error while processing your request. Sorry about that!",
                           "type": "server_error", "param": None, "code": None}}
 
