@@ -45,6 +45,8 @@ class LeasedLine:
     expires_at: int | None
     #: providers the batch may fall back to, in order (None: any deployment of the model)
     eligible: list[str] | None = field(default=None)
+    #: when the lease given with this message ends (unix time); a worker receiving it later drops the line
+    lease_until: float = 0.0
 
     def to_message(self) -> list[object]:
         return list(astuple(self))
@@ -99,8 +101,8 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     def take(batch: ActiveBatch, calls: int) -> int:
         per_call = provider.embedding_batch_size if batch.endpoint == EMBEDDINGS_ENDPOINT else 1
         claimed = _claim(conn, batch.id, provider.name, calls * per_call, at + lease_seconds, at)
-        lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at, eligible[batch.id])
-                 for i, body, attempts in claimed]
+        lines = [LeasedLine(i, batch.id, batch.endpoint, body, attempts, batch.expires_at, eligible[batch.id],
+                            at + lease_seconds) for i, body, attempts in claimed]
         step = per_call * EMBEDDING_CALLS_PER_MESSAGE if per_call > 1 else CHAT_LINES_PER_MESSAGE
         chunks.extend(Chunk(provider.name, lines[i:i + step]) for i in range(0, len(lines), step))
         return math.ceil(len(lines) / per_call)
@@ -154,6 +156,26 @@ def finish_and_release(engine: Engine, provider: ProviderConfig, outcomes: Seque
         chunks = release(conn, provider, lease_seconds) if release_next else []
         conn.commit()
     return chunks
+
+
+RENEW_BATCH_LINES = 500  #: leases renewed per statement
+
+
+def renew_leases(engine: Engine, leases: Sequence[tuple[int, int]], until: float) -> set[int]:
+    """Extend the leases a live worker holds, ``(line id, attempts)`` as leased, to ``until``; returns the ids
+    renewed. A line missing from the answer has moved on (taken back, or leased again to another worker)."""
+    renewed: set[int] = set()
+    with engine.begin() as conn:
+        for start in range(0, len(leases), RENEW_BATCH_LINES):
+            part = leases[start:start + RENEW_BATCH_LINES]
+            pairs = ", ".join(f"(:i{n}, :a{n})" for n in range(len(part)))
+            params: dict[str, float] = {"until": until}
+            for n, (line_id, attempts) in enumerate(part):
+                params[f"i{n}"], params[f"a{n}"] = line_id, attempts
+            renewed.update(r[0] for r in conn.execute(
+                text(f"UPDATE line SET lease_until = :until WHERE status = 'queued' AND (id, attempts) IN ({pairs}) "
+                     "RETURNING id"), params))
+    return renewed
 
 
 def give_back(engine: Engine, leases: Sequence[tuple[int, int]]) -> None:

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///data/broker.db"  #: embedded default: a SQLite file in ./data
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  #: 1 GiB; OpenAI's cap is 200 MB
 DEFAULT_MAX_BATCH_LINES = 1_000_000  #: OpenAI's cap is 50,000
-DEFAULT_LEASE_SECONDS = 120.0  #: a released line is taken back when its worker is silent this long
+DEFAULT_LEASE_SECONDS = 8.0  #: a leased line is taken back when its worker has not renewed the lease this long
 DEFAULT_PLANNER_INTERVAL = 0.25  #: seconds between planner ticks
 DEFAULT_MAX_ATTEMPTS = 5  #: upstream calls per line before it fails for good
 DEFAULT_SIMULATOR_PORT = 8765  #: where `broker serve` runs the demo provider

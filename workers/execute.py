@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +63,15 @@ Call = tuple[Coroutine[Any, Any, list[Outcome]], list[tuple[int, int]]]
 
 class LineRunner:
     def __init__(self, adapter: Adapter, policy: RetryPolicy, throttle: ProviderThrottle,
-                 catalogue: Catalogue | None = None, circuit: CircuitBreaker | None = None) -> None:
+                 catalogue: Catalogue | None = None, circuit: CircuitBreaker | None = None,
+                 held: Callable[[int], bool] = lambda line_id: True) -> None:
         self.adapter = adapter
         self.policy = policy
         self.throttle = throttle
         self.provider = throttle.provider
         self.catalogue = catalogue  #: where fallback deployments are found; None: no fallback
         self.circuit = circuit or CircuitBreaker()  #: the process' breaker for this provider
+        self.held = held  #: whether a line's lease is still ours: a line that lost it is not sent (no outcome)
         self.embedding_batch_size = throttle.provider.embedding_batch_size
 
     async def _call(self, endpoint: str, body: dict[str, Any], payload: bytes | None = None) -> UpstreamResponse:
@@ -121,7 +123,7 @@ class LineRunner:
         return [o for outcomes in await asyncio.gather(*(call for call, _ in self.calls(lines))) for o in outcomes]
 
     async def _single_outcomes(self, request: Request) -> list[Outcome]:
-        return [await self._single(request)]
+        return [await self._single(request)] if self.held(request.line.id) else []
 
     def _plan(self, requests: Sequence[Request]) -> tuple[list[Request], list[Pack]]:
         singles: list[Request] = []
@@ -180,6 +182,9 @@ class LineRunner:
                        route=OFF_PEAK if share < 1.0 else REALTIME)
 
     async def _pack(self, pack: Pack) -> list[Outcome]:
+        pack = [member for member in pack if self.held(member[0].line.id)]
+        if not pack:
+            return []
         if len(pack) == 1 or self.circuit.down:
             return list(await asyncio.gather(*(self._single(request) for request, _ in pack)))
         first = pack[0][0]

@@ -20,6 +20,7 @@ from broker.catalogue import ProviderConfig
 from broker.dispatch import Chunk, finish_and_release, give_back
 from broker.results import Outcome
 from workers.execute import Call
+from workers.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 STORE_BATCH_LINES = 32  #: a store starts once this many outcomes wait...
@@ -29,9 +30,10 @@ CLOSE_STORE_ATTEMPTS = 3  #: stores tried at close before the outcomes are left 
 
 
 class ProviderFlow:
-    def __init__(self, engine: Engine, provider: ProviderConfig, lease_seconds: float,
+    def __init__(self, engine: Engine, provider: ProviderConfig, leases: LeaseKeeper,
                  send: Callable[[Chunk], None], after_store: Callable[[], None] = lambda: None) -> None:
-        self.engine, self.provider, self.lease_seconds = engine, provider, lease_seconds
+        self.engine, self.provider, self.leases = engine, provider, leases
+        self.lease_seconds = leases.lease_seconds
         self.send = send
         self.after_store = after_store  #: called on the loop after each store (provider-state reports)
         self._outcomes: list[Outcome] = []
@@ -84,6 +86,7 @@ class ProviderFlow:
                 self._outcomes[:0] = outcomes
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
+            self.leases.drop([o.line_id for o in outcomes])
             for chunk in chunks:
                 self.send(chunk)
             self.after_store()
@@ -110,3 +113,4 @@ class ProviderFlow:
         unfinished = [lease for leases in running.values() for lease in leases]
         if unfinished:
             await asyncio.to_thread(give_back, self.engine, unfinished)
+            self.leases.drop([line_id for line_id, _ in unfinished])

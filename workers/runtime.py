@@ -22,6 +22,7 @@ from providers.registry import kind_of
 from providers.throttle import ProviderThrottle
 from workers.execute import LineRunner, RetryPolicy
 from workers.flow import ProviderFlow
+from workers.leases import LeaseKeeper
 from workers.native import sync_provider
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class WorkerRuntime:
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
     _flows: dict[str, ProviderFlow] = field(default_factory=dict)
+    _leases: LeaseKeeper | None = None
+    _renewing: "asyncio.Task[None] | None" = None
     _published_at: float = 0.0
     _publishing: "asyncio.Task[None] | None" = None
     _logged_rpm: dict[str, float] = field(default_factory=dict)  #: last limit in force written to the log
@@ -86,17 +89,28 @@ class WorkerRuntime:
 
     def accept(self, provider_name: str, lines: list[LeasedLine]) -> None:
         """Start the lines' upstream calls on this (the worker's) loop and return; as each call ends its outcome is
-        stored and its slot refilled (workers/flow.py)."""
+        stored and its slot refilled (workers/flow.py). Lines whose lease ended before they arrived are dropped."""
+        leases = self._lease_keeper()
+        held = [line for line in lines if leases.take(line)]
+        if len(held) < len(lines):
+            log.info("dropped %d lines whose lease ended before their message arrived", len(lines) - len(held))
         provider = self.core.catalogue.get(provider_name)
         adapter = kind_of(provider).realtime(self.client(provider))
         circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
-        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit)
-        self.flow(provider).start(runner.calls(lines))
+        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit, leases.holds)
+        self.flow(provider).start(runner.calls(held))
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        """The process' leases, renewed by a task on the worker's loop (started with the first lines)."""
+        if self._leases is None:
+            self._leases = LeaseKeeper(self.core.engine, self.core.settings.lease_seconds)
+            self._renewing = asyncio.ensure_future(self._leases.keep_alive())
+        return self._leases
 
     def flow(self, provider: ProviderConfig) -> ProviderFlow:
         if provider.name not in self._flows:
-            self._flows[provider.name] = ProviderFlow(self.core.engine, provider, self.core.settings.lease_seconds,
-                                                      self.send, self._publish_now_and_then)
+            self._flows[provider.name] = ProviderFlow(self.core.engine, provider, self._lease_keeper(), self.send,
+                                                      self._publish_now_and_then)
         return self._flows[provider.name]
 
     def _publish_now_and_then(self) -> None:
@@ -137,6 +151,9 @@ class WorkerRuntime:
         """Hand back what is running, store what has ended, then close clients and the limiter."""
         for flow in self._flows.values():
             await flow.aclose()
+        if self._renewing is not None:
+            self._renewing.cancel()
+            await asyncio.gather(self._renewing, return_exceptions=True)
         if self._publishing is not None:
             await asyncio.gather(self._publishing, return_exceptions=True)
         for clients in self._clients.values():

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from broker.results import Outcome, store_outcomes
 from simulator import SimulatorServer
+from simulator.responses import SIM_SLOW_MARKER
 from tests.harness import EmbeddedBroker, MakeBroker, chat_ids, chat_line, results_once, submit, wait_for
 
 
@@ -49,27 +50,28 @@ def test_lines_leased_to_a_vanished_worker_are_taken_back(sim: SimulatorServer, 
     assert sim.stats.successes >= n
 
 
-def test_a_line_delivered_twice_is_stored_and_counted_once(sim: SimulatorServer, make_broker: MakeBroker) -> None:
+def test_a_message_whose_lease_moved_on_is_dropped_so_every_line_is_called_and_counted_once(
+        sim: SimulatorServer, make_broker: MakeBroker) -> None:
     broker = make_broker(workers=False, lease_seconds=1)
     client = broker.client()
     n = 40
     batch = submit(client, [chat_line(i) for i in range(n)])
     _wait_for_second_lease(broker, batch.id)
 
-    # the stale messages of the first lease are still queued next to the new ones: every line runs twice
+    # the stale messages of the first lease are still queued next to the new ones: they must not run again
     broker.procs.start_workers(8)
     assert wait_for(client, batch.id, timeout=20).status == "completed"
     assert broker.procs.queue is not None
     broker.procs.queue.join(broker.catalogue.get("sim").queue_name, timeout=10_000)  # late duplicates included
     batch = client.batches.retrieve(batch.id)
 
-    assert sim.stats.successes > n, "the test needs lines that really were executed twice"
+    assert sim.stats.requests == n, "no line was sent upstream twice"
     out, err = results_once(client, batch, chat_ids(n))
     assert err == [] and len(out) == n
     assert batch.usage is not None
     assert batch.usage.input_tokens == sum(line["response"]["body"]["usage"]["prompt_tokens"] for line in out)
     assert batch.usage.output_tokens == sum(line["response"]["body"]["usage"]["completion_tokens"] for line in out)
-    assert batch.usage.input_tokens < sim.stats.prompt_tokens  # the upstream did bill the duplicates
+    assert batch.usage.input_tokens == sim.stats.prompt_tokens  # the upstream billed each line once
 
 
 def test_storing_the_same_outcome_twice_counts_it_once(make_broker: MakeBroker) -> None:
@@ -100,3 +102,15 @@ def test_storing_the_same_outcome_twice_counts_it_once(make_broker: MakeBroker) 
                                  "WHERE batch_id = :b ORDER BY idx"), {"b": batch.id}).all()
     assert [tuple(r) for r in rows] == [("succeeded", 200, "req_dup", 1), ("failed", None, None, 2),
                                         ("pending", None, None, None)]
+
+
+def test_a_live_worker_keeps_its_lines_however_long_their_calls_take(sim: SimulatorServer,
+                                                                     make_broker: MakeBroker) -> None:
+    sim.config.slow_seconds = 5.0  # well past the lease: only renewal keeps the lines from being taken back
+    broker = make_broker(lease_seconds=1.5)
+    client = broker.client()
+    batch = wait_for(client, submit(client, [chat_line(i, SIM_SLOW_MARKER) for i in range(3)]).id, timeout=20)
+
+    out, err = results_once(client, batch, chat_ids(3))
+    assert len(out) == 3 and err == []
+    assert sim.stats.requests == 3, "no line was taken back and sent again while its call ran"
