@@ -3,9 +3,9 @@
 A line's lease is short (``lease_seconds``) and renewed every :data:`RENEW_FRACTION` of it while this process
 holds the line (running, waiting on a limit, or waiting to be stored), so a dead worker's lines run again within
 one lease while a live one keeps its lines however long their calls take. A line is sent upstream only while its
-known lease has a margin left (:data:`SEND_MARGIN_SECONDS`, or one renewal interval if shorter): one taken back (the process stalled, or the database
-was away longer than a lease) or received after its lease ended (a message redelivered late) is never sent
-again, so the upstream never bills a line twice.
+known lease has a margin left (:data:`SEND_MARGIN_SECONDS`, or one renewal interval if shorter): a line taken
+back (the process stalled, or the database was away longer than a lease) or received after its lease ended (a
+message redelivered late) is never sent again, so the upstream never bills a line twice.
 """
 
 import asyncio
