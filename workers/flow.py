@@ -24,7 +24,7 @@ from workers.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 STORE_BATCH_LINES = 32  #: a store starts once this many outcomes wait...
-STORE_WAIT_SECONDS = 0.02  #: ...or once the first of them has waited this long: few slots idle, few transactions
+STORE_WAIT_SECONDS = 0.005  #: ...or once the first of them has waited this long (slots idle briefly, stores stay few)
 STORE_RETRY_SECONDS = 1.0  #: wait before storing again after the database refused a store
 CLOSE_STORE_ATTEMPTS = 3  #: stores tried at close before the outcomes are left to the lease's expiry
 
