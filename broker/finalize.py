@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
+from broker.claims import claim, kept_alive
 from broker.core import Core
 from broker.files import FileStore, complete_file, register_file
 from broker.ids import now
@@ -22,7 +23,6 @@ from broker.result_lines import iter_lines
 from broker.webhooks.events import enqueue_batch_event
 
 log = logging.getLogger(__name__)
-FINALIZE_CLAIM_SECONDS = 600.0  #: another planner may redo a finalization silent this long
 _END_MESSAGES = {
     "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
     "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
@@ -70,25 +70,16 @@ def _end(core: Core, batch_id: str, status: str, final_status: str, close_reason
     if not claim(engine, batch_id, status):
         return
     reason = close_reason or (final_status if final_status != "completed" else None)
-    if reason is not None:
-        fail_open_lines(engine, batch_id, reason)
-    if final_status == "completed":
-        with engine.begin() as conn:
-            conn.execute(
-                text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
-                {"t": now(), "id": batch_id},
-            )
-    write_results(engine, core.store, batch_id, final_status)
-
-
-def claim(engine: Engine, batch_id: str, status: str) -> bool:
-    t = now()
-    with engine.begin() as conn:
-        return conn.execute(
-            text("UPDATE batch SET claimed_until = :until WHERE id = :id AND status = :status "
-                 "AND (claimed_until IS NULL OR claimed_until < :now)"),
-            {"until": t + FINALIZE_CLAIM_SECONDS, "id": batch_id, "status": status, "now": t},
-        ).rowcount == 1
+    with kept_alive(engine, batch_id):
+        if reason is not None:
+            fail_open_lines(engine, batch_id, reason)
+        if final_status == "completed":
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
+                    {"t": now(), "id": batch_id},
+                )
+        write_results(engine, core.store, batch_id, final_status)
 
 
 def fail_open_lines(engine: Engine, batch_id: str, reason: str) -> int:

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from broker.bulk import LineRow, insert_lines
 from broker.catalogue import Catalogue
+from broker.claims import claim, kept_alive
 from broker.core import Core
 from broker.errors import InvalidRequest
 from broker.files import get_file
@@ -33,7 +34,6 @@ INSERT_CHUNK_LINES = 10_000  #: rows written per bulk insert
 ANALYZE_AFTER_LINES = 10_000  #: on PostgreSQL, a load this big refreshes the line table's planner statistics
 ANALYZE_LOCK_TIMEOUT = "5s"  #: how long that refresh may wait for the table's lock before giving up
 MAX_REPORTED_ERRORS = 10_000  #: bad lines listed in errors.data; a final entry counts the rest
-VALIDATION_CLAIM_SECONDS = 600.0  #: another process may retry a validation silent this long
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
 
 
@@ -129,7 +129,7 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def validate_batch(core: Core, batch_id: str) -> None:
     """Run validation for a ``validating`` batch unless another process is already on it."""
     engine = core.engine
-    if not claim_validation(engine, batch_id):
+    if not claim(engine, batch_id, "validating"):
         return
     with Session(engine) as session:
         row = session.get(BatchRow, batch_id)
@@ -137,8 +137,9 @@ def validate_batch(core: Core, batch_id: str) -> None:
         source = get_file(session, row.project_id, row.input_file_id)
         endpoint = row.endpoint
         routing = routing_request(row, session.get(Project, row.project_id))
-    errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
-                        core.settings.max_batch_lines, routing)
+    with kept_alive(engine, batch_id):
+        errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
+                            core.settings.max_batch_lines, routing)
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
         with engine.begin() as conn:
@@ -173,18 +174,6 @@ def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
         regions = regions_of(project)
     return RoutingRequest(row.endpoint, row.route, regions, constraints.providers,
                           float(max(row.created_at, row.not_before or 0)), row.expires_at)
-
-
-def claim_validation(engine: Engine, batch_id: str) -> bool:
-    """Take the batch for validation unless another process holds it; True when we hold it now."""
-    t = now()
-    with engine.begin() as conn:
-        result = conn.execute(
-            text("UPDATE batch SET claimed_until = :until WHERE id = :id AND status = 'validating' "
-                 "AND (claimed_until IS NULL OR claimed_until < :now)"),
-            {"until": t + VALIDATION_CLAIM_SECONDS, "id": batch_id, "now": t},
-        )
-        return result.rowcount == 1
 
 
 def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catalogue: Catalogue,

@@ -48,6 +48,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 MakeBroker = Callable[..., "EmbeddedBroker"]  #: the ``make_broker`` fixture: start an embedded broker
 
+
 @dataclass
 class EmbeddedBroker:
     """API + planner + workers in this process, like ``broker serve``, on a free loopback port."""
