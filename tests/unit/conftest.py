@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 import pytest
+from sqlalchemy import Connection, text
 
 from broker.catalogue import ProviderConfig
 from providers.anthropic import make_anthropic_client
@@ -113,3 +114,13 @@ def adapter(request: pytest.FixtureRequest) -> NativeAdapter:
     """Each native batch adapter in turn."""
     param: NativeAdapter = request.param
     return param
+
+
+def insert_batch(conn: Connection, status: str, total: int, expires_at: float | None = None) -> None:
+    """Batch ``b`` of project ``proj`` (chat, priority normal) straight into SQL, for tests below the API."""
+    conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
+    conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "
+                      "created_at, expires_at, total, completed, failed, input_tokens, output_tokens, priority, "
+                      "priority_label, route, result_seq) VALUES ('b', 'proj', '/v1/chat/completions', 'f', "
+                      "'24h', :status, 0, :exp, :total, 0, 0, 0, 0, 20, 'normal', 'auto', 0)"),
+                 {"status": status, "exp": expires_at, "total": total})

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 from broker import claims
 from broker.db import make_engine
 from broker.migrate import upgrade
+from tests.unit.conftest import insert_batch
 
 
 @pytest.fixture
@@ -19,11 +20,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path}/c.db")
     upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
-        conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "
-                          "created_at, total, completed, failed, input_tokens, output_tokens, priority, "
-                          "priority_label, route, result_seq) VALUES ('b', 'proj', '/v1/chat/completions', 'f', "
-                          "'24h', 'validating', 0, 0, 0, 0, 0, 0, 20, 'normal', 'auto', 0)"))
+        insert_batch(conn, "validating", total=0)
     yield engine
     engine.dispose()
 

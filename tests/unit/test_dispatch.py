@@ -9,6 +9,7 @@ from broker.catalogue import ModelSpec, ProviderConfig
 from broker.db import make_engine
 from broker.dispatch import release
 from broker.migrate import upgrade
+from tests.unit.conftest import insert_batch
 
 
 def test_sub_second_not_before_is_honoured(tmp_path: Path) -> None:
@@ -16,11 +17,7 @@ def test_sub_second_not_before_is_honoured(tmp_path: Path) -> None:
     upgrade(engine)
     provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", models={"m": ModelSpec()})
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
-        conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "
-                          "created_at, total, completed, failed, input_tokens, output_tokens, priority, "
-                          "priority_label, route, result_seq) VALUES ('b', 'proj', '/v1/chat/completions', 'f', "
-                          "'24h', 'in_progress', 0, 1, 0, 0, 0, 0, 20, 'normal', 'auto', 0)"))
+        insert_batch(conn, "in_progress", total=1)
         conn.execute(text("INSERT INTO line (batch_id, idx, custom_id, body, provider, status, attempts, not_before, "
                           "input_tokens, output_tokens) VALUES ('b', 0, 'c', '{}', 'p', 'pending', 1, :nb, 0, 0)"),
                      {"nb": time.time() + 0.4})

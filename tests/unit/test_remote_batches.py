@@ -15,6 +15,7 @@ from broker.remote_batches import (
     native_work,
     recover_lost_submissions,
 )
+from tests.unit.conftest import insert_batch
 
 
 def test_a_submission_whose_worker_died_is_sent_again(tmp_path: Path) -> None:
@@ -23,12 +24,7 @@ def test_a_submission_whose_worker_died_is_sent_again(tmp_path: Path) -> None:
     provider = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", models={"m": ModelSpec()},
                               native_batch=NativeBatchConfig(max_lines=3))
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO project (id, name, created_at) VALUES ('proj', 'p', 0)"))
-        conn.execute(text("INSERT INTO batch (id, project_id, endpoint, input_file_id, completion_window, status, "
-                          "created_at, expires_at, total, completed, failed, input_tokens, output_tokens, priority, "
-                          "priority_label, route, result_seq) VALUES ('b', 'proj', '/v1/chat/completions', 'f', "
-                          "'24h', 'in_progress', 0, :exp, 5, 0, 0, 0, 0, 20, 'normal', 'auto', 0)"),
-                     {"exp": time.time() + 86_400})
+        insert_batch(conn, "in_progress", total=5, expires_at=time.time() + 86_400)
         for i in range(5):
             conn.execute(text("INSERT INTO line (batch_id, idx, custom_id, body, provider, status, attempts, "
                               "not_before, input_tokens, output_tokens) VALUES ('b', :i, :c, '{}', 'p', 'batched', "
