@@ -2,8 +2,9 @@
 refilled the moment it ends, not when the slowest line of its message does.
 
 Outcomes of ended calls are stored, and the provider's next ranked lines leased (broker/dispatch.py), by a single
-flusher per provider: while one store runs, outcomes of calls ending meanwhile wait and go in the next one, so a
-busy provider stores many lines per transaction and a quiet one stores each at once. The lines leased go out as
+flusher per provider: a store starts once :data:`STORE_BATCH_LINES` outcomes wait or the first has waited
+:data:`STORE_WAIT_SECONDS`, and outcomes of calls ending during a store go in the next one, so a busy provider
+stores many lines per transaction while a slot stays idle for a few milliseconds at most. The lines leased go out as
 queue messages (any worker may take them). On close, calls still running are cancelled and their lines handed
 back for another worker to run at once; outcomes already in are stored first.
 """
@@ -44,10 +45,6 @@ class ProviderFlow:
         self._waiting_since = 0.0  #: when the oldest outcome waiting to be stored came in (monotonic)
         self._enough = asyncio.Event()  #: set when STORE_BATCH_LINES outcomes wait
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._calls)
-
     def start(self, calls: list[Call]) -> None:
         """Run each ``(call, its lines' (id, attempts))`` as a task on the running loop."""
         for call, leases in calls:
@@ -77,6 +74,8 @@ class ProviderFlow:
                 self._enough.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._enough.wait(), wait)
+            if self._closing:  # aclose stores what is left, without leasing more
+                break
             outcomes, self._outcomes = self._outcomes, []
             try:
                 chunks = await asyncio.to_thread(finish_and_release, self.engine, self.provider, outcomes,
