@@ -74,10 +74,10 @@ class LineRunner:
         self.held = held  #: whether a line's lease is still ours: a line that lost it is not sent (no outcome)
         self.embedding_batch_size = throttle.provider.embedding_batch_size
 
-    async def _call(self, endpoint: str, body: dict[str, Any], payload: bytes | None = None) -> UpstreamResponse:
-        """One upstream call under the provider's shared limits; ``payload`` is ``body`` already encoded."""
-        model = body.get("model")
-        model = model if isinstance(model, str) else None
+    async def _call(self, endpoint: str, body: dict[str, Any], model: str | None,
+                    payload: bytes | None = None) -> UpstreamResponse:
+        """One upstream call of ``model`` under the provider's shared limits; ``payload`` is ``body`` already
+        encoded."""
         estimated = admission_tokens(endpoint, body) if self.throttle.active else 0
         upstream = self.provider.upstream_name(model) if model is not None else None
         if upstream != model:  # the provider knows the model by another name
@@ -163,7 +163,7 @@ class LineRunner:
             return skipped
         line = request.line
         try:
-            resp = await self._call(line.endpoint, request.body, line.body.encode())
+            resp = await self._call(line.endpoint, request.body, request.model, line.body.encode())
         except UpstreamError as exc:
             return self._failure(request, exc)
         except Exception as exc:  # our own trouble (a limiter's Redis, say): retry the line, never lose the chunk
@@ -190,7 +190,7 @@ class LineRunner:
         first = pack[0][0]
         body = {**first.body, "input": [text for _, inputs in pack for text in inputs]}
         try:
-            resp = await self._call(EMBEDDINGS_ENDPOINT, body)
+            resp = await self._call(EMBEDDINGS_ENDPOINT, body, first.model)
             return [self._success(request.line, resp.status, text, resp.request_id, usage, first.model)
                     for request, text, usage in _split_embeddings(pack, resp)]
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it

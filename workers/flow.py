@@ -104,7 +104,7 @@ class ProviderFlow:
                 break
             try:
                 await asyncio.to_thread(finish_and_release, self.engine, self.provider, self._outcomes,
-                                        self.lease_seconds, False)
+                                        self.lease_seconds, release_next=False)
                 self._outcomes = []
             except Exception:
                 log.exception("provider %s: storing outcomes at close failed (attempt %d)", self.provider.name,
