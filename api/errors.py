@@ -44,9 +44,13 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, message, "invalid_request_error")
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "The server had an error while processing your request.", "server_error")
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("unhandled error (request %s)", request_id, exc_info=exc)
+    response = error_response(500, "The server had an error while processing your request.", "server_error")
+    if request_id is not None:  # this handler answers outside the middlewares, so it sets the id itself
+        response.headers["x-request-id"] = request_id
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
