@@ -38,9 +38,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(400, message, "invalid_request_error", param)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
+    path = request.url.path
+    if exc.status_code == 404 and not path.startswith("/v1/"):  # a base URL without /v1: say what was expected
+        message = (f"Not found: {path}. The API lives under /v1: use the base URL "
+                   f"{str(request.base_url).rstrip('/')}/v1 (for example {str(request.base_url).rstrip('/')}/v1"
+                   f"{path if path != '/' else '/batches'}).")
     return error_response(exc.status_code, message, "invalid_request_error")
 
 
