@@ -1,4 +1,5 @@
-"""``broker submit | status | results | cancel | usage``: batches for people, against any broker, over HTTP.
+"""``broker submit | status | retry | cancel | usage`` (and ``results``, cli/download.py): batches for people, against
+any broker, over HTTP.
 
 Data goes to stdout (the batch id from ``submit``, tables), progress and errors to stderr, so
 ``ID=$(broker submit requests.jsonl --model gpt-4o-mini)`` works in scripts.

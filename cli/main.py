@@ -1,5 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, cancel,
-label, schedules."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, retry,
+cancel, usage, label, schedules."""
 
 import logging
 import signal
