@@ -6,7 +6,10 @@ import logging
 import httpx
 import openai
 import pytest
+from starlette.testclient import TestClient
 
+from api.app import create_app
+from api.context import ApiContext
 from api.docs import DOCS_ASSETS_URL
 from tests.api.conftest import Tenant
 
@@ -47,3 +50,18 @@ def test_docs_load_their_assets_from_the_broker_and_declare_bearer_auth_and_the_
     body = spec["paths"]["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["file", "purpose"] and body["properties"]["file"]["format"] == "binary"
     assert "batch" in body["properties"]["purpose"]["enum"]
+
+
+def test_an_unexpected_error_carries_its_request_id_and_the_log_names_it(
+        tenant: Tenant, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(ApiContext(tenant.broker.core))
+
+    @app.get("/v1/boom")
+    def boom() -> None:  # a bug in a route: the 500 handler answers outside the middlewares
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.INFO), TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/v1/boom")
+    request_id = answer.headers["x-request-id"]
+    assert answer.status_code == 500 and answer.json()["error"]["type"] == "server_error"
+    assert any(f"(request {request_id})" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
