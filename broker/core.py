@@ -7,9 +7,9 @@ from sqlalchemy import Engine
 
 from broker.catalogue import Catalogue, demo_catalogue, load_catalogue
 from broker.db import make_engine
-from broker.files import FileStore
 from broker.migrate import upgrade
 from broker.settings import Settings
+from broker.storage import FileStore
 
 
 @dataclass(frozen=True)
@@ -31,4 +31,4 @@ class Core:
         if catalogue is None:
             catalogue = (load_catalogue(settings.providers_file) if settings.providers_file
                          else demo_catalogue(f"http://127.0.0.1:{settings.simulator_port}/v1"))
-        return cls(settings, engine, catalogue, FileStore(settings.files_dir))
+        return cls(settings, engine, catalogue, FileStore(settings.files_dir, settings.storage_url))

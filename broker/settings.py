@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL"))
     data_dir: Path = Path("data")
+    #: where file bytes live: s3://bucket/prefix (credentials, region, endpoint from the AWS_* variables) or
+    #: file:///folder; unset: data_dir/files
+    storage_url: str | None = None
     providers_file: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_batch_lines: int = DEFAULT_MAX_BATCH_LINES

@@ -20,7 +20,7 @@ def test_expired_files_are_deleted_by_the_planner(broker: EmbeddedBroker) -> Non
         conn.execute(text("UPDATE file SET expires_at = :t WHERE id = :id"), {"t": int(time.time()) - 1,
                                                                              "id": expiring.id})
     deadline = time.monotonic() + 10
-    while broker.core.store.path_for(expiring.id).exists():
+    while (broker.settings.files_dir / expiring.id).exists():
         assert time.monotonic() < deadline, "expired file was not purged"
         time.sleep(0.05)
     resp = httpx.get(f"{broker.base_url}/files/{expiring.id}", headers={"Authorization": f"Bearer {broker.key}"})

@@ -12,8 +12,9 @@ BROKER_OPTIONS = {"workers": False, "planner": False}  # no batch runs here
 
 
 def _leftovers(tenant: Tenant) -> list[str]:
-    """Upload temp files left in the data dir (a refused upload must not leave any)."""
-    return [p.name for p in tenant.broker.settings.files_dir.iterdir() if p.name.startswith(".upload-")]
+    """Stored or half-written bytes of files nobody can see (a refused upload must not leave any)."""
+    listed = {f["id"] for f in tenant.http.get("/files").json()["data"]}
+    return [p.name for p in tenant.broker.settings.files_dir.iterdir() if p.name not in listed]
 
 
 def test_upload_returns_exact_file_object(tenant: Tenant) -> None:
