@@ -1,5 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, cancel,
-label, schedules."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, doctor, db, keys, projects; submit, status,
+results, cancel, label, schedules."""
 
 import logging
 import signal
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.table import Table
 
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.core import Core
@@ -19,6 +20,7 @@ from broker.projects import KEEP, configure_project, month_to_date_cost, regions
 from broker.settings import Settings
 from cli.batches import register as register_batch_commands
 from cli.compose import Processes
+from cli.doctor import run_checks, split_problems
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
 from simulator import SimulatorConfig, SimulatorServer
@@ -49,6 +51,16 @@ def _wait_for_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+
+
+def _split_settings(role: str) -> Settings:
+    """The settings of a split role; exits with why when the roles could not work together with them."""
+    settings = Settings()
+    if problems := split_problems(settings):
+        for problem in problems:
+            console.print(f"[bold red]broker {role}: refusing to start.[/] {problem}")
+        raise typer.Exit(2)
+    return settings
 
 
 def _project_key(core: Core, project: str) -> str:
@@ -95,8 +107,9 @@ def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
 @app.command()
 def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
     """The HTTP API only (production: run planner and workers as their own processes)."""
+    settings = _split_settings("api")
     _logging()
-    procs = Processes(Core.open(Settings()))
+    procs = Processes(Core.open(settings))
     try:
         uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
     finally:
@@ -106,8 +119,8 @@ def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
 @app.command()
 def worker(threads: Threads = None) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
+    settings = _split_settings("worker")
     _logging()
-    settings = Settings()
     procs = Processes(Core.open(settings))
     procs.start_workers(threads or settings.worker_threads)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
@@ -120,8 +133,9 @@ def worker(threads: Threads = None) -> None:
 @app.command()
 def planner() -> None:
     """Release work in priority order, take back expired leases, finish batches (run one or two)."""
+    settings = _split_settings("planner")
     _logging()
-    procs = Processes(Core.open(Settings()))
+    procs = Processes(Core.open(settings))
     procs.start_planner()
     try:
         _wait_for_signal()
@@ -138,6 +152,22 @@ def simulate(host: Host = "127.0.0.1", port: Port = 8765,
     """Run the OpenAI-compatible provider simulator in the foreground."""
     serve_simulator(host, port, SimulatorConfig(latency_median_ms=latency_ms, rpm=rpm, tpm=tpm,
                                                 error_rate=error_rate))
+
+
+@app.command()
+def doctor(embedded: Annotated[bool, typer.Option(
+        "--embedded", help="Check for `broker serve` (one process): no Redis or PostgreSQL needed.")] = False) -> None:
+    """Check the database, Redis, file storage and each provider (reachable, key set); exit 1 if any is wrong."""
+    findings = run_checks(Settings(), split=not embedded)
+    table = Table("check", "", "detail", box=None, show_header=False)
+    for f in findings:
+        table.add_row(f.name, "[green]ok[/]" if f.ok else "[bold red]FAIL[/]", f.detail)
+    out = Console()
+    out.print(table)
+    failed = sum(not f.ok for f in findings)
+    out.print(f"[bold red]{failed} problem(s)[/]" if failed else "[bold green]all checks passed[/]")
+    if failed:
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
