@@ -90,9 +90,9 @@ async def _providers(core: Core) -> list[Finding]:
     return list(await asyncio.gather(*(_provider(p) for p in core.catalogue.providers.values())))
 
 
-def run_checks(settings: Settings, split: bool = True) -> list[Finding]:
-    """Every check, in order: (with ``split``) the settings the split roles need, database, Redis, storage, each
-    provider."""
+def run_checks(settings: Settings, split: bool = True, providers: bool = True) -> list[Finding]:
+    """Every check, in order: (with ``split``) the settings the split roles need, database, Redis, storage, (with
+    ``providers``) each provider."""
     findings = [Finding("split roles", False, problem) for problem in split_problems(settings)] if split else []
     try:
         core = Core.open(settings, migrate=False)
@@ -100,7 +100,8 @@ def run_checks(settings: Settings, split: bool = True) -> list[Finding]:
         return [*findings, Finding("configuration", False, f"{type(exc).__name__}: {exc}")]
     try:
         findings += [_database(core), _redis(settings), _storage(core)]
-        findings += asyncio.run(_providers(core))
+        if providers:
+            findings += asyncio.run(_providers(core))
     finally:
         core.engine.dispose()
     return findings
