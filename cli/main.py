@@ -20,6 +20,8 @@ from broker.projects import KEEP, configure_project, month_to_date_cost, regions
 from broker.settings import Settings
 from cli.batches import register as register_batch_commands
 from cli.compose import Processes
+from cli.config_docs import DOCS_PATH
+from cli.config_docs import render as render_configuration
 from cli.doctor import run_checks, split_problems
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
@@ -155,10 +157,14 @@ def simulate(host: Host = "127.0.0.1", port: Port = 8765,
 
 
 @app.command()
-def doctor(embedded: Annotated[bool, typer.Option(
-        "--embedded", help="Check for `broker serve` (one process): no Redis or PostgreSQL needed.")] = False) -> None:
+def doctor(
+    embedded: Annotated[bool, typer.Option(
+        "--embedded", help="Check for `broker serve` (one process): no Redis or PostgreSQL needed.")] = False,
+    no_providers: Annotated[bool, typer.Option(
+        "--no-providers", help="Skip the providers (a container healthcheck: only what this process needs).")] = False,
+) -> None:
     """Check the database, Redis, file storage and each provider (reachable, key set); exit 1 if any is wrong."""
-    findings = run_checks(Settings(), split=not embedded)
+    findings = run_checks(Settings(), split=not embedded, providers=not no_providers)
     table = Table("check", "", "detail", box=None, show_header=False)
     for f in findings:
         table.add_row(f.name, "[green]ok[/]" if f.ok else "[bold red]FAIL[/]", f.detail)
@@ -168,6 +174,24 @@ def doctor(embedded: Annotated[bool, typer.Option(
     out.print(f"[bold red]{failed} problem(s)[/]" if failed else "[bold green]all checks passed[/]")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("config-docs")
+def config_docs(
+    output: Annotated[Path, typer.Option(help="Where to write the page.")] = DOCS_PATH,
+    check: Annotated[bool, typer.Option("--check", help="Only say whether the page is up to date (exit 1 if not).")]
+    = False,
+) -> None:
+    """Write docs/configuration.md from the settings class (every variable, type, default, description)."""
+    page = render_configuration()
+    if check:
+        if not output.exists() or output.read_text() != page:
+            console.print(f"{output} is stale: run `broker config-docs`")
+            raise typer.Exit(1)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page)
+    console.print(f"wrote {output}")
 
 
 @db_app.command("upgrade")
