@@ -28,17 +28,18 @@ class Finding:
     detail: str
 
 
-def split_problems(settings: Settings) -> list[str]:
-    """Why the split roles cannot work together with these settings (nothing when they can)."""
+def split_problems(settings: Settings, single_host: bool = False) -> list[str]:
+    """Why the split roles cannot work together with these settings (nothing when they can); ``single_host``:
+    every role runs on this one machine, where they may share a SQLite file."""
     problems = []
     if not settings.redis_url:
         problems.append("REDIS_URL is not set: the api, planner and worker processes share work through Redis; "
                         "without it each has a queue of its own and batches never run. Set REDIS_URL=redis://…, "
                         "or run everything in one process with `broker serve`.")
-    if settings.is_sqlite:
+    if settings.is_sqlite and not single_host:
         problems.append(f"DATABASE_URL is SQLite ({settings.database_url}): a SQLite file cannot be shared by "
-                        "processes on several hosts. Set DATABASE_URL=postgresql://…, or run everything in one "
-                        "process with `broker serve`.")
+                        "processes on several hosts. Set DATABASE_URL=postgresql://…, run everything in one "
+                        "process with `broker serve`, or pass --single-host if every role runs on this machine.")
     return problems
 
 

@@ -42,6 +42,8 @@ console = Console(stderr=True)
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
 Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one chunk of lines at a time).")]
+SingleHost = Annotated[bool, typer.Option("--single-host", help="Every role runs on this one machine: allow a "
+                                          "SQLite database (Redis is still needed).")]
 
 
 def _logging() -> None:
@@ -55,10 +57,10 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _split_settings(role: str) -> Settings:
+def _split_settings(role: str, single_host: bool) -> Settings:
     """The settings of a split role; exits with why when the roles could not work together with them."""
     settings = Settings()
-    if problems := split_problems(settings):
+    if problems := split_problems(settings, single_host):
         for problem in problems:
             console.print(f"[bold red]broker {role}: refusing to start.[/] {problem}")
         raise typer.Exit(2)
@@ -107,9 +109,9 @@ def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
 
 
 @app.command()
-def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
+def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = False) -> None:
     """The HTTP API only (production: run planner and workers as their own processes)."""
-    settings = _split_settings("api")
+    settings = _split_settings("api", single_host)
     _logging()
     procs = Processes(Core.open(settings))
     try:
@@ -119,9 +121,9 @@ def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
 
 
 @app.command()
-def worker(threads: Threads = None) -> None:
+def worker(threads: Threads = None, single_host: SingleHost = False) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
-    settings = _split_settings("worker")
+    settings = _split_settings("worker", single_host)
     _logging()
     procs = Processes(Core.open(settings))
     procs.start_workers(threads or settings.worker_threads)
@@ -133,9 +135,9 @@ def worker(threads: Threads = None) -> None:
 
 
 @app.command()
-def planner() -> None:
+def planner(single_host: SingleHost = False) -> None:
     """Release work in priority order, take back expired leases, finish batches (run one or two)."""
-    settings = _split_settings("planner")
+    settings = _split_settings("planner", single_host)
     _logging()
     procs = Processes(Core.open(settings))
     procs.start_planner()
