@@ -4,6 +4,7 @@ No database connection is held while the bytes arrive: a slow client costs a soc
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from python_multipart import MultipartParser
@@ -11,6 +12,9 @@ from python_multipart.multipart import parse_options_header
 
 from broker.errors import InvalidRequest, PayloadTooLarge
 from broker.storage import FileStore
+
+if TYPE_CHECKING:
+    from obstore import AsyncWritableFile
 
 MAX_FIELD_BYTES = 64 * 1024  #: a non-file form field larger than this is refused
 
@@ -81,6 +85,11 @@ class _PartSink:
         return pending
 
 
+async def _send(sink: _PartSink, writer: "AsyncWritableFile") -> None:
+    for piece in sink.take():
+        await writer.write(piece)
+
+
 async def receive_upload(request: Request, store: FileStore, key: str, max_bytes: int) -> Upload:
     """Parse the multipart body, streaming its ``file`` part to ``key`` in ``store`` (complete once this returns;
     nothing is left under ``key`` if it raises before the file part ended)."""
@@ -102,9 +111,10 @@ async def receive_upload(request: Request, store: FileStore, key: str, max_bytes
             if sink.file_started and writer is None:
                 writer = await stack.enter_async_context(store.writer(key))
             if writer is not None:
-                for piece in sink.take():
-                    await writer.write(piece)
+                await _send(sink, writer)
         parser.finalize()
+        if writer is not None:
+            await _send(sink, writer)
     if sink.upload.filename is None:
         raise InvalidRequest("Missing required parameter: 'file'.", param="file")
     return sink.upload

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from broker.settings import Settings
+from cli.doctor import split_problems
 from cli.main import app
 from simulator import SimulatorServer
 from tests.s3server import S3Server
@@ -43,6 +45,14 @@ def test_a_split_role_refuses_to_start_without_shared_queue_or_database(
     assert f"broker {role}: refusing to start." in message and named in message
     assert "broker serve" in message  # and says what to do instead
     assert not (tmp_path / "data").exists()  # it stopped before touching anything
+
+
+def test_single_host_allows_sqlite_but_never_a_missing_queue() -> None:
+    sqlite = Settings(_env_file=None, database_url="sqlite:///data/broker.db", redis_url="redis://127.0.0.1:6379/0")
+    assert split_problems(sqlite, single_host=True) == []  # every role on this machine: they share the file
+    assert len(split_problems(sqlite)) == 1
+    no_queue = Settings(_env_file=None, database_url="sqlite:///data/broker.db")
+    assert [p for p in split_problems(no_queue, single_host=True) if "REDIS_URL is not set" in p]
 
 
 def _providers(tmp_path: Path, sim: SimulatorServer, dead_port: int) -> Path:
