@@ -136,7 +136,8 @@ def worker(threads: Threads = None, single_host: SingleHost = False) -> None:
 
 @app.command()
 def planner(single_host: SingleHost = False) -> None:
-    """Release work in priority order, take back expired leases, finish batches (run one or two)."""
+    """Release work in priority order, take back expired leases, finish batches (run several: one leads, another
+    takes over if it dies)."""
     settings = _split_settings("planner", single_host)
     _logging()
     procs = Processes(Core.open(settings))
