@@ -17,7 +17,7 @@ from typing import Self
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 60.0  #: seconds for the API to answer /healthz
+STARTUP_TIMEOUT = 120.0  #: seconds for every API process to answer /healthz (imports are slow on a loaded machine)
 
 
 def free_port() -> int:
