@@ -40,3 +40,13 @@ def get_project(ctx: ContextDep, session: SessionDep, authorization: Annotated[s
 
 
 ProjectDep = Annotated[str, Depends(get_project)]
+
+
+def get_project_briefly(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's project, from a session closed before the route runs: for routes that keep the request open
+    long (uploads), so that a slow client never holds a database connection."""
+    with session_scope(ctx.core.engine) as session:
+        return get_project(ctx, session, authorization)
+
+
+BriefProjectDep = Annotated[str, Depends(get_project_briefly)]

@@ -135,9 +135,11 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 def broker_api_process(database_url: str, data_dir: str, env: dict[str, str] | None = None,
                        log_path: Path | None = None) -> Iterator[tuple[str, int]]:
     """Like :func:`broker_api`, with extra environment; yields the base URL and the API process id."""
+    # the API alone never touches Redis, but the role refuses to start without it (the planner and workers need it)
     full_env = {"BROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url, "BROKER_AUTH_DISABLED": "true",
-                **(env or {})}
-    with broker_process(["api", "--host", "127.0.0.1"], full_env, log_path) as found:
+                "REDIS_URL": os.environ.get("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), **(env or {})}
+    single_host = ["--single-host"] if database_url.startswith("sqlite") else []
+    with broker_process(["api", "--host", "127.0.0.1", *single_host], full_env, log_path) as found:
         yield found
 
 

@@ -364,11 +364,12 @@ class Stream:
     peak_rss_mb: float
 
 
-def run_big_file(root: Path, size: int) -> tuple[float, list[Stream], bool]:
-    """Returns the API's RSS at rest, the upload and download figures, and whether the peak could be reset."""
+def run_big_file(root: Path, size: int, env: dict[str, str] | None = None) -> tuple[float, list[Stream], bool]:
+    """Returns the API's RSS at rest, the upload and download figures, and whether the peak could be reset;
+    ``env`` adds settings (e.g. BROKER_STORAGE_URL for a bucket)."""
     source = root / "big.jsonl"
     written, digest = write_chat_bytes(source, size)
-    env = {"BROKER_MAX_UPLOAD_BYTES": str(max(DEFAULT_MAX_UPLOAD_BYTES, written + (1 << 20)))}
+    env = {"BROKER_MAX_UPLOAD_BYTES": str(max(DEFAULT_MAX_UPLOAD_BYTES, written + (1 << 20))), **(env or {})}
     url = f"sqlite:///{root}/big/broker.db"
     try:
         with broker_api_process(url, str(root / "big"), env=env, log_path=root / "big-api.log") as (base_url, pid), \

@@ -7,8 +7,8 @@ that cannot meet its window is accepted and flagged, or refused with 429 under s
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 from sqlalchemy import text
@@ -19,7 +19,6 @@ from broker.errors import InvalidRequest
 from broker.provider_state import current
 
 DEFAULT_LATENCY_SECONDS = 1.0  #: upstream latency assumed before any call has been observed
-COUNT_CHUNK_BYTES = 1 << 20  #: the input file is read in pieces this big to count its lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +37,17 @@ class Estimate:
         return f"{minutes}m" if minutes < 120 else f"{math.ceil(minutes / 60)}h"
 
 
-def _count_lines(path: Path) -> tuple[int, bytes]:
-    """Lines in the file, and its first line."""
-    count, first, last = 0, b"", b""
-    with path.open("rb") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        while chunk := fh.read(COUNT_CHUNK_BYTES):
-            count += chunk.count(b"\n")
-            last = chunk
-        if first and not last.endswith(b"\n"):
-            count += 1
-    return count, first
+def _count_lines(chunks: Iterable[bytes]) -> tuple[int, bytes]:
+    """Lines in the file whose bytes are ``chunks``, and its first line."""
+    count, head, last = 0, b"", b""
+    for chunk in chunks:
+        if b"\n" not in head:
+            head += chunk
+        count += chunk.count(b"\n")
+        last = chunk
+    if last and not last.endswith(b"\n"):
+        count += 1
+    return count, head.split(b"\n", 1)[0]
 
 
 def lines_per_second(session: Session, provider: ProviderConfig, embeddings: bool) -> float:
@@ -62,10 +60,10 @@ def lines_per_second(session: Session, provider: ProviderConfig, embeddings: boo
     return calls * (provider.embedding_batch_size if embeddings else 1)
 
 
-def estimate(session: Session, catalogue: Catalogue, path: Path, endpoint: str, priority: int,
+def estimate(session: Session, catalogue: Catalogue, chunks: Iterable[bytes], endpoint: str, priority: int,
              start: int) -> Estimate | None:
     """None when the file's first line names no known model (validation will say so)."""
-    lines, first = _count_lines(path)
+    lines, first = _count_lines(chunks)
     try:
         model = orjson.loads(first).get("body", {}).get("model")
         provider = catalogue.provider_for(model)

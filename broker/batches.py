@@ -17,9 +17,10 @@ from broker.admission import estimate
 from broker.catalogue import Catalogue
 from broker.durations import parse_window
 from broker.errors import InvalidRequest, RateLimited
-from broker.files import FileStore, get_file
+from broker.files import get_file
 from broker.ids import new_id, now
 from broker.ranking import ActiveBatch
+from broker.storage import FileStore
 from broker.tables import BatchRow, StoredFile
 from broker.webhooks.ssrf import require_safe_url
 from schemas.batches import (
@@ -68,7 +69,7 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
     start = max(created, req.not_before or 0)
     guess = None
     if catalogue is not None and store is not None:
-        guess = estimate(session, catalogue, store.path_for(source.id), req.endpoint, rank, start)
+        guess = estimate(session, catalogue, store.stream(source.id), req.endpoint, rank, start)
         if guess is not None and not guess.feasible(start + window) and req.admission == "strict":
             raise RateLimited(
                 f"This batch ({guess.lines} lines, {guess.lines_ahead} lines ahead of it at about "
@@ -144,7 +145,7 @@ def retry_failed(session: Session, store: FileStore, project_id: str, batch_id: 
         old_errors = session.get(StoredFile, row.error_file_id)
         if old_errors is not None:
             session.delete(old_errors)
-            store.remove(store.path_for(old_errors.id))
+            store.remove(old_errors.id)
     window = parse_window(row.completion_window, min_seconds=1)
     t = now()
     row.failed -= reset

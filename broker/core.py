@@ -8,9 +8,9 @@ from sqlalchemy import Engine
 
 from broker.catalogue import Catalogue, demo_catalogue, load_catalogue
 from broker.db import make_engine
-from broker.files import FileStore
 from broker.migrate import upgrade
 from broker.settings import Settings
+from broker.storage import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -37,4 +37,4 @@ class Core:
         for env, providers in catalogue.unset_key_envs().items():
             log.warning("%s is not set: provider %s will be called without an API key, so its lines will likely "
                         "fail (401)", env, ", ".join(providers))
-        return cls(settings, engine, catalogue, FileStore(settings.files_dir))
+        return cls(settings, engine, catalogue, FileStore(settings.files_dir, settings.storage_url))

@@ -7,8 +7,8 @@ capped by each line's max tokens; with no history yet, each line's max tokens or
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 from sqlalchemy import text
@@ -49,24 +49,24 @@ def route_prices(provider: ProviderConfig, model: str) -> list[tuple[str, float]
     return prices
 
 
-def estimate_file(session: Session, catalogue: Catalogue, path: Path, project_id: str) -> list[ModelEstimate]:
+def estimate_file(session: Session, catalogue: Catalogue, lines: Iterable[bytes],
+                  project_id: str) -> list[ModelEstimate]:
     per_model: dict[str, ModelEstimate] = {}
     budgets: dict[str, list[int]] = defaultdict(list)
-    with path.open("rb") as fh:
-        for raw in fh:
-            try:
-                line = orjson.loads(raw)
-                body, url = line["body"], line.get("url", "")
-                model = body["model"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue  # validation reports bad lines; the estimate covers the good ones
-            est = per_model.setdefault(model, ModelEstimate(model))
-            est.lines += 1
-            est.input_tokens += prompt_tokens(body)
-            explicit = any(isinstance(body.get(k), int) for k in ("max_completion_tokens", "max_tokens",
-                                                                  "max_output_tokens"))
-            cap = output_budget(url, body)
-            budgets[model].append(cap if explicit or cap == 0 else -1)
+    for raw in lines:
+        try:
+            line = orjson.loads(raw)
+            body, url = line["body"], line.get("url", "")
+            model = body["model"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # validation reports bad lines; the estimate covers the good ones
+        est = per_model.setdefault(model, ModelEstimate(model))
+        est.lines += 1
+        est.input_tokens += prompt_tokens(body)
+        explicit = any(isinstance(body.get(k), int) for k in ("max_completion_tokens", "max_tokens",
+                                                              "max_output_tokens"))
+        cap = output_budget(url, body)
+        budgets[model].append(cap if explicit or cap == 0 else -1)
     for model, est in per_model.items():
         history = _average_output(session, project_id, model)
         guess = history if history is not None else DEFAULT_OUTPUT_GUESS

@@ -17,9 +17,10 @@ from sqlmodel import Session
 from broker.budget import OVER_CAP, OVER_MONTHLY, WINDING_DOWN, month_params
 from broker.claims import claim, kept_alive
 from broker.core import Core
-from broker.files import FileStore, complete_file, register_file
-from broker.ids import now
+from broker.files import complete_file, record_file
+from broker.ids import new_id, now
 from broker.result_lines import iter_lines
+from broker.storage import FileStore
 from broker.webhooks.events import enqueue_batch_event
 
 log = logging.getLogger(__name__)
@@ -99,35 +100,38 @@ def fail_open_lines(engine: Engine, batch_id: str, reason: str) -> int:
 def write_results(engine: Engine, store: FileStore, batch_id: str, final_status: str) -> None:
     """Write output/error files and set the final status with its timestamp, in one last transaction.
 
-    The output file keeps the id it was given when the batch started (partial reads used it).
+    The output file keeps the id it was given when the batch started (partial reads used it). The bytes go to the
+    store before that transaction opens: no database connection waits on an upload.
     """
     out_tmp, err_tmp = store.temp_path(), store.temp_path()
-    counts = _write_files(engine, batch_id, out_tmp, err_tmp)
-    with Session(engine) as session:
-        conn = session.connection()
-        project_id, expires_after, out_id = conn.execute(
-            text("SELECT project_id, output_expires_after, output_file_id FROM batch WHERE id = :id"), {"id": batch_id}
-        ).one()
-        if out_id is not None and not complete_file(session, store, out_id, out_tmp):
-            out_id = None
-        if out_id is None and counts[0]:
-            out_id = register_file(session, store, project_id=project_id, source=out_tmp,
-                                   filename=f"{batch_id}_output.jsonl", purpose="batch_output",
-                                   expires_after=expires_after).id
-        err_id = None
-        if counts[1]:
-            err_id = register_file(session, store, project_id=project_id, source=err_tmp,
-                                   filename=f"{batch_id}_error.jsonl", purpose="batch_output",
-                                   expires_after=expires_after).id
-        conn.execute(
-            text(f"UPDATE batch SET status = :s, {final_status}_at = :t, output_file_id = :o, "
-                 "error_file_id = :e, claimed_until = NULL WHERE id = :id"),
-            {"s": final_status, "t": now(), "o": out_id, "e": err_id, "id": batch_id},
-        )
-        enqueue_batch_event(conn, batch_id)  # same transaction: a batch never ends without its event
-        session.commit()
-    for path in (out_tmp, err_tmp):
-        store.remove(path)
+    try:
+        counts = _write_files(engine, batch_id, out_tmp, err_tmp)
+        with engine.connect() as conn:
+            project_id, expires_after, announced = conn.execute(
+                text("SELECT project_id, output_expires_after, output_file_id FROM batch WHERE id = :id"),
+                {"id": batch_id},
+            ).one()
+        out_id = announced or (new_id("file") if counts[0] else None)
+        err_id = new_id("file") if counts[1] else None
+        sizes = {key: store.put_path(key, tmp) for key, tmp in ((out_id, out_tmp), (err_id, err_tmp)) if key}
+        with Session(engine) as session:
+            conn = session.connection()
+            if out_id is not None and not complete_file(session, out_id, sizes[out_id]):
+                record_file(session, file_id=out_id, size=sizes[out_id], project_id=project_id,
+                            filename=f"{batch_id}_output.jsonl", purpose="batch_output", expires_after=expires_after)
+            if err_id is not None:
+                record_file(session, file_id=err_id, size=sizes[err_id], project_id=project_id,
+                            filename=f"{batch_id}_error.jsonl", purpose="batch_output", expires_after=expires_after)
+            conn.execute(
+                text(f"UPDATE batch SET status = :s, {final_status}_at = :t, output_file_id = :o, "
+                     "error_file_id = :e, claimed_until = NULL WHERE id = :id"),
+                {"s": final_status, "t": now(), "o": out_id, "e": err_id, "id": batch_id},
+            )
+            enqueue_batch_event(conn, batch_id)  # same transaction: a batch never ends without its event
+            session.commit()
+    finally:
+        for path in (out_tmp, err_tmp):
+            store.discard_temp(path)
     log.info("batch %s %s: %d output lines, %d error lines", batch_id, final_status, *counts)
 
 

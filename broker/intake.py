@@ -7,9 +7,8 @@ validates those nobody finished (``validate_stale``).
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -119,11 +118,10 @@ def _missing(lineno: int, param: str) -> BatchError:
                       message=f"Missing required parameter: '{param}'.")
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if raw.strip():
-                yield lineno, raw
+def _numbered_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    for lineno, raw in enumerate(lines, start=1):
+        if raw.strip():
+            yield lineno, raw
 
 
 def validate_batch(core: Core, batch_id: str) -> None:
@@ -138,7 +136,7 @@ def validate_batch(core: Core, batch_id: str) -> None:
         endpoint = row.endpoint
         routing = routing_request(row, session.get(Project, row.project_id))
     with kept_alive(engine, batch_id):
-        errors = load_lines(engine, batch_id, endpoint, core.store.path_for(source.id), core.catalogue,
+        errors = load_lines(engine, batch_id, endpoint, core.store.lines(source.id), core.catalogue,
                             core.settings.max_batch_lines, routing)
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
@@ -176,7 +174,7 @@ def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
                           float(max(row.created_at, row.not_before or 0)), row.expires_at)
 
 
-def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Path, catalogue: Catalogue,
+def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Iterable[bytes], catalogue: Catalogue,
                max_lines: int, routing: RoutingRequest | None = None) -> list[BatchError]:
     """Validate ``source`` and load its lines for ``batch_id`` in one transaction; returns the problems."""
     validator = LineValidator(endpoint, catalogue, routing)

@@ -4,7 +4,8 @@ Each tick: validations nobody finished (broker/intake.py); per provider, expired
 released in priority order (broker/dispatch.py, invariants 2 and 3), and a worker asked to move native batch
 submissions on (broker/remote_batches.py); then batches that are done, expired, past a budget or cancelled are
 ended (broker/finalize.py); orphaned temporary files are swept at start and every SWEEP_INTERVAL_SECONDS.
-Schedules fire on a loop of their own (run_schedules).
+Schedules fire on a loop of their own (run_schedules). Any number of planners may run: only the one that
+``is_leader`` (broker/leadership.py) ticks and fires schedules; the others wait to take over.
 """
 
 import logging
@@ -31,6 +32,7 @@ class Planner:
     core: Core
     send: SendChunk
     sync_native: SendNative = field(default=lambda provider: None)  #: wired to the queue by cli/compose.py
+    is_leader: Callable[[], bool] = field(default=lambda: True)  #: whether this planner may act now
     _swept_at: float | None = None  #: when orphaned temporary files were last swept (monotonic)
 
     def tick(self) -> None:
@@ -58,7 +60,8 @@ class Planner:
     def run_schedules(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                self.fire_schedules()
+                if self.is_leader():
+                    self.fire_schedules()
             except Exception:  # the next pass retries; a schedule's own failures are in its last_error
                 log.exception("firing schedules failed")
             stop.wait(self.core.settings.planner_interval)
@@ -67,7 +70,8 @@ class Planner:
         """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""
         while not stop.is_set():
             try:
-                self.tick()
+                if self.is_leader():
+                    self.tick()
             except Exception:  # a failed tick must not end the planner; the next one retries
                 log.exception("planner tick failed")
             if wake is not None:

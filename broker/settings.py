@@ -19,35 +19,61 @@ DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 3600
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BROKER_", env_file=".env", extra="ignore")
+    """Every setting, from ``BROKER_<NAME>`` (or the alias shown) in the environment or ``.env``. The docstring
+    under each field is its description: ``broker config-docs`` writes docs/configuration.md from them."""
+
+    model_config = SettingsConfigDict(env_prefix="BROKER_", env_file=".env", extra="ignore",
+                                      use_attribute_docstrings=True)
 
     environment: str = "development"
+    """A label for this deployment (development, staging, production)."""
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "BROKER_DATABASE_URL")
     )
+    """SQL database: sqlite:///path embedded, postgresql://user:pass@host/db for split roles."""
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL"))
+    """Redis for the shared queue and limits; unset: in-process queue (only `broker serve`)."""
     data_dir: Path = Path("data")
+    """Local folder for the SQLite file, temporary files and (without storage_url) file bytes."""
+    storage_url: str | None = None
+    """Where file bytes live: s3://bucket/prefix (credentials, region and endpoint from the AWS_* variables) or
+    file:///folder; unset: data_dir/files."""
     providers_file: Path | None = None
+    """Provider catalogue (TOML, see providers.example.toml); unset: the demo provider on the simulator."""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    """Largest file accepted by POST /v1/files (OpenAI's cap is 200 MB)."""
     max_batch_lines: int = DEFAULT_MAX_BATCH_LINES
+    """Most lines in one batch's input file (OpenAI's cap is 50,000)."""
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    """A leased line is taken back when its worker has not renewed the lease this long."""
     planner_interval: float = DEFAULT_PLANNER_INTERVAL
+    """Seconds between planner ticks (a new batch wakes an in-process planner at once)."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    min_window_seconds: int = 60  #: shortest completion_window accepted
+    """Upstream calls per line before it fails for good."""
+    min_window_seconds: int = 60
+    """Shortest completion_window accepted."""
     retry_base_seconds: float = 0.5
+    """First backoff after a retryable upstream error; it doubles per attempt."""
     retry_max_seconds: float = 60.0
-    worker_threads: int = 32  #: threads taking messages (a message only starts its calls: threads never bound them)
+    """Longest backoff between attempts of one line."""
+    worker_threads: int = 32
+    """Threads taking messages per worker (a message only starts its calls: threads never bound them)."""
     auth_disabled: bool = False
+    """Accept any API key (local experiments only)."""
+    admin_key: str | None = None
+    """An admin key's value (compose reads it from broker.env); without it the first start creates one."""
     simulator_port: int = DEFAULT_SIMULATOR_PORT
-    #: files of purpose batch uploaded without expires_after expire this long after upload; None = never
+    """Port of the demo provider `broker serve` runs on loopback (a free one is taken when it is busy)."""
     batch_file_expires_after: int | None = DEFAULT_BATCH_FILE_EXPIRES_AFTER
-    #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
+    """Files of purpose batch uploaded without expires_after expire this long (seconds) after upload; None: never."""
     webhook_allow_hosts: list[str] = Field(default_factory=list)
+    """Webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. 10.0.0.0/8)."""
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))
-    #: schedule input URLs allowed despite a non-public address: hostnames, IPs or CIDRs (as webhook_allow_hosts)
+    """Seconds to wait after each failed webhook delivery attempt; after the last, the delivery fails."""
     schedule_url_allow_hosts: list[str] = Field(default_factory=list)
-    #: folders (and their subfolders) a schedule's ``file://`` input_url may name; none unless set
+    """Schedule input URLs allowed despite a non-public address: hostnames, IPs or CIDRs."""
     schedule_folders: list[Path] = Field(default_factory=list)
+    """Folders (and their subfolders) a schedule's file:// input_url may name; none unless set."""
 
     @cached_property
     def files_dir(self) -> Path:

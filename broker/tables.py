@@ -280,3 +280,13 @@ class RemoteBatchRow(SQLModel, table=True):
     claimed_until: float | None = None  #: a worker submitting, polling or collecting holds it until then
     remote_status: str | None = None  #: the provider's last reported status
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class LeaderLease(SQLModel, table=True):
+    """Who leads a role that must act once at a time (the planner): ``holder`` until ``until`` (unix seconds)."""
+
+    __tablename__ = "leader_lease"
+
+    name: str = Field(primary_key=True)
+    holder: str | None = None
+    until: float

@@ -10,6 +10,7 @@ import dramatiq
 from api.app import create_app
 from api.context import ApiContext
 from broker.core import Core
+from broker.leadership import Leadership
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
 from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker
@@ -31,6 +32,7 @@ class Processes:
     planner_thread: threading.Thread | None = None
     webhook_thread: threading.Thread | None = None
     schedules_thread: threading.Thread | None = None
+    leadership_thread: threading.Thread | None = None
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -42,13 +44,21 @@ class Processes:
         self.worker, self.worker_process = start_worker(
             queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue)))
 
-    def planner(self) -> Planner:
+    def planner(self, leadership: Leadership | None = None) -> Planner:
         c = self.core
         queue = self._queue()
-        return Planner(c, sender(queue, c.catalogue), native_sender(queue, c.catalogue))
+        planner = Planner(c, sender(queue, c.catalogue), native_sender(queue, c.catalogue))
+        if leadership is not None:
+            planner.is_leader = leadership.is_leader
+        return planner
 
     def start_planner(self) -> None:
-        planner = self.planner()
+        leadership = Leadership(self.core.engine)
+        leadership.try_once()  # a lone planner leads from its first tick
+        self.leadership_thread = threading.Thread(target=leadership.run, args=(self.stop_event,),
+                                                  name="planner-lease", daemon=True)
+        self.leadership_thread.start()
+        planner = self.planner(leadership)
         self.planner_thread = threading.Thread(target=planner.run, args=(self.stop_event, self.wake_event),
                                                name="planner", daemon=True)
         self.planner_thread.start()
@@ -71,7 +81,7 @@ class Processes:
         self.wake_event.set()
         if self.planner_thread is not None:
             self.planner_thread.join(10)
-        for thread in (self.webhook_thread, self.schedules_thread):
+        for thread in (self.webhook_thread, self.schedules_thread, self.leadership_thread):
             if thread is not None:
                 thread.join(10)
         worker, queue = self.worker, self.queue

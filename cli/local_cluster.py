@@ -1,5 +1,8 @@
-"""The production shape on one machine: ``broker api``, ``broker planner`` and N ``broker worker`` processes
-sharing one PostgreSQL database and one Redis (used by the integration tests and the benchmarks)."""
+"""The production shape on one machine: ``broker api`` (one or more), ``broker planner`` and N ``broker worker``
+processes sharing one PostgreSQL database and one Redis (used by the integration tests and the benchmarks).
+
+With ``separate_data`` each process gets a data folder of its own, as on separate hosts: then they share only
+the database, Redis and the file store (set ``BROKER_STORAGE_URL`` to a bucket in ``env``)."""
 
 import os
 import signal
@@ -14,7 +17,7 @@ from typing import Self
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 60.0  #: seconds for the API to answer /healthz
+STARTUP_TIMEOUT = 120.0  #: seconds for every API process to answer /healthz (imports are slow on a loaded machine)
 
 
 def free_port() -> int:
@@ -25,7 +28,8 @@ def free_port() -> int:
 
 class LocalCluster:
     def __init__(self, workdir: Path, database_url: str, redis_url: str, providers_toml: str, workers: int = 2,
-                 worker_threads: int = 16, env: dict[str, str] | None = None) -> None:
+                 worker_threads: int = 16, env: dict[str, str] | None = None, apis: int = 1,
+                 separate_data: bool = False) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         providers = workdir / "providers.toml"
         providers.write_text(providers_toml)
@@ -34,11 +38,22 @@ class LocalCluster:
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
                     **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.port = free_port()
+        self.separate_data = separate_data
+        self.ports = [free_port() for _ in range(apis)]
+        self.port = self.ports[0]
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every API process's base URL."""
+        return [f"http://127.0.0.1:{port}/v1" for port in self.ports]
+
+    def data_dir(self, name: str) -> Path:
+        """The data folder of process ``name``."""
+        return self.workdir / (f"data-{name}" if self.separate_data else "data")
 
     def run(self, *args: str) -> str:
         """Run a one-off ``broker`` command to completion; returns its stdout."""
@@ -48,27 +63,31 @@ class LocalCluster:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=self.env, stdout=log,
+        env = {**self.env, "BROKER_DATA_DIR": str(self.data_dir(name))}
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
 
     def start(self) -> Self:
         self.run("db", "upgrade")  # once, before the roles start
-        self.spawn("api", "api", "--host", "127.0.0.1", "--port", str(self.port))
+        for n, port in enumerate(self.ports):
+            self.spawn("api" if n == 0 else f"api{n + 1}", "api", "--host", "127.0.0.1", "--port", str(port))
         self.spawn("planner", "planner")
         for n in range(1, self.workers + 1):
             self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads))
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the API did not start:\n" + self.logs()) from None
-                time.sleep(0.2)
+        for port in self.ports:
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("the API did not start:\n" + self.logs()) from None
+                    time.sleep(0.2)
+        return self
 
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""

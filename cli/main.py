@@ -1,5 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, retry,
-cancel, usage, label, schedules."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, doctor, config-docs, db, keys, projects; submit,
+status, results, retry, cancel, usage, label, schedules."""
 
 import logging
 import signal
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.table import Table
 
 from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
 from broker.core import Core
@@ -19,6 +20,9 @@ from broker.projects import KEEP, configure_project, month_to_date_cost, regions
 from broker.settings import Settings
 from cli.batches import register as register_batch_commands
 from cli.compose import Processes
+from cli.config_docs import DOCS_PATH
+from cli.config_docs import render as render_configuration
+from cli.doctor import run_checks, split_problems
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
 from cli.startup import require_free_port, start_simulator, startup_errors
@@ -39,6 +43,8 @@ console = Console(stderr=True)
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
 Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one chunk of lines at a time).")]
+SingleHost = Annotated[bool, typer.Option("--single-host", help="Every role runs on this one machine: allow a "
+                                          "SQLite database (Redis is still needed).")]
 
 
 def _logging() -> None:
@@ -51,6 +57,16 @@ def _wait_for_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+
+
+def _split_settings(role: str, single_host: bool) -> Settings:
+    """The settings of a split role; exits with why when the roles could not work together with them."""
+    settings = Settings()
+    if problems := split_problems(settings, single_host):
+        for problem in problems:
+            console.print(f"[bold red]broker {role}: refusing to start.[/] {problem}")
+        raise typer.Exit(2)
+    return settings
 
 
 def _project_key(core: Core, project: str) -> str:
@@ -101,12 +117,13 @@ def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
 
 
 @app.command()
-def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
+def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = False) -> None:
     """The HTTP API only (production: run planner and workers as their own processes)."""
+    settings = _split_settings("api", single_host)
     _logging()
     with startup_errors(console):
         require_free_port(host, port)
-        procs = Processes(Core.open(Settings()))
+        procs = Processes(Core.open(settings))
     try:
         uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
     finally:
@@ -114,11 +131,11 @@ def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
 
 
 @app.command()
-def worker(threads: Threads = None) -> None:
+def worker(threads: Threads = None, single_host: SingleHost = False) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
+    settings = _split_settings("worker", single_host)
     _logging()
     with startup_errors(console):
-        settings = Settings()
         procs = Processes(Core.open(settings))
         procs.start_workers(threads or settings.worker_threads)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
@@ -129,11 +146,13 @@ def worker(threads: Threads = None) -> None:
 
 
 @app.command()
-def planner() -> None:
-    """Release work in priority order, take back expired leases, finish batches (run one or two)."""
+def planner(single_host: SingleHost = False) -> None:
+    """Release work in priority order, take back expired leases, finish batches (run several: one leads, another
+    takes over if it dies)."""
+    settings = _split_settings("planner", single_host)
     _logging()
     with startup_errors(console):
-        procs = Processes(Core.open(Settings()))
+        procs = Processes(Core.open(settings))
         procs.start_planner()
     try:
         _wait_for_signal()
@@ -150,6 +169,44 @@ def simulate(host: Host = "127.0.0.1", port: Port = 8765,
     """Run the OpenAI-compatible provider simulator in the foreground."""
     serve_simulator(host, port, SimulatorConfig(latency_median_ms=latency_ms, rpm=rpm, tpm=tpm,
                                                 error_rate=error_rate))
+
+
+@app.command()
+def doctor(
+    embedded: Annotated[bool, typer.Option(
+        "--embedded", help="Check for `broker serve` (one process): no Redis or PostgreSQL needed.")] = False,
+    no_providers: Annotated[bool, typer.Option(
+        "--no-providers", help="Skip the providers (a container healthcheck: only what this process needs).")] = False,
+) -> None:
+    """Check the database, Redis, file storage and each provider (reachable, key set); exit 1 if any is wrong."""
+    findings = run_checks(Settings(), split=not embedded, providers=not no_providers)
+    table = Table("check", "", "detail", box=None, show_header=False)
+    for f in findings:
+        table.add_row(f.name, "[green]ok[/]" if f.ok else "[bold red]FAIL[/]", f.detail)
+    out = Console()
+    out.print(table)
+    failed = sum(not f.ok for f in findings)
+    out.print(f"[bold red]{failed} problem(s)[/]" if failed else "[bold green]all checks passed[/]")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("config-docs")
+def config_docs(
+    output: Annotated[Path, typer.Option(help="Where to write the page.")] = DOCS_PATH,
+    check: Annotated[bool, typer.Option("--check", help="Only say whether the page is up to date (exit 1 if not).")]
+    = False,
+) -> None:
+    """Write docs/configuration.md from the settings class (every variable, type, default, description)."""
+    page = render_configuration()
+    if check:
+        if not output.exists() or output.read_text() != page:
+            console.print(f"{output} is stale: run `broker config-docs`")
+            raise typer.Exit(1)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page)
+    console.print(f"wrote {output}")
 
 
 @db_app.command("upgrade")

@@ -9,6 +9,7 @@ import pytest
 
 from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import EmbeddedBroker, sim_catalogue, test_settings
+from tests.s3server import S3Server
 
 
 @pytest.fixture
@@ -46,3 +47,19 @@ def require_service(env_var: str) -> str:
             raise RuntimeError(f"{env_var} must be set in CI: the integration suite runs against real services")
         pytest.skip(f"{env_var} not set")
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's) on loopback, for the whole session."""
+    server = S3Server().start(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<a fresh bucket>/files``, with the AWS_* variables pointing at ``s3_server`` for this test."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.new_bucket()}/files"

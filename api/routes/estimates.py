@@ -17,7 +17,7 @@ def estimate(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: Ses
         ModelEstimate(model=e.model, lines=e.lines, input_tokens=e.input_tokens, output_tokens=e.output_tokens,
                       routes=sorted((RouteCost(provider=p, route=r, cost_usd=round(c, 8)) for p, r, c in e.routes),
                                     key=lambda rc: rc.cost_usd))
-        for e in estimate_file(session, ctx.core.catalogue, ctx.core.store.path_for(row.id), project_id)
+        for e in estimate_file(session, ctx.core.catalogue, ctx.core.store.lines(row.id), project_id)
     ]
     return FileEstimate(
         file_id=row.id, lines=sum(m.lines for m in models), input_tokens=sum(m.input_tokens for m in models),

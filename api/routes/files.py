@@ -3,15 +3,18 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col
 
-from api.deps import ContextDep, ProjectDep, SessionDep
+from api.deps import BriefProjectDep, ContextDep, ProjectDep, SessionDep
 from api.upload import receive_upload
 from broker.access import page
 from broker.batches import RUNNING, batch_of_output_file
+from broker.db import session_scope
 from broker.errors import InvalidRequest
-from broker.files import get_file, register_file, to_wire
+from broker.files import get_file, record_file, to_wire
+from broker.ids import new_id
 from broker.result_lines import iter_lines
 from broker.tables import StoredFile
 from schemas.files import UPLOADABLE_PURPOSES, FileDeleted, FileList, FileObject
@@ -43,24 +46,30 @@ def _expires_after(fields: dict[str, str], default: int | None) -> int | None:
 
 
 @router.post("", response_model=FileObject, openapi_extra={"requestBody": UPLOAD_BODY})
-async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileObject:
-    tmp = ctx.core.store.temp_path()
+async def create_file(request: Request, ctx: ContextDep, project_id: BriefProjectDep) -> FileObject:
+    """The bytes stream to the store first, with no database connection held; the row is written once they are in."""
+    store, file_id = ctx.core.store, new_id("file")
     try:
-        upload = await receive_upload(request, tmp, ctx.core.settings.max_upload_bytes)
+        upload = await receive_upload(request, store, file_id, ctx.core.settings.max_upload_bytes)
         purpose = upload.fields.get("purpose")
         if not purpose:
             raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
         if purpose not in UPLOADABLE_PURPOSES:
             raise InvalidRequest(f"Invalid purpose '{purpose}'. Use one of: {', '.join(sorted(UPLOADABLE_PURPOSES))}.",
                                  param="purpose")
-        row = register_file(session, ctx.core.store, project_id=project_id, source=tmp,
-                            filename=upload.filename or "upload", purpose=purpose,
-                            expires_after=_expires_after(upload.fields, ctx.core.settings.batch_file_expires_after
-                                                         if purpose == "batch" else None))
-        session.commit()
-        return to_wire(row)
-    finally:
-        ctx.core.store.remove(tmp)
+        expires_after = _expires_after(
+            upload.fields, ctx.core.settings.batch_file_expires_after if purpose == "batch" else None)
+    except BaseException:
+        await run_in_threadpool(store.remove, file_id)
+        raise
+
+    def record() -> FileObject:
+        with session_scope(ctx.core.engine) as session:
+            return to_wire(record_file(session, file_id=file_id, size=upload.size, project_id=project_id,
+                                       filename=upload.filename or "upload", purpose=purpose,
+                                       expires_after=expires_after))
+
+    return await run_in_threadpool(record)
 
 
 @router.get("", response_model=FileList)
@@ -96,13 +105,12 @@ def file_content(
         return Response(b"".join(lines), media_type="application/octet-stream",
                         headers={"x-file-complete": "false", "x-last-line": str(offset + len(lines)),
                                  "x-batch-status": batch.status})
-    path = ctx.core.store.path_for(row.id)
     headers = {"x-file-complete": "true"}
     if batch is not None:
         headers["x-last-line"] = str(batch.completed)
     if offset == 0:
-        headers["content-length"] = str(path.stat().st_size)
-    return StreamingResponse(ctx.core.store.stream_from_line(path, offset), media_type="application/octet-stream",
+        headers["content-length"] = str(row.bytes)
+    return StreamingResponse(ctx.core.store.stream_from_line(row.id, offset), media_type="application/octet-stream",
                              headers=headers)
 
 
@@ -111,5 +119,5 @@ def delete_file(file_id: str, ctx: ContextDep, project_id: ProjectDep, session: 
     row = get_file(session, project_id, file_id)
     session.delete(row)
     session.commit()
-    ctx.core.store.remove(ctx.core.store.path_for(row.id))
+    ctx.core.store.remove(row.id)
     return FileDeleted(id=file_id)

@@ -12,11 +12,11 @@ from broker.access import get_owned, page
 from broker.batches import MAX_METADATA_PAIRS, create_batch
 from broker.catalogue import Catalogue
 from broker.errors import InvalidRequest
-from broker.files import FileStore
 from broker.ids import new_id, now
 from broker.schedules.cron import check_cron, check_timezone, next_run
 from broker.schedules.precheck import check_input_lines
 from broker.schedules.sources import InputSources
+from broker.storage import FileStore
 from broker.tables import ScheduleRow, StoredFile
 from schemas.batches import PRIORITY_CLASSES, BatchCreate, Constraints, Route
 from schemas.schedules import Schedule, ScheduleCreate, ScheduleUpdate
@@ -60,7 +60,7 @@ def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_
                              min_window_seconds, webhook_allow_hosts)
         row.priority, row.priority_label = probe.priority, probe.priority_label
         if row.input_file_id and catalogue is not None and store is not None:
-            check_input_lines(session, catalogue, store.path_for(row.input_file_id), probe)
+            check_input_lines(session, catalogue, store.lines(row.input_file_id), probe)
     session.add(row)
     return row
 

@@ -1,8 +1,8 @@
 """A stored-file schedule's input checked at create, line by line as each run's validation will: a file that can
 never run (a model the catalogue lacks, a bad line) is refused then, not discovered at every run."""
 
+from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 
 from sqlmodel import Session
 
@@ -13,7 +13,7 @@ from broker.tables import BatchRow, Project
 from schemas.batches import BatchError
 
 
-def check_input_lines(session: Session, catalogue: Catalogue, source: Path, probe: BatchRow) -> None:
+def check_input_lines(session: Session, catalogue: Catalogue, lines: Iterable[bytes], probe: BatchRow) -> None:
     """400 naming the first line that each run's validation would refuse, and how many more it would."""
     # route "auto": whether a native batch or an off-peak window fits depends on when a run starts, which the
     # run's own validation decides; a model nobody serves (under the batch's constraints) never runs
@@ -21,12 +21,11 @@ def check_input_lines(session: Session, catalogue: Catalogue, source: Path, prob
     validator = LineValidator(probe.endpoint, catalogue, routing)
     errors: list[BatchError] = []
     seen = 0
-    with source.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if raw.strip():
-                seen += 1
-                if isinstance(result := validator.check(lineno, raw), BatchError):
-                    errors.append(result)
+    for lineno, raw in enumerate(lines, start=1):
+        if raw.strip():
+            seen += 1
+            if isinstance(result := validator.check(lineno, raw), BatchError):
+                errors.append(result)
     if seen == 0:
         raise InvalidRequest("The schedule's input file has no lines.", param="input_file_id", code="empty_file")
     if errors:

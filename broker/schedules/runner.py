@@ -24,7 +24,8 @@ from sqlmodel import Session
 from broker.batches import create_batch
 from broker.core import Core
 from broker.errors import ApiError
-from broker.files import FileStore, register_file
+from broker.files import record_file
+from broker.ids import new_id
 from broker.intake import validate_batch
 from broker.schedules.cron import next_run
 from broker.schedules.manage import batch_request
@@ -86,11 +87,19 @@ def fire_one(core: Core, schedule_id: str, due_at: int, t: float, sources: Input
         input_url = row.input_url
     if input_url is None:
         return _create(core, schedule_id, due_at, t, None)
-    fetched = _fetch(sources or InputSources.from_settings(core.settings), input_url, core.store.temp_path())
+    store = core.store
+    fetched = _fetch(sources or InputSources.from_settings(core.settings), input_url, store.temp_path())
+    batch_id = None
     try:
-        return _create(core, schedule_id, due_at, t, fetched)
+        if fetched.error is None:  # into the store before the transaction: no connection waits on an upload
+            fetched.file_id = new_id("file")
+            fetched.size = store.put_path(fetched.file_id, fetched.path)
+        batch_id = _create(core, schedule_id, due_at, t, fetched)
+        return batch_id
     finally:
-        core.store.remove(fetched.path)  # gone already if it became the run's file
+        store.discard_temp(fetched.path)  # gone already if it went into the store
+        if batch_id is None and fetched.file_id is not None:
+            store.remove(fetched.file_id)  # the run created no batch (or another planner's did): nothing keeps it
 
 
 @dataclass
@@ -100,6 +109,8 @@ class Fetched:
     path: Path
     name: str = ""
     error: str | None = None
+    file_id: str | None = None  #: its key in the store, once moved there
+    size: int = 0
 
 
 def _fetch(sources: InputSources, url: str, path: Path) -> Fetched:
@@ -123,13 +134,11 @@ def _create(core: Core, schedule_id: str, due_at: int, t: float, fetched: Fetche
         try:
             with session.begin_nested():  # a refused batch leaves neither itself nor the file fetched for it
                 if fetched is not None:
-                    file_id = _store_fetched(session, store, row, fetched)
+                    file_id = _store_fetched(session, row, fetched)
                 batch = create_batch(session, row.project_id, batch_request(row, input_file_id=file_id),
                                      settings.min_window_seconds, settings.webhook_allow_hosts,
                                      catalogue=core.catalogue, store=store)
         except (ApiError, SourceError) as exc:  # fetch failed, file deleted, allow-list tightened...: no batch
-            if file_id is not None:
-                store.remove(store.path_for(file_id))
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             log.warning("schedule %s: run due at %s created no batch: %s", schedule_id, due_at, message)
             conn.execute(text("UPDATE schedule SET last_error = :e WHERE id = :id"),
@@ -148,12 +157,12 @@ def _still_due(row: ScheduleRow | None, due_at: int) -> TypeGuard[ScheduleRow]:
     return row is not None and row.enabled and row.next_run_at == due_at
 
 
-def _store_fetched(session: Session, store: FileStore, row: ScheduleRow, fetched: Fetched) -> str:
-    """Record the fetched file as a new batch file of the schedule's project; its id."""
-    if fetched.error is not None:
-        raise SourceError(fetched.error)
-    stored = register_file(session, store, project_id=row.project_id, source=fetched.path, filename=fetched.name,
-                           purpose="batch")
+def _store_fetched(session: Session, row: ScheduleRow, fetched: Fetched) -> str:
+    """Record the fetched file (in the store already) as a new batch file of the schedule's project; its id."""
+    if fetched.error is not None or fetched.file_id is None:
+        raise SourceError(fetched.error or "input_url: nothing fetched")
+    stored = record_file(session, file_id=fetched.file_id, size=fetched.size, project_id=row.project_id,
+                         filename=fetched.name, purpose="batch")
     session.flush()
     return stored.id
 

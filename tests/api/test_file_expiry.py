@@ -20,7 +20,7 @@ def test_expired_files_are_deleted_by_the_planner(broker: EmbeddedBroker) -> Non
         conn.execute(text("UPDATE file SET expires_at = :t WHERE id = :id"), {"t": int(time.time()) - 1,
                                                                              "id": expiring.id})
     deadline = time.monotonic() + 10
-    while broker.core.store.path_for(expiring.id).exists():
+    while (broker.settings.files_dir / expiring.id).exists():
         assert time.monotonic() < deadline, "expired file was not purged"
         time.sleep(0.05)
     resp = httpx.get(f"{broker.base_url}/files/{expiring.id}", headers={"Authorization": f"Bearer {broker.key}"})
@@ -62,7 +62,7 @@ def test_batch_files_expire_after_30_days_by_default_and_are_then_deleted_unless
         conn.execute(text("UPDATE file SET expires_at = :t WHERE id IN (:a, :b)"),
                      {"t": int(time.time()) - 1, "a": plain.id, "b": scheduled.id})
     deadline = time.monotonic() + 10
-    while broker.core.store.path_for(plain.id).exists():
+    while (broker.core.settings.files_dir / plain.id).exists():
         assert time.monotonic() < deadline, "the expired batch file was not purged"
         time.sleep(0.05)
     ids = {f.id for f in client.files.list().data}

@@ -103,8 +103,10 @@ def test_a_broken_providers_file_is_one_line_of_error(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--port", str(free_port())], cwd=ROOT,
                              env=_env(tmp_path, BROKER_PROVIDERS_FILE=str(tmp_path / "nope.toml")),
                              capture_output=True, text=True, timeout=60)
-    broken = subprocess.run([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
-                            env=_env(tmp_path, BROKER_PROVIDERS_FILE=str(tmp_path / "providers.toml")),
+    # the catalogue is read before the queue is touched, so no Redis need answer at that URL
+    broken = subprocess.run([sys.executable, "-m", "cli.main", "worker", "--single-host"], cwd=ROOT,
+                            env=_env(tmp_path, BROKER_PROVIDERS_FILE=str(tmp_path / "providers.toml"),
+                                     REDIS_URL="redis://127.0.0.1:9/0"),
                             capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "error: cannot start:" in missing.stderr and "nope.toml" in missing.stderr
     assert broken.returncode == 1 and "base_url" in broken.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from broker.db import make_engine
-from broker.files import FileStore
 from broker.migrate import upgrade
+from broker.storage import FileStore
 from tests import harness
 from tests.unit.test_schedules import add_schedules, batches_by_schedule, fire_from_threads, make_due
 

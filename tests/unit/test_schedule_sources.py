@@ -20,12 +20,12 @@ from starlette.routing import Route
 from broker.auth import get_or_create_project
 from broker.core import Core
 from broker.db import make_engine, session_scope
-from broker.files import FileStore
 from broker.migrate import upgrade
 from broker.schedules.manage import create_schedule
 from broker.schedules.runner import fire_due
 from broker.schedules.sources import InputSources, SourceError
 from broker.settings import Settings
+from broker.storage import FileStore
 from schemas.schedules import ScheduleCreate
 from simulator.serving import ThreadedServer
 from tests import harness

@@ -17,12 +17,13 @@ from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
 from broker.core import Core
 from broker.db import make_engine, session_scope
 from broker.errors import InvalidRequest
-from broker.files import FileStore, register_file
+from broker.files import register_file
 from broker.migrate import upgrade
 from broker.schedules.cron import check_cron, check_timezone, next_run
 from broker.schedules.manage import create_schedule, update_schedule
 from broker.schedules.runner import fire_due, fire_one
 from broker.settings import Settings
+from broker.storage import FileStore
 from broker.tables import BatchRow, ScheduleRow
 from schemas.schedules import ScheduleCreate, ScheduleUpdate
 from tests import harness
