@@ -4,7 +4,19 @@ from fastapi import FastAPI
 
 from api.context import ApiContext
 from api.errors import install_error_handlers
-from api.routes import batches, estimates, files, models, providers, schedules, usage, webhooks
+from api.routes import (
+    audit_logs,
+    batches,
+    estimates,
+    files,
+    models,
+    org_keys,
+    org_projects,
+    providers,
+    schedules,
+    usage,
+    webhooks,
+)
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -12,6 +24,7 @@ def create_app(context: ApiContext) -> FastAPI:
                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
     install_error_handlers(app)
-    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage):
+    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage, org_projects, org_keys,
+                   audit_logs):
         app.include_router(module.router)
     return app
