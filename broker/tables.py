@@ -41,6 +41,17 @@ class ApiKey(SQLModel, table=True):
     monthly_budget_usd: float | None = None  #: dispatch stops for batches created with this key past it
 
 
+class ProjectRateLimit(SQLModel, table=True):
+    """A project's own requests and tokens per minute on one model, on top of the providers' limits."""
+
+    __tablename__ = "project_rate_limit"
+
+    project_id: str = Field(foreign_key="project.id", primary_key=True)
+    model: str = Field(primary_key=True)
+    rpm: int | None = None
+    tpm: int | None = None
+
+
 class ApiKeyAddress(SQLModel, table=True):
     """An address a key was used from; the first use from a new one is an audit event."""
 

@@ -154,3 +154,30 @@ class AuditLogList(BaseModel):
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
+
+
+class RateLimit(BaseModel):
+    """A project's limit on one model (None: no limit of the project's own; the providers' limits still apply)."""
+
+    object: Literal["project.rate_limit"] = "project.rate_limit"
+    id: str
+    model: str
+    max_requests_per_1_minute: int | None = None
+    max_tokens_per_1_minute: int | None = None
+
+
+class RateLimitUpdate(BaseModel):
+    """Only the fields sent change; ``null`` removes that limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_requests_per_1_minute: int | None = Field(default=None, ge=1)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=1)
+
+
+class RateLimitList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RateLimit]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False

@@ -23,6 +23,7 @@ ADMIN_ENDPOINTS = [
     ("GET", "/organization/admin_api_keys"), ("POST", "/organization/admin_api_keys"),
     ("GET", "/organization/admin_api_keys/k"), ("DELETE", "/organization/admin_api_keys/k"),
     ("POST", "/organization/admin_api_keys/k/rotate"), ("GET", "/organization/audit_logs"),
+    ("GET", "/organization/projects/p/rate_limits"), ("POST", "/organization/projects/p/rate_limits/rl-m"),
 ]
 PROJECT_KEYS = {"id", "object", "name", "created_at", "archived_at", "status", "monthly_budget_usd",
                 "month_to_date_cost_usd", "regions", "allowed_models", "blocked_models"}

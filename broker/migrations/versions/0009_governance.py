@@ -1,5 +1,5 @@
 """Governance: admin and project keys (name, scope, expiry, rotation, budget), project archive and model access,
-spend per key, audit log.
+spend per key, audit log, rate limits per project and model.
 
 Revision ID: 0009
 Revises: 0008
@@ -34,6 +34,15 @@ def upgrade() -> None:
         batch_op.create_index("ix_api_key_previous_hash", ["previous_hash"], unique=False)
     with op.batch_alter_table("batch") as batch_op:
         batch_op.add_column(sa.Column("api_key_id", sa.String(), nullable=True))
+    op.create_table(
+        "project_rate_limit",
+        sa.Column("project_id", sa.String(), nullable=False),
+        sa.Column("model", sa.String(), nullable=False),
+        sa.Column("rpm", sa.Integer(), nullable=True),
+        sa.Column("tpm", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["project_id"], ["project.id"]),
+        sa.PrimaryKeyConstraint("project_id", "model"),
+    )
     op.create_table(
         "api_key_address",
         sa.Column("api_key_id", sa.String(), nullable=False),
@@ -75,6 +84,7 @@ def downgrade() -> None:
     op.drop_index("ix_audit_log_effective_at", table_name="audit_log")
     op.drop_table("audit_log")
     op.drop_table("api_key_address")
+    op.drop_table("project_rate_limit")
     with op.batch_alter_table("batch") as batch_op:
         batch_op.drop_column("api_key_id")
     with op.batch_alter_table("api_key") as batch_op:
