@@ -34,12 +34,6 @@ def not_allowed_message(model: str) -> str:
     return f"This project may not use the model '{model}'."
 
 
-def require_model(project: Project | None, model: str, param: str = "model") -> None:
-    """Raise the API's 400 ``model_not_allowed`` unless the project may use ``model``."""
-    if not may_use(project, model):
-        raise InvalidRequest(not_allowed_message(model), param=param, code=MODEL_NOT_ALLOWED)
-
-
 def set_model_access(project: Project, allowed: list[str] | None, blocked: list[str] | None) -> None:
     """Replace both lists (None: no allow list / nothing blocked)."""
     project.models_allowed_json = orjson.dumps(sorted(set(allowed))).decode() if allowed is not None else None
