@@ -3,11 +3,14 @@
 from fastapi import FastAPI
 
 from api.context import ApiContext
+from api.docs import docs_app
 from api.errors import install_error_handlers
+from api.request_id import RequestIdMiddleware
 from api.routes import (
     audit_logs,
     batches,
     estimates,
+    failures,
     files,
     models,
     org_keys,
@@ -20,11 +23,12 @@ from api.routes import (
 
 
 def create_app(context: ApiContext) -> FastAPI:
-    app = FastAPI(title="inference-broker", version="0.1.0",
-                  description="OpenAI-compatible Files + Batches API in front of many model providers.")
+    app = docs_app(title="inference-broker", version="0.1.0",
+                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage, org_projects, org_keys,
-                   audit_logs):
+    for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage, org_projects,
+                   org_keys, audit_logs):
         app.include_router(module.router)
     return app

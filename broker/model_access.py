@@ -4,11 +4,8 @@ A project has an optional allow list (None: every model) and a block list; a blo
 the allow list names it.
 """
 
-from pathlib import Path
-
 import orjson
 
-from broker.errors import InvalidRequest
 from broker.tables import Project
 
 MODEL_NOT_ALLOWED = "model_not_allowed"  #: the error code a refused model gets, in batch errors and API errors
@@ -39,18 +36,3 @@ def set_model_access(project: Project, allowed: list[str] | None, blocked: list[
     project.models_allowed_json = orjson.dumps(sorted(set(allowed))).decode() if allowed is not None else None
     project.models_blocked_json = orjson.dumps(sorted(set(blocked))).decode() if blocked else None
 
-
-def require_file_models(project: Project | None, path: Path) -> None:
-    """400 ``model_not_allowed`` for the first line of a batch input file naming a model the project may not use
-    (a schedule's stored file is checked when the schedule is created; other problems are left to validation)."""
-    if project is None or (project.models_allowed_json is None and project.models_blocked_json is None):
-        return
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                model = orjson.loads(raw).get("body", {}).get("model")
-            except (orjson.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(model, str) and not may_use(project, model):
-                raise InvalidRequest(f"Line {lineno}: {not_allowed_message(model)}", param="input_file_id",
-                                     code=MODEL_NOT_ALLOWED)

@@ -124,5 +124,5 @@ def test_schedules_are_checked_against_model_access_when_created(
         body = {"cron": "0 3 * * *", "endpoint": "/v1/embeddings", "completion_window": "24h"}
         error = assert_error(client.post("/schedules", json={**body, "input_file_id": refused}), 400,
                              code="model_not_allowed", param="input_file_id")
-        assert "Line 2" in error["message"]
+        assert "line 2" in error["message"]
         assert client.post("/schedules", json={**body, "input_file_id": allowed}).status_code == 200
