@@ -6,7 +6,20 @@ from api.context import ApiContext
 from api.docs import docs_app
 from api.errors import install_error_handlers
 from api.request_id import RequestIdMiddleware
-from api.routes import batches, estimates, failures, files, models, providers, schedules, usage, webhooks
+from api.routes import (
+    audit_logs,
+    batches,
+    estimates,
+    failures,
+    files,
+    models,
+    org_keys,
+    org_projects,
+    providers,
+    schedules,
+    usage,
+    webhooks,
+)
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -15,6 +28,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage):
+    for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage, org_projects,
+                   org_keys, audit_logs):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""Dependencies as ``Annotated`` aliases; tenant scoping starts here (the caller's project)."""
+"""Dependencies as ``Annotated`` aliases; tenant scoping starts here (the caller's key, role and project)."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -7,9 +7,13 @@ from fastapi import Depends, Header, Request
 from sqlmodel import Session
 
 from api.context import ApiContext
-from broker.auth import DEFAULT_PROJECT, get_or_create_project, project_for_key
+from broker.auth import ADMIN, DEFAULT_PROJECT, Caller, authenticate, get_or_create_project
 from broker.db import session_scope
-from broker.errors import Unauthorized
+from broker.errors import Forbidden, NotFound, Unauthorized
+from broker.projects import ARCHIVED
+from broker.tables import Project
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})  #: methods a read_only key (or an archived project) may use
 
 
 def get_context(request: Request) -> ApiContext:
@@ -28,25 +32,63 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_project(ctx: ContextDep, session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    if ctx.core.settings.auth_disabled:
-        return get_or_create_project(session, DEFAULT_PROJECT).id
+def get_caller(request: Request, ctx: ContextDep, session: SessionDep,
+               authorization: Annotated[str | None, Header()] = None) -> Caller:
+    ip = request.client.host if request.client else None
+    if ctx.core.settings.auth_disabled:  # everything is open: an admin, on the default project unless told
+        return Caller(None, ADMIN, "all", None, ip)
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
         )
-    return project_for_key(session, key.strip())
+    return authenticate(session, key.strip(), ip)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_project(request: Request, caller: CallerDep, session: SessionDep,
+                openai_project: Annotated[str | None, Header(alias="OpenAI-Project")] = None) -> str:
+    """The project a call acts on: a project key's own; an admin key's ``OpenAI-Project`` header, else the default
+    project. A read_only key, or an admin on an archived project, may only read."""
+    if caller.kind == ADMIN:
+        project = session.get(Project, openai_project) if openai_project else \
+            get_or_create_project(session, DEFAULT_PROJECT)
+        if project is None:
+            raise NotFound(f"No such project: {openai_project}", param="OpenAI-Project")
+        if project.status == ARCHIVED and request.method not in READS:
+            raise Forbidden(f"Project {project.id} is archived: its data can be read, not changed.",
+                            code="project_archived")
+        return project.id
+    assert caller.project_id is not None
+    if openai_project and openai_project != caller.project_id:
+        raise Unauthorized("The OpenAI-Project header does not match the project of the API key.",
+                           code="mismatched_project")
+    if caller.scope == "read_only" and request.method not in READS:
+        raise Forbidden("This API key is read_only: it cannot make changes.", code="insufficient_permissions")
+    return caller.project_id
 
 
 ProjectDep = Annotated[str, Depends(get_project)]
 
 
-def get_project_briefly(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+def get_project_briefly(request: Request, ctx: ContextDep, authorization: Annotated[str | None, Header()] = None,
+                        openai_project: Annotated[str | None, Header(alias="OpenAI-Project")] = None) -> str:
     """The caller's project, from a session closed before the route runs: for routes that keep the request open
     long (uploads), so that a slow client never holds a database connection."""
     with session_scope(ctx.core.engine) as session:
-        return get_project(ctx, session, authorization)
+        return get_project(request, get_caller(request, ctx, session, authorization), session, openai_project)
 
 
 BriefProjectDep = Annotated[str, Depends(get_project_briefly)]
+
+
+def require_admin(caller: CallerDep) -> Caller:
+    if caller.kind != ADMIN:
+        raise Forbidden("This endpoint needs an admin API key; a project key cannot use it.",
+                        code="insufficient_permissions")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]

@@ -16,7 +16,7 @@ from dataclasses import astuple, dataclass, field
 import orjson
 from sqlalchemy import Connection, Engine, text
 
-from broker.budget import OVER_MONTHLY_BUDGET, UNDER_CAP, month_params
+from broker.budget import UNDER_CAP, month_params, within_monthly
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ids import now
@@ -121,7 +121,7 @@ def _active_batches(conn: Connection, at: float,
         text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
              "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
              "AND (not_before IS NULL OR not_before <= :now) "
-             f"AND {UNDER_CAP} AND project_id NOT IN ({OVER_MONTHLY_BUDGET})"),
+             f"AND {UNDER_CAP} AND {within_monthly()}"),
         {"now": at, **month_params(at)},
     ).all()
     batches = [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4],

@@ -4,6 +4,7 @@ BrokerError
  +-- ApiError                 shown to API callers as OpenAI's ``{"error": {...}}`` envelope
  |    +-- InvalidRequest      400 invalid_request_error
  |    +-- Unauthorized        401 invalid_request_error (OpenAI's type for a missing or wrong key)
+ |    +-- Forbidden           403 invalid_request_error (a key without the role or scope for the call)
  |    +-- NotFound            404 invalid_request_error
  |    +-- Conflict            409 invalid_request_error
  |    +-- PayloadTooLarge     413 invalid_request_error
@@ -36,6 +37,10 @@ class InvalidRequest(ApiError):
 
 class Unauthorized(ApiError):
     status_code = 401
+
+
+class Forbidden(ApiError):
+    status_code = 403
 
 
 class NotFound(ApiError):

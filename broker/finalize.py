@@ -29,7 +29,7 @@ _END_MESSAGES = {
     "cancelled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
     "budget": ("budget_exceeded", "This request was not executed: the batch reached its max_cost_usd."),
     "monthly_budget": ("budget_exceeded",
-                       "This request was not executed: the project reached its monthly budget."),
+                       "This request was not executed: the project or API key reached its monthly budget."),
 }  #: why open lines were closed -> their error code and message
 
 

@@ -22,6 +22,7 @@ from broker.core import Core
 from broker.errors import InvalidRequest
 from broker.files import get_file
 from broker.ids import new_id, now
+from broker.model_access import MODEL_NOT_ALLOWED, may_use, not_allowed_message
 from broker.projects import regions_of
 from broker.routing import NATIVE_BATCH, RoutePlan, RoutingRequest, eligible, plan_model
 from broker.tables import BatchRow, Project
@@ -47,10 +48,12 @@ class ValidLine:
 class LineValidator:
     """Checks one input line against OpenAI's batch rules and our catalogue, and routes it (broker/routing.py)."""
 
-    def __init__(self, endpoint: str, catalogue: Catalogue, routing: RoutingRequest | None = None) -> None:
+    def __init__(self, endpoint: str, catalogue: Catalogue, routing: RoutingRequest | None = None,
+                 project: Project | None = None) -> None:
         self.endpoint = endpoint
         self.catalogue = catalogue
         self.routing = routing or RoutingRequest(endpoint)
+        self.project = project  #: whose model access applies (broker/model_access.py)
         self.seen: set[str] = set()
         self.plans: dict[str, RoutePlan | InvalidRequest] = {}  #: per model, decided on its first line
 
@@ -101,6 +104,9 @@ class LineValidator:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return _missing(lineno, "body.model")
+        if not may_use(self.project, model):
+            return BatchError(code=MODEL_NOT_ALLOWED, line=lineno, param="body.model",
+                              message=not_allowed_message(model))
         plan = self.plans.get(model)
         if plan is None:
             try:
@@ -134,10 +140,11 @@ def validate_batch(core: Core, batch_id: str) -> None:
         assert row is not None
         source = get_file(session, row.project_id, row.input_file_id)
         endpoint = row.endpoint
-        routing = routing_request(row, session.get(Project, row.project_id))
+        project = session.get(Project, row.project_id)
+        routing = routing_request(row, project)
     with kept_alive(engine, batch_id):
         errors = load_lines(engine, batch_id, endpoint, core.store.lines(source.id), core.catalogue,
-                            core.settings.max_batch_lines, routing)
+                            core.settings.max_batch_lines, routing, project)
     if errors:
         errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
         with engine.begin() as conn:
@@ -175,9 +182,10 @@ def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:
 
 
 def load_lines(engine: Engine, batch_id: str, endpoint: str, source: Iterable[bytes], catalogue: Catalogue,
-               max_lines: int, routing: RoutingRequest | None = None) -> list[BatchError]:
+               max_lines: int, routing: RoutingRequest | None = None,
+               project: Project | None = None) -> list[BatchError]:
     """Validate ``source`` and load its lines for ``batch_id`` in one transaction; returns the problems."""
-    validator = LineValidator(endpoint, catalogue, routing)
+    validator = LineValidator(endpoint, catalogue, routing, project)
     errors: list[BatchError] = []
     buffer: list[LineRow] = []
     count = 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 
-from broker.budget import OVER_MONTHLY_BUDGET, affordable, committed_cost, line_cost, month_params
+from broker.budget import affordable, committed_cost, line_cost, month_params, within_monthly
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ids import new_id
@@ -68,7 +68,7 @@ def claim_submission(engine: Engine, provider: ProviderConfig, at: float) -> Sub
         candidates = conn.execute(
             text("SELECT b.id, b.endpoint, b.in_progress_at, b.expires_at, b.max_cost_usd, b.cost_usd, b.plan_json "
                  "FROM batch b WHERE b.status = 'in_progress' "
-                 f"AND b.project_id NOT IN ({OVER_MONTHLY_BUDGET}) AND EXISTS (SELECT 1 FROM line l "
+                 f"AND {within_monthly('b.')} AND EXISTS (SELECT 1 FROM line l "
                  "WHERE l.batch_id = b.id AND l.provider = :p AND l.status = 'batched' AND l.remote_batch_id IS NULL) "
                  "ORDER BY b.priority, b.created_at LIMIT 20"),
             {"p": provider.name, **month_params(at)},

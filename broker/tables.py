@@ -10,17 +10,73 @@ class Project(SQLModel, table=True):
     created_at: int
     monthly_budget_usd: float | None = None  #: dispatch stops for the rest of the calendar month (UTC) past it
     regions_json: str | None = Field(default=None, sa_column=Column(Text))  #: default constraints.regions
+    status: str = "active"  #: active | archived (its keys stop working; admins still read its data)
+    archived_at: int | None = None
+    #: JSON list of the public model names the project may use; None = every model (broker/model_access.py)
+    models_allowed_json: str | None = Field(default=None, sa_column=Column(Text))
+    #: JSON list of model names the project may not use, whatever the allow list says
+    models_blocked_json: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class ApiKey(SQLModel, table=True):
+    """An admin key (``project_id`` None) or a project key; only a SHA-256 digest of the value is kept."""
+
     __tablename__ = "api_key"
 
     id: str = Field(primary_key=True)
-    project_id: str = Field(foreign_key="project.id", index=True)
+    kind: str = "project"  #: project | admin
+    project_id: str | None = Field(default=None, foreign_key="project.id", index=True)
+    name: str = ""
+    scope: str = "all"  #: all | read_only (project keys)
     key_hash: str = Field(unique=True)
     prefix: str
+    suffix: str = ""  #: the value's last characters, for redacted_value
     created_at: int
+    expires_at: int | None = None
+    last_used_at: int | None = None
     revoked_at: int | None = None
+    #: after a rotation the old value keeps working until ``previous_valid_until``
+    previous_hash: str | None = Field(default=None, index=True)
+    previous_valid_until: int | None = None
+    monthly_budget_usd: float | None = None  #: dispatch stops for batches created with this key past it
+
+
+class ProjectRateLimit(SQLModel, table=True):
+    """A project's own requests and tokens per minute on one model, on top of the providers' limits."""
+
+    __tablename__ = "project_rate_limit"
+
+    project_id: str = Field(foreign_key="project.id", primary_key=True)
+    model: str = Field(primary_key=True)
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+class ApiKeyAddress(SQLModel, table=True):
+    """An address a key was used from; the first use from a new one is an audit event."""
+
+    __tablename__ = "api_key_address"
+
+    api_key_id: str = Field(foreign_key="api_key.id", primary_key=True)
+    ip: str = Field(primary_key=True)
+    first_seen_at: int
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what, when and from where (``GET /v1/organization/audit_logs``)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_effective_at", "effective_at"),)
+
+    id: str = Field(primary_key=True)
+    type: str
+    effective_at: int
+    actor_key_id: str | None = None
+    actor_kind: str | None = None  #: admin | project
+    ip: str | None = None
+    project_id: str | None = None
+    object_id: str | None = None
+    details_json: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class StoredFile(SQLModel, table=True):
@@ -94,6 +150,7 @@ class BatchRow(SQLModel, table=True):
     plan_json: str | None = Field(default=None, sa_column=Column(Text))
     #: JSON list of the providers the batch may use, in fallback order (after constraints); None = any
     eligible_json: str | None = Field(default=None, sa_column=Column(Text))
+    api_key_id: str | None = None  #: the key that created the batch (spend per key)
 
 
 class Line(SQLModel, table=True):
@@ -248,6 +305,21 @@ class UsageDaily(SQLModel, table=True):
     provider: str = Field(primary_key=True)
     model: str = Field(primary_key=True)
     route: str = Field(primary_key=True)
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageKeyDaily(SQLModel, table=True):
+    """Usage and cost per API key, day (UTC) and model, rolled up with ``usage_daily``."""
+
+    __tablename__ = "usage_key_daily"
+
+    api_key_id: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  #: YYYY-MM-DD
+    model: str = Field(primary_key=True)
+    project_id: str
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0

@@ -1,4 +1,5 @@
-"""Usage and cost roll-ups: per project, UTC day, provider, model and route, updated as lines end."""
+"""Usage and cost roll-ups, updated as lines end: per project, UTC day, provider, model and route; and per API key
+(the key that created the batch), day and model."""
 
 import datetime as dt
 from collections import defaultdict
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 from sqlmodel import Session, col, select
 
-from broker.tables import UsageDaily
+from broker.tables import UsageDaily, UsageKeyDaily
 
 #: (provider, model, route, input tokens, output tokens, cost) of one ended call
 Call = tuple[str | None, str | None, str, int, int, float]
@@ -19,7 +20,7 @@ def month_start(at: float) -> str:
 
 
 def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
-    """Add ended calls of one batch to its project's daily roll-up, in the caller's transaction."""
+    """Add ended calls of one batch to its project's (and its key's) daily roll-up, in the caller's transaction."""
     totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
     for provider, model, route, tokens_in, tokens_out, cost in calls:
         t = totals[(provider or "", model or "", route)]
@@ -41,6 +42,20 @@ def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
         [{"b": batch_id, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]), "it": int(t[1]),
           "ot": int(t[2]), "cost": t[3]} for (p, m, r), t in sorted(totals.items())],
     )
+    by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for (_, model, _), t in totals.items():
+        by_model[model] = [a + b for a, b in zip(by_model[model], t, strict=True)]
+    conn.execute(
+        text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
+             "output_tokens, cost_usd) SELECT api_key_id, :day, :model, project_id, :n, :it, :ot, :cost "
+             "FROM batch WHERE id = :b AND api_key_id IS NOT NULL ON CONFLICT (api_key_id, day, model) DO UPDATE "
+             "SET requests = usage_key_daily.requests + excluded.requests, "
+             "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
+             "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
+             "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
+        [{"b": batch_id, "day": day, "model": m, "n": int(t[0]), "it": int(t[1]), "ot": int(t[2]), "cost": t[3]}
+         for m, t in sorted(by_model.items())],
+    )
 
 
 def usage_rows(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageDaily]:
@@ -50,3 +65,13 @@ def usage_rows(session: Session, project_id: str, start: str | None, end: str | 
     if end:
         query = query.where(col(UsageDaily.day) <= end)
     return list(session.exec(query.order_by(col(UsageDaily.day), col(UsageDaily.provider), col(UsageDaily.model))))
+
+
+def usage_rows_by_key(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageKeyDaily]:
+    query = select(UsageKeyDaily).where(col(UsageKeyDaily.project_id) == project_id)
+    if start:
+        query = query.where(col(UsageKeyDaily.day) >= start)
+    if end:
+        query = query.where(col(UsageKeyDaily.day) <= end)
+    return list(session.exec(query.order_by(col(UsageKeyDaily.day), col(UsageKeyDaily.api_key_id),
+                                            col(UsageKeyDaily.model))))

@@ -35,7 +35,7 @@ ERRORS_SHOWN = 10  #: validation errors listed in a batch's detail (``--json`` h
 BrokerUrl = Annotated[str, typer.Option("--url", envvar="BROKER_URL", help="Broker API base URL.")]
 ApiKey = Annotated[str | None, typer.Option(
     "--api-key", envvar=["BROKER_API_KEY", "OPENAI_API_KEY"], show_envvar=True,
-    help="API key (`broker serve` / `broker keys create` print one).")]
+    help="API key (`broker keys create` prints one; the first `broker serve` printed an admin key).")]
 
 
 class CliError(Exception):
@@ -45,7 +45,7 @@ class CliError(Exception):
 def connect(url: str, api_key: str | None) -> openai.OpenAI:
     if not api_key:
         raise CliError("no API key: pass --api-key or set BROKER_API_KEY (or OPENAI_API_KEY); "
-                       "`broker serve` prints one at start")
+                       "the first `broker serve` printed an admin key (kept in data/admin_key)")
     return openai.OpenAI(base_url=url, api_key=api_key, timeout=DEFAULT_TIMEOUT_SECONDS)
 
 

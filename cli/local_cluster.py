@@ -34,13 +34,14 @@ class LocalCluster:
         providers = workdir / "providers.toml"
         providers.write_text(providers_toml)
         self.workdir, self.workers, self.worker_threads = workdir, workers, worker_threads
-        self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                    "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
-                    **(env or {})}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.separate_data = separate_data
         self.ports = [free_port() for _ in range(apis)]
         self.port = self.ports[0]
+        # one-off commands (``run``) reach this cluster's API, with the admin key its first start kept in the data dir
+        self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                    "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
+                    "BROKER_URL": self.base_url, **(env or {})}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
     def base_url(self) -> str:

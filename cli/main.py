@@ -1,5 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, doctor, config-docs, db, keys, projects; submit,
-status, results, retry, cancel, usage, label, schedules."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, doctor, config-docs, db; projects, keys, admin;
+submit, status, results, retry, cancel, usage, label, schedules."""
 
 import logging
 import signal
@@ -12,12 +12,12 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from broker.auth import DEFAULT_PROJECT, create_key, get_or_create_project
+from broker.bootstrap import admin_key_file, ensure_admin_key
 from broker.core import Core
 from broker.db import make_engine, session_scope
 from broker.migrate import upgrade
-from broker.projects import KEEP, configure_project, month_to_date_cost, regions_of
 from broker.settings import Settings
+from cli.admin import register as register_admin_commands
 from cli.batches import register as register_batch_commands
 from cli.compose import Processes
 from cli.config_docs import DOCS_PATH
@@ -33,11 +33,7 @@ from simulator.serving import fast_config
 app = typer.Typer(help="inference-broker: OpenAI-compatible batch inference in front of many providers.",
                   no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-projects_app = typer.Typer(help="Project policies: monthly budget, default regions.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(keys_app, name="keys")
-app.add_typer(projects_app, name="projects")
 console = Console(stderr=True)
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
@@ -69,9 +65,16 @@ def _split_settings(role: str, single_host: bool) -> Settings:
     return settings
 
 
-def _project_key(core: Core, project: str) -> str:
+def _bootstrap(core: Core) -> str:
+    """Make sure an admin key exists; what to print about it (its value only the first time)."""
     with session_scope(core.engine) as session:
-        return create_key(session, get_or_create_project(session, project).id)
+        value = ensure_admin_key(session, core.settings)
+    if core.settings.admin_key:
+        return "admin key: the value of BROKER_ADMIN_KEY"
+    path = admin_key_file(core.settings)
+    if value is None:
+        return f"admin key: kept in {path} (printed at the first start)"
+    return f"admin key (shown once; also kept in {path}, mode 0600): [bold]{value}[/]"
 
 
 @app.command()
@@ -92,12 +95,12 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
         procs = Processes(core)
         procs.start_workers(threads or settings.worker_threads)
         procs.start_planner()
-    key = "any key (--no-auth)" if no_auth else _project_key(core, DEFAULT_PROJECT)
+    key = "API key: any key (--no-auth)" if no_auth else _bootstrap(core)
     console.print(f"[bold green]inference-broker[/] on http://{host}:{port}/v1  "
                   f"database={settings.database_url}  queue={'redis' if settings.redis_url else 'in-process'}")
     if sim is not None:
         console.print(f"demo provider (simulator) on {sim.base_url}; models: {', '.join(core.catalogue.model_names())}")
-    console.print(f"API key: [bold]{key}[/]")
+    console.print(key)
     try:
         uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
     finally:
@@ -123,7 +126,9 @@ def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = Fal
     _logging()
     with startup_errors(console):
         require_free_port(host, port)
-        procs = Processes(Core.open(settings))
+        core = Core.open(settings)
+    console.print(_bootstrap(core))
+    procs = Processes(core)
     try:
         uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
     finally:
@@ -210,47 +215,24 @@ def config_docs(
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Create or upgrade the schema to the newest migration."""
+def db_upgrade(create: Annotated[bool, typer.Option("--create", help="Create the SQLite file if it is missing.")]
+               = False) -> None:
+    """Upgrade the schema of the configured database (DATABASE_URL) to the newest migration."""
     settings = Settings()
+    console.print(f"database: {settings.database_url}")
+    sqlite_file = Path(settings.database_url.split("///", 1)[-1]) if settings.is_sqlite else None
+    if sqlite_file is not None and not sqlite_file.exists() and not create:
+        console.print(f"[red]error:[/] {sqlite_file.resolve()} does not exist; run from the broker's folder, set "
+                      "DATABASE_URL, or pass --create to make a new database")
+        raise typer.Exit(1)
     upgrade(make_engine(settings.database_url))
     console.print("database is at the newest schema")
-
-
-@keys_app.command("create")
-def keys_create(project: Annotated[str, typer.Option(help="Project the key belongs to.")] = DEFAULT_PROJECT) -> None:
-    """Create an API key for a project (created if new) and print it once."""
-    core = Core.open(Settings())
-    typer.echo(_project_key(core, project))
-
-
-@projects_app.command("set")
-def projects_set(
-    project: Annotated[str, typer.Argument(help="Project name (created if new).")],
-    monthly_budget_usd: Annotated[float | None, typer.Option(help="Stop dispatch once this month's cost reaches "
-                                                             "it; open lines end as budget_exceeded.")] = None,
-    no_budget: Annotated[bool, typer.Option("--no-budget", help="Remove the monthly budget.")] = False,
-    regions: Annotated[str | None, typer.Option(help="Default constraints.regions, comma separated "
-                                                "(e.g. eu); a batch's own constraints override it.")] = None,
-    any_region: Annotated[bool, typer.Option("--any-region", help="Remove the default regions.")] = False,
-) -> None:
-    """Set a project's monthly budget and default regions."""
-    core = Core.open(Settings())
-    budget: float | None | object = None if no_budget else monthly_budget_usd if monthly_budget_usd is not None \
-        else KEEP
-    region_list: list[str] | None | object = None if any_region else \
-        [r.strip() for r in regions.split(",") if r.strip()] if regions is not None else KEEP
-    with session_scope(core.engine) as session:
-        row = configure_project(session, project, budget, region_list)
-        spent = month_to_date_cost(session, row.id)
-        console.print(f"project {row.name}: monthly budget "
-                      f"{'none' if row.monthly_budget_usd is None else f'${row.monthly_budget_usd:,.2f}'} "
-                      f"(spent this month ${spent:,.4f}), default regions {', '.join(regions_of(row) or []) or 'any'}")
 
 
 register_batch_commands(app)  # submit, status, results, cancel: a client of any broker, over HTTP
 register_label_command(app)
 register_schedule_commands(app)  # schedules create, list, pause, resume, delete: over HTTP too
+register_admin_commands(app)  # projects, keys, admin: over HTTP with an admin key
 
 
 if __name__ == "__main__":

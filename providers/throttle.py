@@ -1,12 +1,15 @@
 """Applying a provider's shared limits around each upstream call, and keeping the process' view of it.
 
-Before a call: wait for a request and its admission tokens in the provider's buckets (and the model's, when
-the catalogue gives the model limits of its own). After: correct the tokens by the real ``usage``, learn from
-``x-ratelimit-limit-*`` headers, and on a 429 cut the limit in force (see providers/limits.py).
+Before a call: wait for a request and its admission tokens in the buckets of the caller's project on the model
+(when an admin set a project limit), then in the provider's (and the model's, when the catalogue gives the model
+limits of its own): a project waiting on its own limit takes nothing from the provider's meanwhile. After: correct
+the tokens by the real ``usage``, learn from ``x-ratelimit-limit-*`` headers, and on a 429 cut the provider's limit
+in force (see providers/limits.py).
 """
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from broker.catalogue import ProviderConfig
@@ -60,15 +63,20 @@ class ProviderThrottle:
             keys.append((f"{self.provider.name}:{model}", Limit(spec.rpm, spec.tpm)))
         return keys
 
-    async def before(self, model: str | None, tokens: int) -> None:
-        for key, limit in self._keys(model):
+    async def before(self, model: str | None, tokens: int, own: Sequence[tuple[str, Limit]] = ()) -> None:
+        """``own``: the project limits (limiter key, limit) the call also draws on, waited for first."""
+        for key, limit in [*own, *self._keys(model)]:
             await wait_for_capacity(self.limiter, key, limit, tokens)
         self.stats.in_flight += 1
 
     async def after(self, model: str | None, latency: float, estimated: int, actual: int | None,
-                    header_limits: tuple[int | None, int | None], rate_limited: bool) -> None:
+                    header_limits: tuple[int | None, int | None], rate_limited: bool,
+                    own: Sequence[tuple[str, Limit]] = ()) -> None:
         self.stats.in_flight -= 1
         self.stats.record(latency, rate_limited)
+        if actual is not None and actual != estimated:  # a project's limit is ours: an upstream 429 leaves it be
+            for key, limit in own:
+                await self.limiter.settle(key, limit, estimated, actual)
         for key, limit in self._keys(model):
             if rate_limited:
                 await self.limiter.on_rate_limited(key, limit)

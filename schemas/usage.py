@@ -6,11 +6,14 @@ from pydantic import BaseModel
 
 
 class UsageRow(BaseModel):
+    """One day of one model's usage: per provider and route, or per API key with ``group_by=api_key_id``."""
+
     object: Literal["usage.daily"] = "usage.daily"
     day: str
-    provider: str
+    provider: str | None = None
     model: str
-    route: str
+    route: str | None = None
+    api_key_id: str | None = None
     requests: int
     input_tokens: int
     output_tokens: int

@@ -11,7 +11,7 @@ import httpx
 import openai
 from openai.types import Batch
 
-from broker.auth import create_key, get_or_create_project
+from broker.auth import ADMIN, create_key, get_or_create_project, issue_key
 from broker.catalogue import Catalogue, ModelSpec, ProviderConfig
 from broker.core import Core
 from broker.db import session_scope
@@ -59,6 +59,7 @@ class EmbeddedBroker:
     procs: Processes = field(init=False)
     server: ThreadedServer = field(init=False)
     key: str = field(init=False)
+    admin_key: str = field(init=False)
 
     def start(self, workers: bool = True, planner: bool = True) -> "EmbeddedBroker":
         self.core = Core.open(self.settings, self.catalogue)
@@ -69,6 +70,8 @@ class EmbeddedBroker:
             self.procs.start_planner()
         self.server = ThreadedServer(self.procs.app(), name="broker-api").start()
         self.key = self.new_key("default")
+        with session_scope(self.core.engine) as session:
+            self.admin_key = issue_key(session, ADMIN, name="tests")[1]
         return self
 
     def stop(self) -> None:
@@ -85,6 +88,10 @@ class EmbeddedBroker:
 
     def client(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)
+
+    def admin_http(self) -> httpx.Client:
+        """A raw HTTP client on the API with the broker's admin key."""
+        return self.http(self.admin_key)
 
     def http(self, key: str | None = None) -> httpx.Client:
         """A raw HTTP client on the API (base URL ``/v1``) with ``key``'s bearer (default: the broker's key)."""

@@ -26,6 +26,7 @@ from providers.base import Adapter, UpstreamResponse, usage_of
 from providers.circuit import CircuitBreaker
 from providers.throttle import ProviderThrottle
 from schemas.batches import EMBEDDINGS_ENDPOINT
+from workers.project_limits import ProjectLimits
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ Call = tuple[Coroutine[Any, Any, list[Outcome]], list[tuple[int, int]]]
 class LineRunner:
     def __init__(self, adapter: Adapter, policy: RetryPolicy, throttle: ProviderThrottle,
                  catalogue: Catalogue | None = None, circuit: CircuitBreaker | None = None,
-                 held: Callable[[int], bool] = lambda line_id: True) -> None:
+                 held: Callable[[int], bool] = lambda line_id: True,
+                 project_limits: ProjectLimits | None = None) -> None:
         self.adapter = adapter
         self.policy = policy
         self.throttle = throttle
@@ -73,28 +75,30 @@ class LineRunner:
         self.circuit = circuit or CircuitBreaker()  #: the process' breaker for this provider
         self.held = held  #: whether a line's lease is still ours: a line that lost it is not sent (no outcome)
         self.embedding_batch_size = throttle.provider.embedding_batch_size
+        self.project_limits = project_limits  #: the limits of the lines' projects; None: none apply
 
     async def _call(self, endpoint: str, body: dict[str, Any], model: str | None,
-                    payload: bytes | None = None) -> UpstreamResponse:
-        """One upstream call of ``model`` under the provider's shared limits; ``payload`` is ``body`` already
-        encoded."""
-        estimated = admission_tokens(endpoint, body) if self.throttle.active else 0
+                    payload: bytes | None = None, batch_ids: Sequence[str] = ()) -> UpstreamResponse:
+        """One upstream call of ``model`` for lines of ``batch_ids`` under the shared limits of the provider and
+        of the lines' projects; ``payload`` is ``body`` already encoded."""
+        own = await self.project_limits.keys(batch_ids, model) if self.project_limits is not None else []
+        estimated = admission_tokens(endpoint, body) if self.throttle.active or own else 0
         upstream = self.provider.upstream_name(model) if model is not None else None
         if upstream != model:  # the provider knows the model by another name
             payload = orjson.dumps({**body, "model": upstream})
-        await self.throttle.before(model, estimated)
+        await self.throttle.before(model, estimated, own)
         start = time.monotonic()
         try:
             resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
         except UpstreamError as exc:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
-                                      rate_limited=exc.status == 429)
+                                      rate_limited=exc.status == 429, own=own)
             self.circuit.record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
         self.circuit.record(failed=False)
         usage = usage_of(resp.json)
         await self.throttle.after(model, time.monotonic() - start, estimated, usage.input_tokens + usage.output_tokens,
-                                  resp.header_limits, rate_limited=False)
+                                  resp.header_limits, rate_limited=False, own=own)
         return resp
 
     def fallback(self, request: Request) -> tuple[str, bool] | None:
@@ -163,7 +167,7 @@ class LineRunner:
             return skipped
         line = request.line
         try:
-            resp = await self._call(line.endpoint, request.body, request.model, line.body.encode())
+            resp = await self._call(line.endpoint, request.body, request.model, line.body.encode(), (line.batch_id,))
         except UpstreamError as exc:
             return self._failure(request, exc)
         except Exception as exc:  # our own trouble (a limiter's Redis, say): retry the line, never lose the chunk
@@ -190,7 +194,8 @@ class LineRunner:
         first = pack[0][0]
         body = {**first.body, "input": [text for _, inputs in pack for text in inputs]}
         try:
-            resp = await self._call(EMBEDDINGS_ENDPOINT, body, first.model)
+            resp = await self._call(EMBEDDINGS_ENDPOINT, body, first.model,
+                                    batch_ids=[request.line.batch_id for request, _ in pack])
             return [self._success(request.line, resp.status, text, resp.request_id, usage, first.model)
                     for request, text, usage in _split_embeddings(pack, resp)]
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it

@@ -24,6 +24,7 @@ from workers.execute import LineRunner, RetryPolicy
 from workers.flow import ProviderFlow
 from workers.leases import LeaseKeeper
 from workers.native import sync_provider
+from workers.project_limits import ProjectLimits
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
@@ -55,6 +56,7 @@ class WorkerRuntime:
     _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
     _flows: dict[str, ProviderFlow] = field(default_factory=dict)
     _leases: LeaseKeeper | None = None
+    _project_limits: ProjectLimits | None = None
     _renewing: "asyncio.Task[None] | None" = None
     _published_at: float = 0.0
     _publishing: "asyncio.Task[None] | None" = None
@@ -97,7 +99,10 @@ class WorkerRuntime:
         provider = self.core.catalogue.get(provider_name)
         adapter = kind_of(provider).realtime(self.client(provider))
         circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
-        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit, leases.holds)
+        if self._project_limits is None:
+            self._project_limits = ProjectLimits(self.core.engine)
+        runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit, leases.holds,
+                            self._project_limits)
         self.flow(provider).start(runner.calls(held))
 
     def _lease_keeper(self) -> LeaseKeeper:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from api.context import ApiContext
-from api.deps import ContextDep, ProjectDep, SessionDep
+from api.deps import CallerDep, ContextDep, ProjectDep, SessionDep
 from broker import batches as service
 from broker.intake import validate_batch
 from schemas.batches import Batch, BatchCreate, BatchList
@@ -21,10 +21,11 @@ def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
 
 @router.post("", response_model=Batch)
 def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
-                 session: SessionDep) -> Batch:
+                 caller: CallerDep, session: SessionDep) -> Batch:
     core = ctx.core
     row = service.create_batch(session, project_id, body, core.settings.min_window_seconds,
                                core.settings.webhook_allow_hosts, catalogue=core.catalogue, store=core.store)
+    row.api_key_id = caller.key_id  # spend per key (GET /v1/usage?group_by=api_key_id)
     session.commit()
     background.add_task(_validate_then_wake, ctx, row.id)
     return service.to_wire(row)

@@ -1,4 +1,4 @@
-"""``/v1/models`` from the provider catalogue, and ``/healthz``."""
+"""``/v1/models`` from the provider catalogue (only the models the caller's project may use), and ``/healthz``."""
 
 from fastapi import APIRouter
 from sqlalchemy import text
@@ -7,6 +7,8 @@ from api.context import ApiContext
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker.catalogue import ProviderConfig
 from broker.errors import NotFound
+from broker.model_access import may_use
+from broker.tables import Project
 from schemas.models import Deployment, Model, ModelList, ModelPricing, OffPeak
 
 router = APIRouter(tags=["models"])
@@ -30,13 +32,14 @@ def _model(ctx: ApiContext, name: str) -> Model:
 
 
 @router.get("/v1/models", response_model=ModelList)
-def list_models(ctx: ContextDep, _: ProjectDep) -> ModelList:
-    return ModelList(data=[_model(ctx, name) for name in ctx.core.catalogue.model_names()])
+def list_models(ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> ModelList:
+    project = session.get(Project, project_id)
+    return ModelList(data=[_model(ctx, name) for name in ctx.core.catalogue.model_names() if may_use(project, name)])
 
 
 @router.get("/v1/models/{model_id}", response_model=Model)
-def retrieve_model(model_id: str, ctx: ContextDep, _: ProjectDep) -> Model:
-    if model_id not in ctx.core.catalogue.model_names():
+def retrieve_model(model_id: str, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Model:
+    if model_id not in ctx.core.catalogue.model_names() or not may_use(session.get(Project, project_id), model_id):
         raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
     return _model(ctx, model_id)
 

@@ -1,7 +1,8 @@
-"""``GET /v1/usage`` (extension): the caller's project's usage and cost, per day, provider, model and route."""
+"""``GET /v1/usage`` (extension): the caller's project's usage and cost, per day, provider, model and route, or
+per day, API key and model (``group_by=api_key_id``)."""
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -9,7 +10,7 @@ from api.deps import ProjectDep, SessionDep
 from broker.errors import InvalidRequest
 from broker.projects import month_to_date_cost
 from broker.tables import Project
-from broker.usage import usage_rows
+from broker.usage import usage_rows, usage_rows_by_key
 from schemas.usage import UsageReport, UsageRow
 
 router = APIRouter(tags=["usage"])
@@ -27,9 +28,12 @@ def _day(value: str | None, param: str) -> str | None:
 @router.get("/v1/usage", response_model=UsageReport)
 def usage(project_id: ProjectDep, session: SessionDep,
           start_date: Annotated[str | None, Query(description="First UTC day, YYYY-MM-DD")] = None,
-          end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None) -> UsageReport:
+          end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None,
+          group_by: Annotated[Literal["api_key_id"] | None, Query(description="api_key_id: spend per key")] = None,
+          ) -> UsageReport:
+    read = usage_rows_by_key if group_by == "api_key_id" else usage_rows
     rows = [UsageRow.model_validate(r, from_attributes=True)
-            for r in usage_rows(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
+            for r in read(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
     project = session.get(Project, project_id)
     return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
                        total_cost_usd=round(sum(r.cost_usd for r in rows), 8),

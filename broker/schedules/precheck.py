@@ -17,8 +17,9 @@ def check_input_lines(session: Session, catalogue: Catalogue, lines: Iterable[by
     """400 naming the first line that each run's validation would refuse, and how many more it would."""
     # route "auto": whether a native batch or an off-peak window fits depends on when a run starts, which the
     # run's own validation decides; a model nobody serves (under the batch's constraints) never runs
-    routing = replace(routing_request(probe, session.get(Project, probe.project_id)), route="auto")
-    validator = LineValidator(probe.endpoint, catalogue, routing)
+    project = session.get(Project, probe.project_id)
+    routing = replace(routing_request(probe, project), route="auto")
+    validator = LineValidator(probe.endpoint, catalogue, routing, project)  # the project's model access included
     errors: list[BatchError] = []
     seen = 0
     for lineno, raw in enumerate(lines, start=1):

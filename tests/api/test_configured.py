@@ -56,3 +56,4 @@ def test_auth_disabled_accepts_any_key_or_none(make_broker: MakeBroker) -> None:
     assert resp.status_code == 200, resp.text
     assert [x["id"] for x in resp.json()["data"]] == [f.id]
     assert [m.id for m in client.models.list()] == broker.catalogue.model_names()
+    assert httpx.get(broker.base_url + "/organization/projects").status_code == 200  # the admin API is open too

@@ -56,8 +56,8 @@ def test_project_default_regions_apply_unless_the_batch_says_otherwise(
     start_broker: StartBroker, sim: SimulatorServer, other_sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broker = start_broker(provider("us-east", sim, regions=["us"]), provider("eu-west", other_sim, regions=["eu"]))
-    monkeypatch.setenv("BROKER_DATABASE_URL", broker.settings.database_url)
-    monkeypatch.setenv("BROKER_DATA_DIR", str(broker.settings.data_dir))
+    monkeypatch.setenv("BROKER_URL", broker.base_url)
+    monkeypatch.setenv("BROKER_ADMIN_KEY", broker.admin_key)
     result = CliRunner().invoke(cli_app, ["projects", "set", "default", "--regions", "eu"])
     assert result.exit_code == 0, result.output
     client = broker.client()
@@ -72,8 +72,8 @@ def test_monthly_budget_stops_dispatch_and_closes_open_lines(
 ) -> None:
     sim.config.latency_median_ms, sim.config.latency_sigma = 20, 0.1
     broker = start_broker(provider("openai", sim, max_concurrency=2))
-    monkeypatch.setenv("BROKER_DATABASE_URL", broker.settings.database_url)
-    monkeypatch.setenv("BROKER_DATA_DIR", str(broker.settings.data_dir))
+    monkeypatch.setenv("BROKER_URL", broker.base_url)
+    monkeypatch.setenv("BROKER_ADMIN_KEY", broker.admin_key)
     client = broker.client()
     first = wait_for(client, submit(client, [chat_line(i) for i in range(10)]).id)
     spent = (first.model_extra or {})["cost_usd"]
