@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from api.context import ApiContext
 from api.errors import install_error_handlers
+from api.guards import RefuseNul
 from api.routes import batches, estimates, files, models, providers, schedules, usage, webhooks
 
 
@@ -12,6 +13,7 @@ def create_app(context: ApiContext) -> FastAPI:
                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)
     for module in (files, estimates, batches, models, providers, webhooks, schedules, usage):
         app.include_router(module.router)
     return app

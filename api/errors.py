@@ -34,14 +34,19 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "We could not parse the JSON body of your request.", "invalid_request_error")
     loc = [str(p) for p in first.get("loc", ()) if p not in _NOT_PARAMS]
     param = ".".join(loc) or None
-    message = f"{first.get('msg', 'Invalid request')}" + (f": '{param}'" if param else "")
+    if first.get("type") == "extra_forbidden":  # OpenAI's words, and its null param, for an unknown field
+        return error_response(400, f"Unrecognized request argument supplied: {param}", "invalid_request_error")
+    msg = str(first.get("msg", "Invalid request")).removeprefix("Value error, ")
+    message = msg + (f": '{param}'" if param else "")
     return error_response(400, message, "invalid_request_error", param)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
-    return error_response(exc.status_code, message, "invalid_request_error")
+    response = error_response(exc.status_code, message, "invalid_request_error")
+    response.headers.update(exc.headers or {})  # a 405's Allow header, say
+    return response
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -48,9 +48,12 @@ class _PartSink:
 
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = options.get(b"name", b"").decode()
+        self._name = options.get(b"name", b"").decode(errors="replace")
         if self._name == "file":
-            self.upload.filename = options.get(b"filename", b"upload.jsonl").decode() or "upload.jsonl"
+            filename = options.get(b"filename", b"upload.jsonl").decode(errors="replace")
+            if "\x00" in filename:  # PostgreSQL text cannot hold NUL
+                raise InvalidRequest("Null characters are not allowed in the filename.", param="file")
+            self.upload.filename = filename or "upload.jsonl"
             self._fh = self.target.open("wb")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -70,7 +73,7 @@ class _PartSink:
             self._fh.close()
             self._fh = None
         elif self._name:
-            self.upload.fields[self._name] = self._value.decode()
+            self.upload.fields[self._name] = self._value.decode(errors="replace")
 
     def close(self) -> None:
         if self._fh is not None:
