@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.guards import RefuseNul
+from api.openapi import install_openapi
 from api.routes import batches, estimates, files, models, providers, schedules, usage, webhooks
 
 
@@ -14,6 +15,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
+    install_openapi(app)
     for module in (files, estimates, batches, models, providers, webhooks, schedules, usage):
         app.include_router(module.router)
     return app

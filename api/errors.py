@@ -6,11 +6,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from broker.errors import ApiError
 from schemas.errors import error_envelope
 
 log = logging.getLogger(__name__)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")  #: what an Allow header may list
 
 
 #: parts of a pydantic error location that are not the parameter's name (sources and union member tags)
@@ -41,12 +43,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(400, message, "invalid_request_error", param)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
     response = error_response(exc.status_code, message, "invalid_request_error")
-    response.headers.update(exc.headers or {})  # a 405's Allow header, say
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods only; every route of the path counts
+        response.headers["allow"] = ", ".join(_allowed(request))
     return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route answers at the request's path."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.routes)]
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from typing import IO
 
 from fastapi import Request
 from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from broker.errors import InvalidRequest, PayloadTooLarge
@@ -96,6 +97,8 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> Uplo
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+    except FormParserError as exc:  # a malformed body is the client's error
+        raise InvalidRequest(f"The multipart body could not be parsed: {exc}") from None
     finally:
         sink.close()
     if sink.upload.filename is None:

@@ -7,6 +7,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col
 
 from api.deps import ContextDep, ProjectDep, SessionDep
+from api.openapi import UPLOAD_BODY, errors
 from api.upload import receive_upload
 from broker.access import page
 from broker.batches import RUNNING, batch_of_output_file
@@ -34,7 +35,7 @@ def _expires_after(fields: dict[str, str]) -> int | None:
     return int(seconds)
 
 
-@router.post("", response_model=FileObject)
+@router.post("", response_model=FileObject, responses=errors(413), openapi_extra=UPLOAD_BODY)
 async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileObject:
     tmp = ctx.core.store.temp_path()
     try:

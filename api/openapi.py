@@ -1,0 +1,83 @@
+"""The OpenAPI document states every status the API answers, each error with OpenAI's envelope.
+
+Every ``/v1`` operation declares the bearer scheme and can answer 400 (a bad parameter, or ``%00`` in its URL:
+api/guards.py) and 401 (no or a wrong key); one with a path parameter also 404. A route declares the others it answers
+with ``responses=errors(...)`` (413 on upload, 429 under strict admission, 404 for an id in its body, 409).
+FastAPI's 422 never happens (api/errors.py answers 400 instead), so it is taken out.
+"""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from schemas.errors import ErrorResponse
+
+ERROR_SCHEMA = "ErrorResponse"  #: the component every error status refers to
+BEARER = "bearer"  #: the security scheme of /v1 (``Authorization: Bearer <key>``)
+DESCRIPTIONS = {
+    400: "Invalid request (OpenAI's invalid_request_error)",
+    401: "Missing or incorrect API key",
+    403: "The key may not do this",
+    404: "No such object in the caller's project",
+    409: "The object's state does not allow this",
+    413: "The upload is larger than the server accepts",
+    429: "Refused for now: a rate or capacity limit",
+}
+UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"],
+    "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"},
+                   "expires_after[anchor]": {"type": "string"}, "expires_after[seconds]": {"type": "integer"}},
+}}}}}
+"""``POST /v1/files`` reads its multipart body itself (api/upload.py, streamed to disk), so it is described here."""
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {"description": DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for the error statuses it answers beyond those every operation documents."""
+    return {status: _error(status) for status in statuses}
+
+
+def _complete(schema: dict[str, Any]) -> dict[str, Any]:
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            implied = [400, 401] if path.startswith("/v1/") else []
+            if "{" in path:
+                implied.append(404)
+            for status in implied:
+                responses.setdefault(str(status), _error(status))
+            if path.startswith("/v1/"):
+                operation["security"] = [{BEARER: []}]
+                # the key is the bearer scheme's, not a parameter of each operation (api/deps.py reads it)
+                params = [p for p in operation.get("parameters", []) if p.get("name") != "authorization"]
+                if params:
+                    operation["parameters"] = params
+                else:
+                    operation.pop("parameters", None)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    defs = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(defs.pop("$defs", {}))
+    schemas[ERROR_SCHEMA] = defs
+    components["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
+    return schema
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve the completed document at /openapi.json (built once, on first request)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _complete(get_openapi(title=app.title, version=app.version,
+                                                       description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
