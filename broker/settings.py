@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 60.0
     worker_threads: int = 32  #: threads taking messages (a message only starts its calls: threads never bound them)
     auth_disabled: bool = False
+    http_header_timeout: float = 10.0  #: seconds a client may take to send a request's line and headers
+    http_body_timeout: float = 30.0  #: seconds a client's request body may go without a byte arriving
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
     webhook_allow_hosts: list[str] = Field(default_factory=list)

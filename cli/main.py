@@ -51,6 +51,12 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _config(procs: Processes, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """The API's uvicorn: read timeouts from the settings, so a slow client cannot hold a connection."""
+    return fast_config(procs.app(), host, port, log_level="info", quiet=False,
+                       header_timeout=settings.http_header_timeout, body_timeout=settings.http_body_timeout)
+
+
 def _project_key(core: Core, project: str) -> str:
     with session_scope(core.engine) as session:
         return create_key(session, get_or_create_project(session, project).id)
@@ -75,7 +81,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
         console.print(f"demo provider (simulator) on {sim.base_url}; models: {', '.join(core.catalogue.model_names())}")
     console.print(f"API key: [bold]{key}[/]")
     try:
-        uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
+        uvicorn.Server(_config(procs, settings, host, port)).run()
     finally:
         procs.stop()
         if sim is not None:
@@ -96,9 +102,10 @@ def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
 def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
     """The HTTP API only (production: run planner and workers as their own processes)."""
     _logging()
-    procs = Processes(Core.open(Settings()))
+    settings = Settings()
+    procs = Processes(Core.open(settings))
     try:
-        uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
+        uvicorn.Server(_config(procs, settings, host, port)).run()
     finally:
         procs.stop()
 
@@ -121,7 +128,8 @@ def worker(threads: Threads = None) -> None:
 def planner() -> None:
     """Release work in priority order, take back expired leases, finish batches (run one or two)."""
     _logging()
-    procs = Processes(Core.open(Settings()))
+    settings = Settings()
+    procs = Processes(Core.open(settings))
     procs.start_planner()
     try:
         _wait_for_signal()

@@ -7,6 +7,8 @@ the keep-alive connection survives it (uvicorn closes the connection after a 500
 
 import http.client
 import json
+import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +20,7 @@ from tests.harness import CHAT_MODEL, chat_line, jsonl
 ENDPOINT = "/v1/chat/completions"
 DEPTH = 600  #: nesting that broke orjson (later lines) and the token estimate (first line)
 FAIL_WITHIN = 15.0  #: seconds a poisoned batch may take to end ``failed``
+READ_TIMEOUT = 1.0  #: the API's header and body read timeouts in these tests (settings http_*_timeout)
 
 
 def _nested(depth: int) -> str:
@@ -142,3 +145,28 @@ def check_keep_alive(base_url: str, key: str) -> None:
         assert conn.sock is sock  # the same connection served the good request
     finally:
         conn.close()
+
+
+def check_stalled_request_line(base_url: str) -> None:
+    """A client that stops halfway through its request line is disconnected within the header timeout (and a
+    generous margin), without an answer."""
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=10 * READ_TIMEOUT) as sock:
+        sock.sendall(b"GET /v1/batches HT")
+        start = time.monotonic()
+        assert sock.recv(1024) == b""  # closed (a socket.timeout here: the server held the connection)
+        assert time.monotonic() - start < 10 * READ_TIMEOUT
+
+
+def check_upstream_garbage(http: httpx.Client, markers: list[str]) -> None:
+    """Lines whose upstream answers 200 with garbage (simulator markers) end in the error file as
+    ``upstream_invalid_response`` with the answer's first bytes; the good line succeeds."""
+    lines = [chat_line(0), *(chat_line(i + 1, f"hi {marker}") for i, marker in enumerate(markers))]
+    batch_id = create_batch(http, upload(http, jsonl(lines)).json()["id"]).json()["id"]
+    batch = wait_status(http, batch_id, ["completed", "failed"], timeout=60)
+    assert batch["status"] == "completed" and batch["request_counts"]["failed"] == len(markers), batch
+    errors = [json.loads(line) for line in http.get(f"/files/{batch['error_file_id']}/content").text.splitlines()]
+    assert sorted(e["custom_id"] for e in errors) == [f"req-{i + 1}" for i in range(len(markers))]
+    for line in errors:
+        assert line["response"] is None and line["error"]["code"] == "upstream_invalid_response", line
+        assert "it began: '" in line["error"]["message"], line

@@ -12,11 +12,15 @@ from tests.harness import EmbeddedBroker, chat_line, jsonl
 from tests.hostile import (
     FAIL_WITHIN,
     POISON,
+    READ_TIMEOUT,
     check_bad_requests,
     check_keep_alive,
     check_poison_first_line,
     check_poison_later_lines,
+    check_stalled_request_line,
 )
+
+BROKER_OPTIONS = {"http_header_timeout": READ_TIMEOUT, "http_body_timeout": READ_TIMEOUT}
 
 
 @pytest.mark.parametrize("name", list(POISON))
@@ -51,3 +55,7 @@ def test_a_batch_that_cannot_be_validated_fails_and_the_planner_goes_on(shared_b
         orphan = wait_status(tenant.http, "batch_orphan", ["failed"], timeout=FAIL_WITHIN)
         assert [(e["code"], e["line"]) for e in orphan["errors"]["data"]] == [("validation_failed", None)]
         assert wait_status(tenant.http, good, ["completed", "failed"], timeout=60)["status"] == "completed"
+
+
+def test_a_stalled_request_line_is_closed_within_the_header_timeout(shared_broker: EmbeddedBroker) -> None:
+    check_stalled_request_line(shared_broker.base_url)
