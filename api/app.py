@@ -3,19 +3,22 @@
 from fastapi import FastAPI
 
 from api.context import ApiContext
+from api.docs import docs_app
 from api.errors import install_error_handlers
 from api.guards import RefuseNul
 from api.openapi import install_openapi
-from api.routes import batches, estimates, files, models, providers, schedules, usage, webhooks
+from api.request_id import RequestIdMiddleware
+from api.routes import batches, estimates, failures, files, models, providers, schedules, usage, webhooks
 
 
 def create_app(context: ApiContext) -> FastAPI:
-    app = FastAPI(title="inference-broker", version="0.1.0",
-                  description="OpenAI-compatible Files + Batches API in front of many model providers.")
+    app = docs_app(title="inference-broker", version="0.1.0",
+                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     install_openapi(app)
-    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage):
+    for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage):
         app.include_router(module.router)
     return app

@@ -46,6 +46,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
+    path = request.url.path
+    if exc.status_code == 404 and not path.startswith("/v1/"):  # a base URL without /v1: say what was expected
+        message = (f"Not found: {path}. The API lives under /v1: use the base URL "
+                   f"{str(request.base_url).rstrip('/')}/v1 (for example {str(request.base_url).rstrip('/')}/v1"
+                   f"{path if path != '/' else '/batches'}).")
     response = error_response(exc.status_code, message, "invalid_request_error")
     response.headers.update(exc.headers or {})
     if exc.status_code == 405:  # Starlette names the first route's methods only; every route of the path counts
@@ -60,9 +65,13 @@ def _allowed(request: Request) -> list[str]:
                    for route in request.app.routes)]
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "The server had an error while processing your request.", "server_error")
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("unhandled error (request %s)", request_id, exc_info=exc)
+    response = error_response(500, "The server had an error while processing your request.", "server_error")
+    if request_id is not None:  # this handler answers outside the middlewares, so it sets the id itself
+        response.headers["x-request-id"] = request_id
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,12 +9,11 @@ FastAPI's 422 never happens (api/errors.py answers 400 instead), so it is taken 
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
+from api.docs import BEARER
 from schemas.errors import ErrorResponse
 
 ERROR_SCHEMA = "ErrorResponse"  #: the component every error status refers to
-BEARER = "bearer"  #: the security scheme of /v1 (``Authorization: Bearer <key>``)
 DESCRIPTIONS = {
     400: "Invalid request (OpenAI's invalid_request_error)",
     401: "Missing or incorrect API key",
@@ -24,14 +23,6 @@ DESCRIPTIONS = {
     413: "The upload is larger than the server accepts",
     429: "Refused for now: a rate or capacity limit",
 }
-UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file", "purpose"],
-    "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"},
-                   "expires_after[anchor]": {"type": "string"}, "expires_after[seconds]": {"type": "integer"}},
-}}}}}
-"""``POST /v1/files`` reads its multipart body itself (api/upload.py, streamed to disk), so it is described here."""
-
-
 def _error(status: int) -> dict[str, Any]:
     return {"description": DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}}
@@ -52,8 +43,8 @@ def _complete(schema: dict[str, Any]) -> dict[str, Any]:
                 implied.append(404)
             for status in implied:
                 responses.setdefault(str(status), _error(status))
+            operation["security"] = [{BEARER: []}] if path.startswith("/v1/") else []  # /healthz needs no key
             if path.startswith("/v1/"):
-                operation["security"] = [{BEARER: []}]
                 # the key is the bearer scheme's, not a parameter of each operation (api/deps.py reads it)
                 params = [p for p in operation.get("parameters", []) if p.get("name") != "authorization"]
                 if params:
@@ -67,17 +58,18 @@ def _complete(schema: dict[str, Any]) -> dict[str, Any]:
     defs = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(defs.pop("$defs", {}))
     schemas[ERROR_SCHEMA] = defs
-    components["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
+    components.setdefault("securitySchemes", {}).setdefault(BEARER, {"type": "http", "scheme": "bearer"})
     return schema
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Serve the completed document at /openapi.json (built once, on first request)."""
+    """Serve the app's document (api/docs.py's, with the bearer scheme) completed as above, built once."""
+    build = app.openapi
+    completed: list[dict[str, Any]] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _complete(get_openapi(title=app.title, version=app.version,
-                                                       description=app.description, routes=app.routes))
-        return app.openapi_schema
+        if not completed:
+            completed.append(_complete(build()))
+        return completed[0]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -191,6 +191,14 @@ class Catalogue(BaseModel):
     def get(self, name: str) -> ProviderConfig:
         return self.providers[name]
 
+    def unset_key_envs(self) -> dict[str, list[str]]:
+        """Each ``api_key_env`` variable that is not set, with the providers that read their key from it."""
+        unset: dict[str, list[str]] = {}
+        for p in self.providers.values():
+            if p.api_key_env and not os.environ.get(p.api_key_env):
+                unset.setdefault(p.api_key_env, []).append(p.name)
+        return unset
+
 
 def load_catalogue(path: Path) -> Catalogue:
     with path.open("rb") as fh:

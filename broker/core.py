@@ -1,6 +1,7 @@
 """The Core: what every broker process shares, built once by the composition root (cli/compose.py) and passed
 down to the API, the planner, the schedules and the workers instead of its four parts."""
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -10,6 +11,8 @@ from broker.db import make_engine
 from broker.files import FileStore
 from broker.migrate import upgrade
 from broker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,4 +34,7 @@ class Core:
         if catalogue is None:
             catalogue = (load_catalogue(settings.providers_file) if settings.providers_file
                          else demo_catalogue(f"http://127.0.0.1:{settings.simulator_port}/v1"))
+        for env, providers in catalogue.unset_key_envs().items():
+            log.warning("%s is not set: provider %s will be called without an API key, so its lines will likely "
+                        "fail (401)", env, ", ".join(providers))
         return cls(settings, engine, catalogue, FileStore(settings.files_dir))

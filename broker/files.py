@@ -4,13 +4,14 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from broker.access import get_owned
 from broker.ids import new_id, now
-from broker.tables import StoredFile
+from broker.tables import BatchRow, ScheduleRow, StoredFile
 from schemas.files import FileObject
 
 READ_CHUNK_BYTES = 1 << 20  #: content is streamed back in pieces this big
@@ -120,11 +121,18 @@ def to_wire(row: StoredFile) -> FileObject:
     )
 
 
+def _in_use() -> tuple[Any, ...]:
+    """Files still needed despite their expiry: a schedule's stored input, a batch input not yet read."""
+    scheduled = select(ScheduleRow.input_file_id).where(col(ScheduleRow.input_file_id).is_not(None))
+    validating = select(BatchRow.input_file_id).where(col(BatchRow.status) == "validating")
+    return col(StoredFile.id).not_in(scheduled), col(StoredFile.id).not_in(validating)
+
+
 def purge_expired(engine: Engine, store: FileStore, limit: int = 500) -> int:
-    """Delete files whose ``expires_at`` has passed (rows and bytes); returns how many."""
+    """Delete files whose ``expires_at`` has passed (rows and bytes), unless still in use; returns how many."""
     with Session(engine) as session:
         rows = list(session.exec(
-            select(StoredFile).where(col(StoredFile.expires_at) < now()).limit(limit)
+            select(StoredFile).where(col(StoredFile.expires_at) < now(), *_in_use()).limit(limit)
         ))
         for row in rows:
             session.delete(row)

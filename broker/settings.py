@@ -12,6 +12,7 @@ DEFAULT_MAX_BATCH_LINES = 1_000_000  #: OpenAI's cap is 50,000
 DEFAULT_LEASE_SECONDS = 8.0  #: a leased line is taken back when its worker has not renewed the lease this long
 DEFAULT_PLANNER_INTERVAL = 0.25  #: seconds between planner ticks
 DEFAULT_MAX_ATTEMPTS = 5  #: upstream calls per line before it fails for good
+DEFAULT_BATCH_FILE_EXPIRES_AFTER = 30 * 86_400  #: seconds a batch input file lives without expires_after (OpenAI's)
 DEFAULT_SIMULATOR_PORT = 8765  #: where `broker serve` runs the demo provider
 #: seconds to wait after each failed webhook delivery attempt (then it fails): now, 5 s, 5 min, 30 min, 2 h ... 24 h
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     http_header_timeout: float = 10.0  #: seconds a client may take to send a request's line and headers
     http_body_timeout: float = 30.0  #: seconds a client's request body may go without a byte arriving
     simulator_port: int = DEFAULT_SIMULATOR_PORT
+    #: files of purpose batch uploaded without expires_after expire this long after upload; None = never
+    batch_file_expires_after: int | None = DEFAULT_BATCH_FILE_EXPIRES_AFTER
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
     webhook_allow_hosts: list[str] = Field(default_factory=list)
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))

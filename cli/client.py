@@ -5,6 +5,7 @@ place that turns API and connection errors into a one-line message and exit code
 ``pricing`` extension of ``/v1/models``, and waiting for a batch behind a rich progress bar.
 """
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ import openai
 import typer
 from openai.types import Batch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -27,6 +29,8 @@ POLL_MAX_SECONDS = 1.0  #: pauses grow to this: a long batch costs one request a
 POLL_GROWTH = 1.5  #: factor between two successive pauses
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 TOKENS_PER_PRICE_UNIT = 1_000_000  #: prices are USD per 1M tokens
+SIGNIFICANT_DIGITS = 3  #: of a cost below a dollar
+ERRORS_SHOWN = 10  #: validation errors listed in a batch's detail (``--json`` has them all)
 
 BrokerUrl = Annotated[str, typer.Option("--url", envvar="BROKER_URL", help="Broker API base URL.")]
 ApiKey = Annotated[str | None, typer.Option(
@@ -114,10 +118,15 @@ class Prices:
 
 
 def usd(value: float | None) -> str:
-    """A cost for people: 4 decimals (batches of cheap models cost fractions of a cent), "-" when unknown."""
+    """A cost for people: cents, or three significant digits below a dollar ($0.000123: batches of cheap models cost
+    fractions of a cent, and a budget of 0.001 is not $0.00); "-" when unknown."""
     if value is None:
         return "-"
-    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}"
+    decimals = max(2, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}".rstrip("0")
+    return "$" + (text + "0" if len(text.partition(".")[2]) < 2 else text)
 
 
 def when(timestamp: int | None) -> str:
@@ -214,8 +223,13 @@ def batch_table(batch: Batch, prices: Prices, model: str | None = None) -> Table
     ]
     for key, value in rows:
         table.add_row(key, value)
-    for error in (batch.errors.data or [])[:10] if batch.errors else []:
-        table.add_row("[red]invalid[/]", f"line {error.line}: {error.code}: {error.message}")
+    errors = (batch.errors.data or []) if batch.errors else []
+    for error in errors[:ERRORS_SHOWN]:
+        where = f"line {error.line}: " if error.line is not None else ""  # a file-level error has no line
+        table.add_row("[red]invalid[/]", escape(f"{where}{error.code}: {error.message}"))
+    if len(errors) > ERRORS_SHOWN:
+        table.add_row("", f"… and {len(errors) - ERRORS_SHOWN} more errors (`broker status {batch.id} --json` "
+                          "lists them all)")
     return table
 
 

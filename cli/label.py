@@ -7,11 +7,13 @@ is an ``enum``). The labelled file keeps every original column and adds ``label`
 """
 
 import csv
+import io
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +41,10 @@ from cli.results import error_message, iter_result_lines, line_cost, response_bo
 CHAT_ENDPOINT = "/v1/chat/completions"
 LABEL_COLUMNS = ("label", "raw_answer", "cost_usd")  #: added to the original columns, in this order
 ERROR_PREFIX = "[error] "  #: marks raw_answer of a row whose request failed
+SKIPPED = "[empty text, not sent]"  #: raw_answer of a row whose text is empty (nothing to label, no cost)
+SNIFF_BYTES = 64 * 1024  #: read to tell the CSV delimiter
+SNIFF_ROWS = 50  #: rows of that sample compared
+DELIMITERS = ",;\t|"  #: the delimiters a CSV file may use
 
 
 def parse_labels(raw: str) -> list[str]:
@@ -60,10 +66,30 @@ def response_format(labels: Sequence[str]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": schema}}
 
 
+def sniff_delimiter(path: Path) -> str:
+    """The file's delimiter (``;`` as spreadsheets write CSV in many locales), else a comma: the candidate that
+    splits the header into most columns with the most rows agreeing. ``csv.Sniffer`` gives up on a file whose
+    texts hold the other delimiters ("great, loved it" in a ``;`` file), which is most real files."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        sample = fh.read(SNIFF_BYTES)
+    best, best_score = ",", (0, 0)
+    for delimiter in DELIMITERS:
+        try:
+            rows = list(islice((r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r), SNIFF_ROWS))
+        except csv.Error:
+            continue
+        if rows and len(rows[0]) > 1:
+            score = (sum(len(row) == len(rows[0]) for row in rows[1:]), len(rows[0]))
+            if score > best_score:
+                best, best_score = delimiter, score
+    return best
+
+
 def _csv_rows(path: Path) -> Iterator[list[str]]:
+    delimiter = sniff_delimiter(path)
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
-            yield from (row for row in csv.reader(fh) if row)  # a blank line is no row
+            yield from (row for row in csv.reader(fh, delimiter=delimiter) if row)  # a blank line is no row
     except csv.Error as exc:
         raise CliError(f"{path} is not a readable CSV file: {exc}") from None
 
@@ -76,22 +102,28 @@ def _text_index(header: list[str] | None, path: Path, column: str) -> int:
     return header.index(column)
 
 
-def write_requests(path: Path, column: str, model: str, system: str, labels: Sequence[str], target: Path) -> int:
-    """Stream the CSV into batch input lines (``custom_id`` = ``row-<n>``); the number of rows."""
+def write_requests(path: Path, column: str, model: str, system: str, labels: Sequence[str],
+                   target: Path) -> tuple[int, set[int]]:
+    """Stream the CSV into batch input lines (``custom_id`` = ``row-<n>``); (rows, rows skipped for empty text)."""
     rows = _csv_rows(path)
     index = _text_index(next(rows, None), path, column)
     fmt = response_format(labels)
-    count = 0
+    count, skipped = 0, set()
     with target.open("w", encoding="utf-8") as out:
         for count, row in enumerate(rows, start=1):
             text = row[index] if index < len(row) else ""
+            if not text.strip():
+                skipped.add(count - 1)  # nothing to label: not sent, not paid for
+                continue
             body = {"model": model, "response_format": fmt,
                     "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}]}
             out.write(json.dumps({"custom_id": f"row-{count - 1}", "method": "POST", "url": CHAT_ENDPOINT,
                                   "body": body}, ensure_ascii=False) + "\n")
     if count == 0:
         raise CliError(f"{path} has a header but no rows")
-    return count
+    if len(skipped) == count:
+        raise CliError(f"every row of {path} has an empty '{column}': nothing to label")
+    return count, skipped
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -140,18 +172,20 @@ def _cost_text(cost: float | None) -> str:
     return "" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".")
 
 
-def write_labelled(source: Path, target: Path, answers: dict[str, Answer]) -> Counter[str]:
-    """Copy the CSV with the label columns filled in; how many rows got each label ("" = none)."""
+def write_labelled(source: Path, target: Path, answers: dict[str, Answer],
+                   skipped: Collection[int] = ()) -> Counter[str]:
+    """Copy the CSV (in its own dialect) with the label columns filled in; how many rows got each label."""
     rows = _csv_rows(source)
     header = next(rows, None) or []
     columns = header + [name for name in LABEL_COLUMNS if name not in header]
     positions = [columns.index(name) for name in LABEL_COLUMNS]
     tally: Counter[str] = Counter()
     with target.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, delimiter=sniff_delimiter(source))
         writer.writerow(columns)
         for n, row in enumerate(rows):
-            answer = answers.get(f"row-{n}", Answer("", ERROR_PREFIX + "no result", None))
+            missing = Answer("", SKIPPED, None) if n in skipped else Answer("", ERROR_PREFIX + "no result", None)
+            answer = answers.get(f"row-{n}", missing)
             row = row + [""] * (len(columns) - len(row))
             for position, value in zip(positions, (answer.label, answer.raw, _cost_text(answer.cost)), strict=True):
                 row[position] = value
@@ -160,7 +194,7 @@ def write_labelled(source: Path, target: Path, answers: dict[str, Answer]) -> Co
     return tally
 
 
-def summary_table(tally: Counter[str], labels: Sequence[str], answers: dict[str, Answer]) -> Table:
+def summary_table(tally: Counter[str], labels: Sequence[str], answers: dict[str, Answer], skipped: int) -> Table:
     total = sum(tally.values()) or 1
     table = Table(title="Labels", title_justify="left")
     table.add_column("label")
@@ -169,11 +203,13 @@ def summary_table(tally: Counter[str], labels: Sequence[str], answers: dict[str,
     for label in labels:
         table.add_row(label, f"{tally[label]:,}", f"{tally[label] / total:.1%}")
     failed = sum(1 for a in answers.values() if a.raw.startswith(ERROR_PREFIX))
-    unlabelled = tally[""] - failed
+    unlabelled = tally[""] - failed - skipped
     if unlabelled:
         table.add_row("[yellow](not a label)[/]", f"{unlabelled:,}", f"{unlabelled / total:.1%}")
     if failed:
         table.add_row("[red](request failed)[/]", f"{failed:,}", f"{failed / total:.1%}")
+    if skipped:
+        table.add_row("[dim](empty text, not sent)[/]", f"{skipped:,}", f"{skipped / total:.1%}")
     costs = [a.cost for a in answers.values()]
     table.add_section()
     table.add_row("cost", "", usd(None if None in costs else sum(c for c in costs if c is not None)))
@@ -188,27 +224,33 @@ def label(data: Annotated[Path, typer.Argument(help="CSV file with a header row.
           text_column: Annotated[str, typer.Option("--text-column", help="Column holding the text.")] = "text",
           output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
                                                       help="Where to write; default DATA.labelled.csv.")] = None,
+          force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
           window: Window = DEFAULT_WINDOW, priority: Priority = None,
           url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
-    """Label every row of a CSV file with one of a set of labels, as one batch; write DATA.labelled.csv."""
+    """Label every row of a CSV file (any common delimiter) with one of a set of labels, as one batch; write
+    DATA.labelled.csv. Rows with an empty text are not sent."""
     err = Console(stderr=True)
     target = output or data.with_suffix(".labelled.csv")
     with friendly_errors(err), tempfile.TemporaryDirectory(prefix="broker-label-") as tmp:
+        if target.exists() and not force:
+            raise CliError(f"{target} exists; pass --force to overwrite it (or -o to write elsewhere)")
         label_set = parse_labels(labels)
         client = connect(url, api_key)
         requests = Path(tmp) / f"{data.stem}.label.jsonl"
-        rows = write_requests(data, text_column, model, system_prompt(prompt, label_set), label_set, requests)
+        rows, skipped = write_requests(data, text_column, model, system_prompt(prompt, label_set), label_set,
+                                       requests)
         prices = Prices.fetch(client)
         batch = create_batch(client, requests, CHAT_ENDPOINT, window, priority, metadata={"broker_cli": "label"})
-        err.print(f"labelling {rows:,} rows of {data} with {model} into {', '.join(label_set)}: batch "
-                  f"[bold]{batch.id}[/]")
+        err.print(f"labelling {rows - len(skipped):,} rows of {data} with {model} into {', '.join(label_set)}: "
+                  f"batch [bold]{batch.id}[/]" + (f" ({len(skipped):,} rows with an empty text skipped)"
+                                                  if skipped else ""))
         batch = wait_for_batch(client, batch, err, prices, model)
         if batch.output_file_id is None and batch.error_file_id is None:
             err.print(batch_table(batch, prices, model))
             raise CliError(f"batch {batch.id} ended {batch.status} without results; nothing written")
         answers = collect_answers(client, batch, label_set, prices, model)
-        tally = write_labelled(data, target, answers)
-        Console().print(summary_table(tally, label_set, answers))
+        tally = write_labelled(data, target, answers, skipped)
+        Console().print(summary_table(tally, label_set, answers, len(skipped)))
         err.print(f"wrote {target}")
         if batch.status != "completed":
             raise CliError(f"batch {batch.id} ended {batch.status}: rows without a result have no label")

@@ -1,5 +1,5 @@
-"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, cancel,
-label, schedules."""
+"""``broker``: serve (embedded), api, worker, planner, simulate, db, keys, projects; submit, status, results, retry,
+cancel, usage, label, schedules."""
 
 import logging
 import signal
@@ -21,7 +21,8 @@ from cli.batches import register as register_batch_commands
 from cli.compose import Processes
 from cli.label import register as register_label_command
 from cli.schedules import register as register_schedule_commands
-from simulator import SimulatorConfig, SimulatorServer
+from cli.startup import require_free_port, start_simulator, startup_errors
+from simulator import SimulatorConfig
 from simulator import serve as serve_simulator
 from simulator.serving import fast_config
 
@@ -42,6 +43,7 @@ Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # ten lines of migration chatter at every start
 
 
 def _wait_for_signal() -> None:
@@ -65,15 +67,21 @@ def _project_key(core: Core, project: str) -> str:
 @app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
           no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept any API key.")] = False,
-          simulator: Annotated[bool, typer.Option(help="Run the demo provider on loopback.")] = True) -> None:
+          simulator: Annotated[bool, typer.Option(help="Run the demo provider on loopback.")] = True,
+          simulator_port: Annotated[int | None, typer.Option(
+              help="The demo provider's port (default 8765, or a free one when 8765 is busy).")] = None) -> None:
     """Everything in one process: API, planner, workers and (by default) the demo provider simulator."""
     _logging()
-    settings = Settings(auth_disabled=no_auth) if no_auth else Settings()
-    sim = SimulatorServer(port=settings.simulator_port).start() if simulator and not settings.providers_file else None
-    core = Core.open(settings)
-    procs = Processes(core)
-    procs.start_workers(threads or settings.worker_threads)
-    procs.start_planner()
+    with startup_errors(console):
+        require_free_port(host, port)
+        settings = Settings(auth_disabled=no_auth) if no_auth else Settings()
+        sim = None
+        if simulator and not settings.providers_file:
+            sim, settings = start_simulator(settings, simulator_port, console)
+        core = Core.open(settings)
+        procs = Processes(core)
+        procs.start_workers(threads or settings.worker_threads)
+        procs.start_planner()
     key = "any key (--no-auth)" if no_auth else _project_key(core, DEFAULT_PROJECT)
     console.print(f"[bold green]inference-broker[/] on http://{host}:{port}/v1  "
                   f"database={settings.database_url}  queue={'redis' if settings.redis_url else 'in-process'}")
@@ -102,8 +110,10 @@ def demo(lines: Annotated[int, typer.Option(help="Lines per batch.")] = 1000,
 def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
     """The HTTP API only (production: run planner and workers as their own processes)."""
     _logging()
-    settings = Settings()
-    procs = Processes(Core.open(settings))
+    with startup_errors(console):
+        require_free_port(host, port)
+        settings = Settings()
+        procs = Processes(Core.open(settings))
     try:
         uvicorn.Server(_config(procs, settings, host, port)).run()
     finally:
@@ -114,9 +124,10 @@ def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
 def worker(threads: Threads = None) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
     _logging()
-    settings = Settings()
-    procs = Processes(Core.open(settings))
-    procs.start_workers(threads or settings.worker_threads)
+    with startup_errors(console):
+        settings = Settings()
+        procs = Processes(Core.open(settings))
+        procs.start_workers(threads or settings.worker_threads)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
     try:
         _wait_for_signal()
@@ -128,9 +139,9 @@ def worker(threads: Threads = None) -> None:
 def planner() -> None:
     """Release work in priority order, take back expired leases, finish batches (run one or two)."""
     _logging()
-    settings = Settings()
-    procs = Processes(Core.open(settings))
-    procs.start_planner()
+    with startup_errors(console):
+        procs = Processes(Core.open(Settings()))
+        procs.start_planner()
     try:
         _wait_for_signal()
     finally:

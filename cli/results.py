@@ -108,6 +108,10 @@ class ResultSummary:
         elif self.cost is not None and cost is not None:
             self.cost += cost
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"succeeded": self.succeeded, "failed": self.failed, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "cost_usd": self.cost, "error_codes": dict(self.error_codes)}
+
     def table(self) -> Table:
         table = Table(show_header=False)
         table.add_column(style="bold", no_wrap=True)

@@ -12,14 +12,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import openai
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.table import Table
 
 from cli.batches import DEFAULT_WINDOW, Priority, Window, prepare_input, priority_value
-from cli.client import DEFAULT_BROKER_URL, ApiKey, BrokerUrl, CliError, connect, friendly_errors
+from cli.client import DEFAULT_BROKER_URL, ApiKey, BrokerUrl, CliError, connect, friendly_errors, line_counts, when
+from cli.failures import fetch_failures
+from cli.options import JsonOption, parse_metadata, print_json
+from cli.tables import fitted_table
 
 DEFAULT_LIST_LIMIT = 100  #: schedules shown by ``broker schedules list``
+RUNS_SCANNED = 100  #: the project's latest batches searched for a schedule's runs by ``schedules show``
 
 app = typer.Typer(help="Recurring batches: a cron schedule creates a batch from an input file (or from the file a URL "
                        "or folder provides) at each run.",
@@ -64,18 +67,6 @@ def at_zone(timestamp: int | None, zone: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):  # the broker knows a zone this machine does not
         return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
     return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def parse_metadata(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    metadata: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"--metadata takes KEY=VALUE, not '{pair}'")
-        metadata[key] = value
-    return metadata
 
 
 def _read_at_each_run(source: str | None, input_url: str, model: str | None, endpoint: str | None) -> str:
@@ -165,38 +156,68 @@ def create(cron: Annotated[str, typer.Option(
 
 @app.command("list")
 def list_(limit: Annotated[int, typer.Option(help="Schedules listed.", min=1, max=100)] = DEFAULT_LIST_LIMIT,
-          url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
+          as_json: JsonOption = False, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
     """A table of the project's schedules, newest first (times on each schedule's own clock)."""
     out = Console()
     with friendly_errors(Console(stderr=True)):
         page = connect(url, api_key).get("/schedules", options={"params": {"limit": limit}},
                                          cast_to=ScheduleListObject)
-        if not page.data:
-            out.print('no schedules yet: create one with `broker schedules create FILE.jsonl --cron "0 2 * * *"`')
-            return
-        out.print(schedules_table(page.data))
+    if as_json:
+        print_json([s.model_dump(mode="json") for s in page.data])
+    elif not page.data:
+        out.print('no schedules yet: create one with `broker schedules create FILE.jsonl --cron "0 2 * * *"`')
+    else:
+        out.print(schedules_table(out, page.data))
 
 
-def schedules_table(schedules: list[ScheduleObject]) -> Table:
-    table = Table(title="Schedules", title_justify="left")
-    for column in ("schedule", "cron", "timezone", "source", "endpoint", "window", "route", "state", "next run",
-                   "last run", "last batch"):
-        table.add_column(column, no_wrap=column in ("schedule", "cron"))
+SCHEDULE_COLUMNS = ("schedule", "cron", "timezone", "source", "endpoint", "window", "route", "state", "next run",
+                    "last run", "last batch")
+
+
+def schedules_table(console: Console, schedules: list[ScheduleObject]) -> RenderableType:
+    rows = []
     for s in schedules:
         state = "active" if s.enabled else "paused"
         last = s.last_batch_id or "-"
         if s.last_error:
             last = f"[red]error[/]: {escape(s.last_error)}"
-        table.add_row(s.id, s.cron, s.timezone, escape(s.source), s.endpoint, s.completion_window, s.route, state,
-                      at_zone(s.next_run_at, s.timezone), at_zone(s.last_run_at, s.timezone), last)
-    return table
+        rows.append((s.id, s.cron, s.timezone, escape(s.source), s.endpoint, s.completion_window, s.route, state,
+                     at_zone(s.next_run_at, s.timezone), at_zone(s.last_run_at, s.timezone), last))
+    return fitted_table(console, "Schedules", SCHEDULE_COLUMNS, rows)
+
+
+def schedule_runs(client: openai.OpenAI, schedule_id: str) -> list[dict[str, Any]]:
+    """The batches the schedule created among the project's latest, newest first, with how each went."""
+    runs = []
+    for batch in client.batches.list(limit=RUNS_SCANNED).data:
+        if (batch.metadata or {}).get("schedule_id") != schedule_id:
+            continue
+        total, done, failed = line_counts(batch)
+        failures = fetch_failures(client, batch.id) if failed else []
+        errors = (batch.errors.data or []) if batch.errors else []
+        first = failures[0] if failures else errors[0].model_dump() if errors else None
+        runs.append({"batch": batch.id, "created_at": batch.created_at, "status": batch.status, "lines": total,
+                     "succeeded": done - failed, "failed": failed,
+                     "first_error": f"{first.get('code')}: {first.get('message')}" if first else None})
+    return runs
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [(r["batch"], when(r["created_at"]), r["status"], f"{r['succeeded']}/{r['lines']}", str(r["failed"]),
+             escape(r["first_error"] or "-")) for r in runs]
 
 
 @app.command()
-def show(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: ApiKey = None) -> None:
-    """One schedule: when it runs, where each run's input comes from, and how its last run went."""
+def show(schedule_id: ScheduleId, as_json: JsonOption = False, url: BrokerUrl = DEFAULT_BROKER_URL,
+         api_key: ApiKey = None) -> None:
+    """One schedule: when it runs, where each run's input comes from, and how each recent run went."""
     with friendly_errors(Console(stderr=True)):
-        s = connect(url, api_key).get(f"/schedules/{schedule_id}", cast_to=ScheduleObject)
+        client = connect(url, api_key)
+        s = client.get(f"/schedules/{schedule_id}", cast_to=ScheduleObject)
+        runs = schedule_runs(client, s.id)
+    if as_json:
+        print_json({**s.model_dump(mode="json"), "runs": runs})
+        return
     source = f"{s.input_url} (read at each run)" if s.input_url else f"{s.input_file_id} (stored file)"
     rows = [("schedule", s.id), ("cron", f'"{s.cron}" ({s.timezone})'), ("source", source),
             ("endpoint", s.endpoint), ("window", s.completion_window), ("priority", str(s.priority)),
@@ -206,6 +227,12 @@ def show(schedule_id: ScheduleId, url: BrokerUrl = DEFAULT_BROKER_URL, api_key: 
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")
+    out = Console()
+    if runs:
+        out.print(fitted_table(out, "Runs", ("batch", "created", "status", "succeeded", "failed", "first error"),
+                               _run_rows(runs), right=("succeeded", "failed")))
+    else:
+        out.print("no runs among the project's latest batches yet")
 
 
 def _set_enabled(schedule_id: str, enabled: bool, url: str, api_key: str | None) -> None:

@@ -134,6 +134,17 @@ def fit_text(text: str, limit: int | None) -> tuple[str, int, str]:
     return text, natural, "stop"
 
 
+def prompt_details(prompt_tokens: int) -> dict[str, int]:
+    """Usage's ``prompt_tokens_details`` as OpenAI fills it: all text, no cache hits or writes."""
+    return {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0, "image_tokens": 0,
+            "text_tokens": prompt_tokens}
+
+
+def completion_details(completion_tokens: int) -> dict[str, int]:
+    return {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0, "text_tokens": completion_tokens}
+
+
 def prepare_chat(body: dict[str, Any], max_inputs: int) -> Prepared:
     model = require_model(body)
     messages = body.get("messages")
@@ -155,7 +166,7 @@ def render_chat(p: Prepared, ident: str, now: int, embedding_dim: int) -> Render
     choices = []
     completion_tokens = 0
     for index in range(p.n):
-        structured = structured_text(p.body, digest, index)
+        structured = structured_text(p.body, digest, index, hint)
         if structured is None:
             text, tokens, finish = reply_text("Simulated reply", digest, index, hint, p.limit)
         else:
@@ -177,8 +188,8 @@ def render_chat(p: Prepared, ident: str, now: int, embedding_dim: int) -> Render
             "prompt_tokens": p.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": p.prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "prompt_tokens_details": prompt_details(p.prompt_tokens),
+            "completion_tokens_details": completion_details(completion_tokens),
         },
         "system_fingerprint": "fp_sim",
     }
@@ -241,7 +252,9 @@ def render_completions(p: Prepared, ident: str, now: int, embedding_dim: int) ->
         "model": p.model,
         "choices": choices,
         "usage": {"prompt_tokens": p.prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": p.prompt_tokens + completion_tokens},
+                  "total_tokens": p.prompt_tokens + completion_tokens,
+                  "prompt_tokens_details": prompt_details(p.prompt_tokens),
+                  "completion_tokens_details": completion_details(completion_tokens)},
         "system_fingerprint": "fp_sim",
     }
     return Rendered(payload, completion_tokens)
@@ -328,7 +341,8 @@ def render_responses(p: Prepared, ident: str, now: int, embedding_dim: int) -> R
         "metadata": p.body.get("metadata") or {},
         "usage": {
             "input_tokens": p.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                                     "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0}},
             "output_tokens": tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": p.prompt_tokens + tokens,

@@ -7,7 +7,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col
 
 from api.deps import ContextDep, ProjectDep, SessionDep
-from api.openapi import UPLOAD_BODY, errors
+from api.openapi import errors
 from api.upload import receive_upload
 from broker.access import page
 from broker.batches import RUNNING, batch_of_output_file
@@ -21,12 +21,20 @@ from schemas.pages import cursor_page
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_LIST_LIMIT = 10_000  #: as OpenAI
 PARTIAL_PAGE_LINES = 10_000  #: lines per read of a running batch's output; resume with ?offset=
+#: the upload's multipart body, for the OpenAPI document (the route parses the stream itself: api/upload.py)
+UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The file (JSONL for purpose batch)."},
+        "purpose": {"type": "string", "enum": sorted(UPLOADABLE_PURPOSES)},
+        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2_592_000,
+                                   "description": "Batch files default to 30 days."}}}}}}
 
 
-def _expires_after(fields: dict[str, str]) -> int | None:
+def _expires_after(fields: dict[str, str], default: int | None) -> int | None:
     seconds = fields.get("expires_after[seconds]")
     if seconds is None:
-        return None
+        return default
     if fields.get("expires_after[anchor]", "created_at") != "created_at":
         raise InvalidRequest("expires_after.anchor must be 'created_at'.", param="expires_after.anchor")
     if not seconds.isdigit() or not 3600 <= int(seconds) <= 2_592_000:
@@ -35,7 +43,7 @@ def _expires_after(fields: dict[str, str]) -> int | None:
     return int(seconds)
 
 
-@router.post("", response_model=FileObject, responses=errors(413), openapi_extra=UPLOAD_BODY)
+@router.post("", response_model=FileObject, responses=errors(413), openapi_extra={"requestBody": UPLOAD_BODY})
 async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> FileObject:
     tmp = ctx.core.store.temp_path()
     try:
@@ -48,7 +56,8 @@ async def create_file(request: Request, ctx: ContextDep, project_id: ProjectDep,
                                  param="purpose")
         row = register_file(session, ctx.core.store, project_id=project_id, source=tmp,
                             filename=upload.filename or "upload", purpose=purpose,
-                            expires_after=_expires_after(upload.fields))
+                            expires_after=_expires_after(upload.fields, ctx.core.settings.batch_file_expires_after
+                                                         if purpose == "batch" else None))
         session.commit()
         return to_wire(row)
     finally:

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 @router.post("", response_model=Schedule, responses=errors(404))
 def create_schedule(body: ScheduleCreate, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Schedule:
     row = service.create_schedule(session, project_id, body, ctx.core.settings.min_window_seconds,
-                                  ctx.core.settings.webhook_allow_hosts, InputSources.from_settings(ctx.core.settings))
+                                  ctx.core.settings.webhook_allow_hosts, InputSources.from_settings(ctx.core.settings),
+                                  catalogue=ctx.core.catalogue, store=ctx.core.store)
     session.commit()
     return service.to_wire(row)
 

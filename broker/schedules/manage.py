@@ -10,9 +10,12 @@ from sqlmodel import Session, col
 
 from broker.access import get_owned, page
 from broker.batches import create_batch
+from broker.catalogue import Catalogue
 from broker.errors import InvalidRequest
+from broker.files import FileStore
 from broker.ids import new_id, now
 from broker.schedules.cron import check_cron, check_timezone, next_run
+from broker.schedules.precheck import check_input_lines
 from broker.schedules.sources import InputSources
 from broker.tables import ScheduleRow, StoredFile
 from schemas.batches import PRIORITY_CLASSES, BatchCreate, Constraints, Route
@@ -23,11 +26,13 @@ SCHEDULE_ID_KEY = "schedule_id"  #: metadata key that ties each created batch to
 
 
 def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_window_seconds: int,
-                    webhook_allow_hosts: Sequence[str] = (), sources: InputSources | None = None) -> ScheduleRow:
+                    webhook_allow_hosts: Sequence[str] = (), sources: InputSources | None = None, *,
+                    catalogue: Catalogue | None = None, store: FileStore | None = None) -> ScheduleRow:
     """Record a schedule whose batch template passes every check ``POST /v1/batches`` makes.
 
     An ``input_url`` is checked against ``sources`` (scheme, SSRF guard, allowed folders); without ``sources``
-    only ``input_file_id`` is accepted.
+    only ``input_file_id`` is accepted. With ``catalogue`` and ``store``, a stored input file's lines are
+    validated as each run will validate them.
     """
     cron, timezone = check_cron(req.cron), check_timezone(req.timezone)
     input_url = _check_input(req, sources)
@@ -55,6 +60,8 @@ def create_schedule(session: Session, project_id: str, req: ScheduleCreate, min_
         probe = create_batch(session, project_id, batch_request(row, req.priority, input_file_id),
                              min_window_seconds, webhook_allow_hosts)
         row.priority, row.priority_label = probe.priority, probe.priority_label
+        if row.input_file_id and catalogue is not None and store is not None:
+            check_input_lines(session, catalogue, store.path_for(row.input_file_id), probe)
     session.add(row)
     return row
 

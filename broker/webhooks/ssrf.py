@@ -145,7 +145,9 @@ def require_safe_url(url: str, allow_hosts: Sequence[str], param: str) -> None:
     try:
         check_url(url, AllowList.parse(allow_hosts))
     except UnsafeTarget as exc:
-        raise InvalidRequest(f"Webhook URL refused: {exc}.", param=param, code="invalid_webhook_url") from None
+        hint = " (an operator can allow it with BROKER_WEBHOOK_ALLOW_HOSTS)" if "address" in str(exc) else ""
+        raise InvalidRequest(f"Webhook URL refused: {exc}{hint}.", param=param,
+                             code="invalid_webhook_url") from None
 
 
 def _normal_host(host: str) -> str:

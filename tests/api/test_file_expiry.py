@@ -45,3 +45,25 @@ def test_a_planner_starting_deletes_temporary_files_whose_writer_died(make_broke
         time.sleep(0.05)
     assert live.exists(), "a file still being written (recently touched) is left alone"
     assert restarted.client().files.list().data == []
+
+
+def test_batch_files_expire_after_30_days_by_default_and_are_then_deleted_unless_a_schedule_uses_them(
+        broker: EmbeddedBroker) -> None:
+    client = broker.client()
+    lines = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini"}}\n'
+    plain = client.files.create(file=("a.jsonl", lines), purpose="batch")
+    scheduled = client.files.create(file=("s.jsonl", lines), purpose="batch")
+    other = client.files.create(file=("u.jsonl", b"{}\n"), purpose="user_data")
+    assert plain.expires_at == plain.created_at + 30 * 86_400  # as OpenAI, without expires_after
+    assert other.expires_at is None  # the default is for batch input files only
+    client.post("/schedules", cast_to=object, body={"cron": "0 2 * * *", "input_file_id": scheduled.id,
+                                                    "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+    with broker.core.engine.begin() as conn:  # thirty days on
+        conn.execute(text("UPDATE file SET expires_at = :t WHERE id IN (:a, :b)"),
+                     {"t": int(time.time()) - 1, "a": plain.id, "b": scheduled.id})
+    deadline = time.monotonic() + 10
+    while broker.core.store.path_for(plain.id).exists():
+        assert time.monotonic() < deadline, "the expired batch file was not purged"
+        time.sleep(0.05)
+    ids = {f.id for f in client.files.list().data}
+    assert plain.id not in ids and {scheduled.id, other.id} <= ids  # a schedule's input outlives its expiry

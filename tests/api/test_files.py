@@ -31,7 +31,8 @@ def test_upload_returns_exact_file_object(tenant: Tenant) -> None:
     assert obj["filename"] == "my input.jsonl"
     assert obj["purpose"] == "batch"
     assert obj["status"] == "processed"
-    assert obj["expires_at"] is None and obj["status_details"] is None
+    assert obj["expires_at"] == obj["created_at"] + 30 * 86_400  # OpenAI's default for batch files
+    assert obj["status_details"] is None
     # the same object comes back from retrieve, and through the SDK
     assert tenant.http.get(f"/files/{obj['id']}").json() == obj
     sdk = tenant.client.files.retrieve(obj["id"])

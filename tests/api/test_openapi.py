@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 
+from api.docs import BEARER
 from tests.api.conftest import Tenant
 from tests.api.helpers import assert_error
 
@@ -30,8 +31,7 @@ def test_every_operation_documents_its_error_statuses_with_the_error_schema(tena
             assert expected <= set(responses), (method, path, responses)
             for status in expected:
                 assert responses[status]["content"]["application/json"]["schema"] == ERROR_REF
-            if path.startswith("/v1/"):
-                assert operation["security"] == [{"bearer": []}]
+            assert operation["security"] == ([{BEARER: []}] if path.startswith("/v1/") else [])
     assert "413" in doc["paths"]["/v1/files"]["post"]["responses"]
     assert {"404", "429"} <= set(doc["paths"]["/v1/batches"]["post"]["responses"])
     assert "409" in doc["paths"]["/v1/webhooks/deliveries/{delivery_id}/redeliver"]["post"]["responses"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.client import Prices
+from cli.client import Prices, usd
 from simulator.responses import SIM_ERROR_400_MARKER
 from tests.cli.conftest import Cli, assert_clean_failure, modelless_chat_lines, write_jsonl
 from tests.harness import CHAT_MODEL, chat_line, embedding_line, free_port, read_jsonl, submit, wait_for
@@ -36,7 +36,7 @@ def test_submit_wait_sets_the_model_shows_progress_and_ends_completed(cli: Cli, 
     assert {x["body"]["model"] for x in uploaded} == {CHAT_MODEL}
     assert batch.usage is not None
     cost = (batch.usage.input_tokens * PRICE_IN + batch.usage.output_tokens * PRICE_OUT) / 1e6
-    assert cost > 0 and f"cost ${cost:.4f}" in result.stderr  # the bar's "cost so far", ended
+    assert cost > 0 and f"cost {usd(cost)}" in result.stderr  # the bar's "cost so far", ended
     assert "200 total, 200 completed, 0 failed" in result.stderr  # the summary
 
 
@@ -83,7 +83,7 @@ def test_results_writes_both_files_and_a_summary(cli: Cli, tmp_path: Path) -> No
     summary = " ".join(result.stdout.split())
     assert "succeeded │ 45" in summary and "failed │ 5" in summary
     assert f"input tokens │ {tokens_in:,}" in summary and f"output tokens │ {tokens_out:,}" in summary
-    assert f"${(tokens_in * PRICE_IN + tokens_out * PRICE_OUT) / 1e6:.4f}" in summary
+    assert usd((tokens_in * PRICE_IN + tokens_out * PRICE_OUT) / 1e6) in summary
     assert "simulated_error (HTTP 400) │ 5" in summary
 
 

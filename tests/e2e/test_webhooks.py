@@ -209,6 +209,7 @@ def test_private_addresses_are_refused_at_registration_and_batch_create(
     with pytest.raises(openai.BadRequestError) as info:
         submit(broker.client(), [chat_line(1)], webhook_url="http://169.254.169.254/latest/meta-data")
     assert info.value.param == "webhook_url" and "link-local" in info.value.message
+    assert "BROKER_WEBHOOK_ALLOW_HOSTS" in info.value.message  # the refusal says how an operator allows a host
     assert http.post("/webhooks", json={"url": receiver.url("ok")}).status_code == 200  # allow-listed loopback
 
 

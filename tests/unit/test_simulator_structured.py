@@ -45,3 +45,14 @@ def test_sample_schema_covers_nested_shapes() -> None:
         "ok": {"type": "boolean"}, "name": {"type": "string"}, "maybe": {"type": ["string", "null"]}}}
     assert sample_schema(schema, 1) == {"tags": ["y"], "score": 1.0, "ok": True, "name": "simulated", "maybe": None}
     assert sample_schema("not a schema", 0) is None
+
+
+def test_an_enum_answers_the_label_the_text_names_first() -> None:
+    labels = ["positive", "negative", "neutral"]
+    assert json.loads(reply(label_body("Great phone, positive experience overall", labels))[0]) == {
+        "label": "positive"}
+    assert json.loads(reply(label_body("NEGATIVE. Was positive at first, then not.", labels))[0]) == {
+        "label": "negative"}  # the first mention wins, in any case
+    assert json.loads(reply(label_body("meh, neutral-ish", labels))[0]) == {"label": "neutral"}
+    unnamed = [json.loads(reply(label_body("positively nonnegative", labels))[0]) for _ in range(3)]
+    assert unnamed[0]["label"] in labels and unnamed == [unnamed[0]] * 3  # no whole-word mention: by hash, stable
