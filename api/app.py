@@ -5,6 +5,8 @@ from fastapi import FastAPI
 from api.context import ApiContext
 from api.docs import docs_app
 from api.errors import install_error_handlers
+from api.guards import RefuseNul
+from api.openapi import install_openapi
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     audit_logs,
@@ -28,6 +30,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)
+    install_openapi(app)
     for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage, org_projects,
                    org_keys, audit_logs):
         app.include_router(module.router)

@@ -6,11 +6,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from broker.errors import ApiError
 from schemas.errors import error_envelope
 
 log = logging.getLogger(__name__)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")  #: what an Allow header may list
 
 
 #: parts of a pydantic error location that are not the parameter's name (sources and union member tags)
@@ -34,7 +36,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "We could not parse the JSON body of your request.", "invalid_request_error")
     loc = [str(p) for p in first.get("loc", ()) if p not in _NOT_PARAMS]
     param = ".".join(loc) or None
-    message = f"{first.get('msg', 'Invalid request')}" + (f": '{param}'" if param else "")
+    if first.get("type") == "extra_forbidden":  # OpenAI's words, and its null param, for an unknown field
+        return error_response(400, f"Unrecognized request argument supplied: {param}", "invalid_request_error")
+    msg = str(first.get("msg", "Invalid request")).removeprefix("Value error, ")
+    message = msg + (f": '{param}'" if param else "")
     return error_response(400, message, "invalid_request_error", param)
 
 
@@ -46,7 +51,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         message = (f"Not found: {path}. The API lives under /v1: use the base URL "
                    f"{str(request.base_url).rstrip('/')}/v1 (for example {str(request.base_url).rstrip('/')}/v1"
                    f"{path if path != '/' else '/batches'}).")
-    return error_response(exc.status_code, message, "invalid_request_error")
+    response = error_response(exc.status_code, message, "invalid_request_error")
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods only; every route of the path counts
+        response.headers["allow"] = ", ".join(_allowed(request))
+    return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route answers at the request's path."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.routes)]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from broker.errors import InvalidRequest, PayloadTooLarge
@@ -57,9 +58,12 @@ class _PartSink:
 
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = options.get(b"name", b"").decode()
+        self._name = options.get(b"name", b"").decode(errors="replace")
         if self._name == "file":
-            self.upload.filename = options.get(b"filename", b"upload.jsonl").decode() or "upload.jsonl"
+            filename = options.get(b"filename", b"upload.jsonl").decode(errors="replace")
+            if "\x00" in filename:  # PostgreSQL text cannot hold NUL
+                raise InvalidRequest("Null characters are not allowed in the filename.", param="file")
+            self.upload.filename = filename or "upload.jsonl"
             self._in_file = self.file_started = True
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -78,7 +82,7 @@ class _PartSink:
         if self._in_file:
             self._in_file = False
         elif self._name:
-            self.upload.fields[self._name] = self._value.decode()
+            self.upload.fields[self._name] = self._value.decode(errors="replace")
 
     def take(self) -> list[bytes]:
         pending, self.pending = self.pending, []
@@ -104,17 +108,20 @@ async def receive_upload(request: Request, store: FileStore, key: str, max_bytes
         "on_header_value": sink.on_header_value, "on_header_end": sink.on_header_end,
         "on_headers_finished": sink.on_headers_finished,
     })
-    async with AsyncExitStack() as stack:
-        writer = None
-        async for chunk in request.stream():
-            parser.write(chunk)
-            if sink.file_started and writer is None:
-                writer = await stack.enter_async_context(store.writer(key))
+    try:
+        async with AsyncExitStack() as stack:
+            writer = None
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if sink.file_started and writer is None:
+                    writer = await stack.enter_async_context(store.writer(key))
+                if writer is not None:
+                    await _send(sink, writer)
+            parser.finalize()
             if writer is not None:
                 await _send(sink, writer)
-        parser.finalize()
-        if writer is not None:
-            await _send(sink, writer)
+    except FormParserError as exc:  # a malformed body is the client's error
+        raise InvalidRequest(f"The multipart body could not be parsed: {exc}") from None
     if sink.upload.filename is None:
         raise InvalidRequest("Missing required parameter: 'file'.", param="file")
     return sink.upload

@@ -66,8 +66,13 @@ def estimate(session: Session, catalogue: Catalogue, chunks: Iterable[bytes], en
     lines, first = _count_lines(chunks)
     try:
         model = orjson.loads(first).get("body", {}).get("model")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(model, str):  # a list or object (validation says so)
+        return None
+    try:
         provider = catalogue.provider_for(model)
-    except (orjson.JSONDecodeError, AttributeError, InvalidRequest):
+    except InvalidRequest:
         return None
     ahead = session.connection().execute(
         text("SELECT coalesce(sum(total - completed - failed), 0) FROM batch WHERE status = 'in_progress' "

@@ -33,13 +33,16 @@ from schemas.batches import (
     Constraints,
     RequestCounts,
 )
+from schemas.requests import MAX_PRIORITY, MAX_TIMESTAMP
 
 log = logging.getLogger(__name__)
-MAX_METADATA_PAIRS = 16  #: as OpenAI
 
 
 def _priority(value: str | int) -> tuple[int, str]:
     if isinstance(value, int):
+        if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+            raise InvalidRequest(f"Invalid priority {value}: an integer priority lies between {-MAX_PRIORITY} and "
+                                 f"{MAX_PRIORITY}.", param="priority")
         return value, str(value)
     if value not in PRIORITY_CLASSES:
         names = ", ".join(PRIORITY_CLASSES)
@@ -59,14 +62,17 @@ def create_batch(session: Session, project_id: str, req: BatchCreate, min_window
     if source.purpose != "batch":
         raise InvalidRequest(f"File {source.id} has purpose '{source.purpose}'; a batch needs purpose 'batch'.",
                              param="input_file_id")
-    if req.metadata and len(req.metadata) > MAX_METADATA_PAIRS:
-        raise InvalidRequest(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs.", param="metadata")
     if req.webhook_url:
         require_safe_url(req.webhook_url, webhook_allow_hosts, param="webhook_url")
     window = parse_window(req.completion_window, min_seconds=min_window_seconds)
     rank, label = _priority(req.priority)
     created = now()
+    if req.not_before is not None and not 0 <= req.not_before <= MAX_TIMESTAMP:
+        raise InvalidRequest(f"not_before must be a unix time between 0 and {MAX_TIMESTAMP}.", param="not_before")
     start = max(created, req.not_before or 0)
+    if start + window > MAX_TIMESTAMP:
+        raise InvalidRequest(f"The batch would expire after {MAX_TIMESTAMP} (2038-01-19), the latest time we store: "
+                             "shorten completion_window or move not_before earlier.", param="completion_window")
     guess = None
     if catalogue is not None and store is not None:
         guess = estimate(session, catalogue, store.stream(source.id), req.endpoint, rank, start)

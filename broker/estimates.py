@@ -60,6 +60,8 @@ def estimate_file(session: Session, catalogue: Catalogue, lines: Iterable[bytes]
             model = body["model"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue  # validation reports bad lines; the estimate covers the good ones
+        if not isinstance(model, str) or not isinstance(body, dict):
+            continue
         est = per_model.setdefault(model, ModelEstimate(model))
         est.lines += 1
         est.input_tokens += prompt_tokens(body)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from broker.bulk import LineRow, insert_lines
@@ -35,6 +36,10 @@ ANALYZE_AFTER_LINES = 10_000  #: on PostgreSQL, a load this big refreshes the li
 ANALYZE_LOCK_TIMEOUT = "5s"  #: how long that refresh may wait for the table's lock before giving up
 MAX_REPORTED_ERRORS = 10_000  #: bad lines listed in errors.data; a final entry counts the rest
 VALIDATION_GRACE_SECONDS = 5  #: the API validates new batches itself; the planner steps in after this
+MAX_CUSTOM_ID_CHARS = 512  #: longer custom_ids are refused (OpenAI states no limit; an index entry must fit a page)
+MAX_MODEL_CHARS = 256  #: no served model has a longer name
+SHOWN_CHARS = 80  #: a value quoted in an error message is cut to this many characters
+MAX_BODY_DEPTH = 128  #: a request body nested deeper is refused (orjson writes at most 254 levels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +71,21 @@ class LineValidator:
         if not isinstance(obj, dict):
             return BatchError(code="invalid_json_line", line=lineno,
                               message="Each line must be a JSON object.")
-        return self._check_request(lineno, obj)
+        try:
+            return self._check_request(lineno, obj)
+        except Exception as exc:  # a line we cannot judge is a bad line, never a stuck batch
+            log.exception("validating line %d failed", lineno)
+            return BatchError(code="invalid_request", line=lineno,
+                              message=f"This line could not be validated ({type(exc).__name__}).")
 
     def _check_request(self, lineno: int, obj: dict[str, Any]) -> ValidLine | BatchError:
         custom_id = obj.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
             return _missing(lineno, "custom_id")
+        if len(custom_id) > MAX_CUSTOM_ID_CHARS or "\x00" in custom_id:
+            return BatchError(code="invalid_custom_id", line=lineno, param="custom_id",
+                              message=f"The custom_id must be at most {MAX_CUSTOM_ID_CHARS} characters long and "
+                              "hold no null characters.")
         if custom_id in self.seen:
             return BatchError(
                 code="duplicate_custom_id", line=lineno, param="custom_id",
@@ -83,13 +97,13 @@ class LineValidator:
             return _missing(lineno, "method")
         if obj["method"] != "POST":
             return BatchError(code="invalid_method", line=lineno, param="method",
-                              message=f"The method must be 'POST', got {obj['method']!r}.")
+                              message=f"The method must be 'POST', got {_shown(obj['method'])}.")
         if "url" not in obj:
             return _missing(lineno, "url")
         if obj["url"] != self.endpoint:
             return BatchError(
                 code="invalid_url", line=lineno, param="url",
-                message=f"The URL provided for this request ({obj['url']!r}) does not match the batch "
+                message=f"The URL provided for this request ({_shown(obj['url'])}) does not match the batch "
                 f"endpoint ({self.endpoint!r}).",
             )
         body = obj.get("body")
@@ -98,15 +112,24 @@ class LineValidator:
         if not isinstance(body, dict):
             return BatchError(code="invalid_body", line=lineno, param="body",
                               message="The body of a request must be a JSON object.")
+        if _deeper_than(body, MAX_BODY_DEPTH):
+            return BatchError(code="invalid_body", line=lineno, param="body",
+                              message=f"The body of a request may be nested at most {MAX_BODY_DEPTH} levels deep.")
         return self._check_model(lineno, custom_id, body)
 
     def _check_model(self, lineno: int, custom_id: str, body: dict[str, Any]) -> ValidLine | BatchError:
         model = body.get("model")
-        if not isinstance(model, str) or not model:
+        if model is not None and not isinstance(model, str):
+            return BatchError(code="invalid_type", line=lineno, param="body.model",
+                              message="The model must be a string.")
+        if not model:
             return _missing(lineno, "body.model")
         if not may_use(self.project, model):
             return BatchError(code=MODEL_NOT_ALLOWED, line=lineno, param="body.model",
                               message=not_allowed_message(model))
+        if len(model) > MAX_MODEL_CHARS:
+            return BatchError(code="model_not_found", line=lineno, param="body.model",
+                              message=f"The model {_shown(model)} is not served by this broker.")
         plan = self.plans.get(model)
         if plan is None:
             try:
@@ -117,6 +140,24 @@ class LineValidator:
         if isinstance(plan, InvalidRequest):
             return BatchError(code=plan.code, line=lineno, param=plan.param, message=plan.message)
         return ValidLine(custom_id, orjson.dumps(body).decode(), model, plan)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as quoted in an error message, cut short (a line's fields may be megabytes long)."""
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_CHARS else shown[:SHOWN_CHARS] + "…"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists or objects more than ``limit`` levels deep (iteratively: no stack to blow)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _missing(lineno: int, param: str) -> BatchError:
@@ -131,10 +172,28 @@ def _numbered_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 def validate_batch(core: Core, batch_id: str) -> None:
-    """Run validation for a ``validating`` batch unless another process is already on it."""
+    """Run validation for a ``validating`` batch unless another process is already on it.
+
+    Whatever goes wrong ends the batch ``failed`` with the reason in ``errors.data``, except an unreachable
+    database: then the claim lapses and the planner tries again.
+    """
     engine = core.engine
     if not claim(engine, batch_id, "validating"):
         return
+    try:
+        errors = _validate_claimed(core, batch_id)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.exception("validating batch %s failed", batch_id)
+        errors = [BatchError(code="validation_failed",
+                             message=f"The input file could not be validated ({type(exc).__name__}).")]
+    if errors:
+        _fail(engine, batch_id, errors)
+
+
+def _validate_claimed(core: Core, batch_id: str) -> list[BatchError]:
+    engine = core.engine
     with Session(engine) as session:
         row = session.get(BatchRow, batch_id)
         assert row is not None
@@ -143,19 +202,22 @@ def validate_batch(core: Core, batch_id: str) -> None:
         project = session.get(Project, row.project_id)
         routing = routing_request(row, project)
     with kept_alive(engine, batch_id):
-        errors = load_lines(engine, batch_id, endpoint, core.store.lines(source.id), core.catalogue,
-                            core.settings.max_batch_lines, routing, project)
-    if errors:
-        errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
-        with engine.begin() as conn:
-            failed = conn.execute(
-                text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
-                     "WHERE id = :id AND status = 'validating'"),
-                {"t": now(), "e": errors_json, "id": batch_id},
-            ).rowcount == 1
-            if failed:
-                enqueue_batch_event(conn, batch_id)
-        log.info("batch %s failed validation with %d errors", batch_id, len(errors))
+        return load_lines(engine, batch_id, endpoint, core.store.lines(source.id), core.catalogue,
+                          core.settings.max_batch_lines, routing, project)
+
+
+def _fail(engine: Engine, batch_id: str, errors: list[BatchError]) -> None:
+    """End a ``validating`` batch ``failed`` with ``errors`` (and its ``batch.failed`` event)."""
+    errors_json = orjson.dumps({"object": "list", "data": [e.model_dump() for e in errors]}).decode()
+    with engine.begin() as conn:
+        failed = conn.execute(
+            text("UPDATE batch SET status = 'failed', failed_at = :t, errors_json = :e, claimed_until = NULL "
+                 "WHERE id = :id AND status = 'validating'"),
+            {"t": now(), "e": errors_json, "id": batch_id},
+        ).rowcount == 1
+        if failed:
+            enqueue_batch_event(conn, batch_id)
+    log.info("batch %s failed validation with %d errors", batch_id, len(errors))
 
 
 def validate_stale(core: Core) -> None:
@@ -168,7 +230,10 @@ def validate_stale(core: Core) -> None:
             {"grace": t - VALIDATION_GRACE_SECONDS, "now": t},
         )]
     for batch_id in ids:
-        validate_batch(core, batch_id)
+        try:
+            validate_batch(core, batch_id)
+        except Exception:  # one batch's trouble never holds up the others or the planner's tick
+            log.exception("validating batch %s failed; the planner tries again", batch_id)
 
 
 def routing_request(row: BatchRow, project: Project | None) -> RoutingRequest:

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     """Accept any API key (local experiments only)."""
     admin_key: str | None = None
     """An admin key's value (compose reads it from broker.env); without it the first start creates one."""
+    http_header_timeout: float = 10.0
+    """Seconds a client may take to send a request's line and headers before its connection is closed."""
+    http_body_timeout: float = 30.0
+    """Seconds a client's request body may go without a byte arriving before its connection is closed."""
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     """Port of the demo provider `broker serve` runs on loopback (a free one is taken when it is busy)."""
     batch_file_expires_after: int | None = DEFAULT_BATCH_FILE_EXPIRES_AFTER

@@ -10,13 +10,20 @@ MESSAGE_OVERHEAD = 3  #: tokens per chat message for role and separators
 
 
 def _chars(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_chars(v) for v in value)
-    if isinstance(value, dict):
-        return _chars(value.get("content")) + _chars(value.get("text"))
-    return 0
+    """Characters of text in ``value``: strings, lists of them, and the ``content``/``text`` of parts.
+
+    Iterative, so a body nested however deep cannot exhaust the interpreter's stack.
+    """
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend((item.get("content"), item.get("text")))
+    return total
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:

@@ -65,6 +65,12 @@ def _split_settings(role: str, single_host: bool) -> Settings:
     return settings
 
 
+def _config(procs: Processes, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """The API's uvicorn: read timeouts from the settings, so a slow client cannot hold a connection."""
+    return fast_config(procs.app(), host, port, log_level="info", quiet=False,
+                       header_timeout=settings.http_header_timeout, body_timeout=settings.http_body_timeout)
+
+
 def _bootstrap(core: Core) -> str:
     """Make sure an admin key exists; what to print about it (its value only the first time)."""
     with session_scope(core.engine) as session:
@@ -102,7 +108,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
         console.print(f"demo provider (simulator) on {sim.base_url}; models: {', '.join(core.catalogue.model_names())}")
     console.print(key)
     try:
-        uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
+        uvicorn.Server(_config(procs, settings, host, port)).run()
     finally:
         procs.stop()
         if sim is not None:
@@ -130,7 +136,7 @@ def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = Fal
     console.print(_bootstrap(core))
     procs = Processes(core)
     try:
-        uvicorn.Server(fast_config(procs.app(), host, port, log_level="info", quiet=False)).run()
+        uvicorn.Server(_config(procs, settings, host, port)).run()
     finally:
         procs.stop()
 

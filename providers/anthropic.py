@@ -37,6 +37,7 @@ import orjson
 
 from broker.catalogue import ProviderConfig
 from broker.errors import TerminalUpstream
+from providers.answers import invalid_answer
 from providers.base import UpstreamResponse, json_object_text, make_client
 from providers.base import raise_for_status as raise_for_openai_status
 from providers.http import int_header, json_body, send
@@ -331,7 +332,10 @@ class AnthropicMessages:
         payload = orjson.dumps(chat_to_messages(request))
         resp = await send(self.client, "POST", "messages", raise_for_status, content=payload,
                           headers={"content-type": "application/json"})
-        chat = message_to_chat(json_body(resp))
+        try:
+            chat = message_to_chat(json_body(resp))
+        except (AttributeError, TypeError, ValueError):  # content or usage of the wrong shape
+            raise invalid_answer("not an Anthropic message", resp.content, resp.status_code) from None
         limits = (int_header(resp.headers, "anthropic-ratelimit-requests-limit"),
                   int_header(resp.headers, "anthropic-ratelimit-tokens-limit"))
         return UpstreamResponse(resp.status_code, orjson.dumps(chat).decode(), chat, resp.headers.get("request-id"),

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from broker.errors import RetryableUpstream
+from providers.answers import invalid_answer
 
 StatusCheck = Callable[[httpx.Response], None]
 """Raises :class:`~broker.errors.UpstreamError` for an error answer (status >= 400), returns otherwise."""
@@ -49,14 +50,13 @@ async def send(client: httpx.AsyncClient, method: str, path: str, check: StatusC
 
 def json_body(resp: httpx.Response, *, keys: Collection[str] = (), what: str = "a JSON object") -> dict[str, Any]:
     """The answer's body as a JSON object holding ``keys``; else :class:`RetryableUpstream`
-    ``upstream_invalid_response`` ("... not ``what``")."""
+    ``upstream_invalid_response`` ("... not ``what``", quoting the answer's first bytes)."""
     try:
         parsed = orjson.loads(resp.content)
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict) or not all(key in parsed for key in keys):
-        raise RetryableUpstream(f"Upstream answered with a body that is not {what}",
-                                code="upstream_invalid_response", status=resp.status_code)
+        raise invalid_answer(f"not {what}", resp.content, resp.status_code)
     return parsed
 
 

@@ -4,9 +4,8 @@ Its client is :func:`~providers.base.make_client` as it is (``Authorization: Bea
 """
 
 import httpx
-import orjson
 
-from broker.errors import RetryableUpstream
+from providers.answers import parse_answer
 from providers.base import UpstreamResponse, raise_for_status
 from providers.http import int_header, send
 
@@ -20,11 +19,7 @@ class OpenAICompatible:
     async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
         resp = await send(self.client, "POST", endpoint.removeprefix("/v1/"), raise_for_status,
                           content=body, headers={"content-type": "application/json"})
-        try:
-            parsed = orjson.loads(resp.content)
-        except orjson.JSONDecodeError as exc:
-            raise RetryableUpstream("Upstream answered with a body that is not JSON",
-                                    code="upstream_invalid_response", status=resp.status_code) from exc
+        parsed = parse_answer(endpoint, resp.content, resp.status_code)
         limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
                   int_header(resp.headers, "x-ratelimit-limit-tokens"))
         return UpstreamResponse(resp.status_code, resp.text, parsed, resp.headers.get("x-request-id"), limits)

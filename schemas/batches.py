@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
+from schemas.requests import CostCap, Metadata, RequestBody
+
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
@@ -49,12 +51,12 @@ class BatchUsage(BaseModel):
     total_tokens: int = 0
 
 
-class OutputExpiresAfter(BaseModel):
+class OutputExpiresAfter(RequestBody):
     anchor: Literal["created_at"] = "created_at"
     seconds: int = Field(ge=3600, le=2_592_000)
 
 
-class Constraints(BaseModel):
+class Constraints(RequestBody):
     regions: list[str] | None = None
     providers: list[str] | None = None
 
@@ -68,19 +70,19 @@ class RouteChoice(BaseModel):
     line_cost_usd: float | None = None  #: what a line was expected to cost on this route, when it was chosen
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(RequestBody):
     """Body of ``POST /v1/batches``; the last block is our extension, sent by the SDK via ``extra_body``."""
 
     input_file_id: str
     endpoint: str
     completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
+    metadata: Metadata = None
     output_expires_after: OutputExpiresAfter | None = None
     priority: StrictInt | str = "normal"
     not_before: int | None = None
     constraints: Constraints | None = None
     webhook_url: str | None = None
-    max_cost_usd: float | None = None
+    max_cost_usd: CostCap = None
     route: Route = "auto"
     #: "strict": refuse (429) a batch whose window cannot be met at the current backlog; "flag": accept and flag it
     admission: Literal["flag", "strict"] = "flag"

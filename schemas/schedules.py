@@ -5,11 +5,12 @@ from typing import Literal
 from pydantic import BaseModel, StrictInt
 
 from schemas.batches import Constraints, Route
+from schemas.requests import CostCap, Metadata, RequestBody
 
 DEFAULT_TIMEZONE = "UTC"  #: IANA zone a schedule's cron is read in when none is given
 
 
-class ScheduleCreate(BaseModel):
+class ScheduleCreate(RequestBody):
     """Body of ``POST /v1/schedules``: when to run (``cron``, ``timezone``) and the batch to create each time.
 
     ``cron`` has five fields, or six where the sixth counts seconds (``"* * * * * */30"``: every 30 s).
@@ -24,16 +25,16 @@ class ScheduleCreate(BaseModel):
     input_url: str | None = None
     endpoint: str
     completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
+    metadata: Metadata = None
     priority: StrictInt | str = "normal"
     constraints: Constraints | None = None
     webhook_url: str | None = None
-    max_cost_usd: float | None = None
+    max_cost_usd: CostCap = None
     route: Route = "auto"
     enabled: bool = True
 
 
-class ScheduleUpdate(BaseModel):
+class ScheduleUpdate(RequestBody):
     """Body of ``POST /v1/schedules/{id}``: pause or resume, or move it to another time; unset fields stay."""
 
     enabled: bool | None = None

@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.requests import RequestBody
+
 WebhookEventType = Literal["batch.completed", "batch.failed", "batch.expired", "batch.cancelled"]
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = ("batch.completed", "batch.failed", "batch.expired", "batch.cancelled")
 DeliveryStatus = Literal["pending", "delivered", "failed"]
@@ -23,7 +25,7 @@ class WebhookEvent(BaseModel):
     data: EventData
 
 
-class WebhookEndpointCreate(BaseModel):
+class WebhookEndpointCreate(RequestBody):
     """Body of ``POST /v1/webhooks``; without ``events`` the endpoint receives every event type."""
 
     url: str

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from simulator.anthropic import MESSAGES_PATH, MessageBatchApi, MessagesDialect
 from simulator.config import SimulatorConfig
 from simulator.errors import RequestError, error_body
+from simulator.garbage import garbage
 from simulator.limits import ORGANIZATION, RateLimiter
 from simulator.native_batch import NativeBatchApi
 from simulator.responses import (
@@ -226,13 +227,19 @@ class SimulatorApp:
         now = int(time.time())
         ident = secrets.token_hex(12)
         rendered = dialect.render(prepared, ident, now, config)
-        if kind == "drop":
-            self.stats.dropped += 1
-            return _DroppedResponse(orjson.dumps(rendered.payload), 200, dialect.headers(self._headers(started, ident)),
-                                    JSON_MEDIA_TYPE)
+        junk = garbage(raw, rendered.payload)
+        if kind == "drop" or junk is not None:
+            return self._broken(junk, rendered.payload, dialect.headers(self._headers(started, ident)))
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
         return self._json(200, rendered.payload, started, decision.headers, ident, dialect)
+
+    def _broken(self, junk: bytes | None, payload: dict[str, Any], headers: dict[str, str]) -> Response:
+        """A 200 with garbage for a body (a marker asked for ``junk``), else one dropped mid-body."""
+        if junk is not None:
+            return Response(junk, 200, headers, JSON_MEDIA_TYPE)
+        self.stats.dropped += 1
+        return _DroppedResponse(orjson.dumps(payload), 200, headers, JSON_MEDIA_TYPE)
 
     def _draw_error(self) -> str | None:
         config = self.config

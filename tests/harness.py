@@ -68,7 +68,9 @@ class EmbeddedBroker:
             self.procs.start_workers(self.settings.worker_threads)
         if planner:
             self.procs.start_planner()
-        self.server = ThreadedServer(self.procs.app(), name="broker-api").start()
+        self.server = ThreadedServer(self.procs.app(), name="broker-api",
+                                     header_timeout=self.settings.http_header_timeout,
+                                     body_timeout=self.settings.http_body_timeout).start()
         self.key = self.new_key("default")
         with session_scope(self.core.engine) as session:
             self.admin_key = issue_key(session, ADMIN, name="tests")[1]

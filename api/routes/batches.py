@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Query
 
 from api.context import ApiContext
 from api.deps import CallerDep, ContextDep, ProjectDep, SessionDep
+from api.openapi import errors
 from broker import batches as service
 from broker.intake import validate_batch
 from schemas.batches import Batch, BatchCreate, BatchList
@@ -19,7 +20,7 @@ def _validate_then_wake(ctx: ApiContext, batch_id: str) -> None:
     ctx.wake_planner()
 
 
-@router.post("", response_model=Batch)
+@router.post("", response_model=Batch, responses=errors(404, 429))
 def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep, project_id: ProjectDep,
                  caller: CallerDep, session: SessionDep) -> Batch:
     core = ctx.core

@@ -8,6 +8,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import col
 
 from api.deps import BriefProjectDep, ContextDep, ProjectDep, SessionDep
+from api.openapi import errors
 from api.upload import receive_upload
 from broker.access import page
 from broker.batches import RUNNING, batch_of_output_file
@@ -45,7 +46,7 @@ def _expires_after(fields: dict[str, str], default: int | None) -> int | None:
     return int(seconds)
 
 
-@router.post("", response_model=FileObject, openapi_extra={"requestBody": UPLOAD_BODY})
+@router.post("", response_model=FileObject, responses=errors(413), openapi_extra={"requestBody": UPLOAD_BODY})
 async def create_file(request: Request, ctx: ContextDep, project_id: BriefProjectDep) -> FileObject:
     """The bytes stream to the store first, with no database connection held; the row is written once they are in."""
     store, file_id = ctx.core.store, new_id("file")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AdminDep, ContextDep, SessionDep
+from api.openapi import errors
 from broker import project_limits as limits
 from broker import projects as service
 from schemas.admin import Project, ProjectCreate, ProjectList, ProjectUpdate, RateLimit, RateLimitList, RateLimitUpdate
@@ -16,7 +17,7 @@ from schemas.pages import cursor_page
 router = APIRouter(prefix="/v1/organization/projects", tags=["organization"])
 
 
-@router.post("", response_model=Project)
+@router.post("", response_model=Project, responses=errors(409))
 def create_project(body: ProjectCreate, admin: AdminDep, session: SessionDep) -> Project:
     row = service.create_project(session, body, admin.actor)
     session.commit()
@@ -35,7 +36,7 @@ def retrieve_project(project_id: str, _: AdminDep, session: SessionDep) -> Proje
     return service.to_wire(session, service.get_project(session, project_id))
 
 
-@router.post("/{project_id}", response_model=Project)
+@router.post("/{project_id}", response_model=Project, responses=errors(409))
 def modify_project(project_id: str, body: ProjectUpdate, admin: AdminDep, session: SessionDep) -> Project:
     """Rename, and set or clear (``null``) the monthly budget, default regions and model lists."""
     row = service.update_project(session, project_id, body, admin.actor)

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, ProjectDep, SessionDep
+from api.openapi import errors
 from broker.schedules import manage as service
 from broker.schedules.sources import InputSources
 from schemas.pages import cursor_page
@@ -14,7 +15,7 @@ from schemas.schedules import Schedule, ScheduleCreate, ScheduleDeleted, Schedul
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
 
-@router.post("", response_model=Schedule)
+@router.post("", response_model=Schedule, responses=errors(404))
 def create_schedule(body: ScheduleCreate, ctx: ContextDep, project_id: ProjectDep, session: SessionDep) -> Schedule:
     row = service.create_schedule(session, project_id, body, ctx.core.settings.min_window_seconds,
                                   ctx.core.settings.webhook_allow_hosts, InputSources.from_settings(ctx.core.settings),

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, ProjectDep, SessionDep
+from api.openapi import errors
 from broker.tables import WebhookDelivery as DeliveryRow
 from broker.webhooks import endpoints as service
 from schemas.pages import cursor_page
@@ -51,7 +52,7 @@ def list_all_deliveries(project_id: ProjectDep, session: SessionDep, after: str 
     return _deliveries(*service.list_deliveries(session, project_id, None, after, limit))
 
 
-@router.post("/deliveries/{delivery_id}/redeliver", response_model=WebhookDelivery)
+@router.post("/deliveries/{delivery_id}/redeliver", response_model=WebhookDelivery, responses=errors(409))
 def redeliver(delivery_id: str, project_id: ProjectDep, session: SessionDep) -> WebhookDelivery:
     row = service.redeliver(session, project_id, delivery_id)
     session.commit()

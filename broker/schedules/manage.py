@@ -9,7 +9,7 @@ import orjson
 from sqlmodel import Session, col
 
 from broker.access import get_owned, page
-from broker.batches import MAX_METADATA_PAIRS, create_batch
+from broker.batches import create_batch
 from broker.catalogue import Catalogue
 from broker.errors import InvalidRequest
 from broker.ids import new_id, now
@@ -19,6 +19,7 @@ from broker.schedules.sources import InputSources
 from broker.storage import FileStore
 from broker.tables import ScheduleRow, StoredFile
 from schemas.batches import PRIORITY_CLASSES, BatchCreate, Constraints, Route
+from schemas.requests import MAX_METADATA_PAIRS
 from schemas.schedules import Schedule, ScheduleCreate, ScheduleUpdate
 
 SCHEDULE_ID_KEY = "schedule_id"  #: metadata key that ties each created batch to its schedule
