@@ -34,6 +34,7 @@ class LocalCluster:
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
                     **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[str, ...]] = {}  #: the ``broker`` arguments each process was started with
         self.port = free_port()
 
     @property
@@ -47,7 +48,9 @@ class LocalCluster:
         return done.stdout.decode().strip()
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
+        """Start ``broker <args>`` as process ``name`` (its log appends to ``<name>.log``)."""
+        self.commands[name] = args
+        log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=self.env, stdout=log,
                                 stderr=subprocess.STDOUT)
         self.procs[name] = proc
@@ -59,21 +62,35 @@ class LocalCluster:
         self.spawn("planner", "planner")
         for n in range(1, self.workers + 1):
             self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads))
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the API did not start:\n" + self.logs()) from None
-                time.sleep(0.2)
+        try:
+            self.wait_healthy()
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""
         self.procs[name].send_signal(signal.SIGKILL)
         self.procs[name].wait(10)
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start process ``name`` again as it was first started (a supervisor bringing a crashed role back)."""
+        if self.procs[name].poll() is None:
+            self.kill(name)
+        return self.spawn(name, *self.commands[name])
+
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until the API answers /healthz."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not start:\n" + self.logs()) from None
+                time.sleep(0.2)
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -99,3 +116,54 @@ class LocalCluster:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class LocalRedis:
+    """A private ``redis-server`` on a free loopback port, with no persistence: :meth:`restart` loses every
+    message, as a crashed Redis without persistence does (the chaos tests and benchmark restart it)."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir, self.port = workdir, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Self:
+        log = (self.workdir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.workdir)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server: every queued message is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Kill the server, stay down ``down_seconds``, start an empty one on the same port."""
+        self.kill()
+        time.sleep(down_seconds)
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.kill()
