@@ -155,10 +155,10 @@ def test_redis_restarted_mid_batch_loses_nothing_and_runs_nothing_twice(
 
 def test_a_planner_killed_mid_finalize_is_taken_over_within_a_claim(
         tmp_path: Path, pg_url: str, redis_url: str, sim: SimulatorServer) -> None:
-    sim.config.latency_median_ms = 0  # many lines fast: the output file takes a while to write
-    n = 20_000
+    sim.config.latency_median_ms = 0
+    n = 5000  # answers echo the prompt: ~40 MB of output, which takes a while to write
     with Cluster(tmp_path, pg_url, redis_url, sim) as c:
-        batch = submit(c.client, [chat_line(i) for i in range(n)])
+        batch = submit(c.client, [chat_line(i, f"{i} " + "long prompt " * 350) for i in range(n)])
         deadline = time.monotonic() + 300
         while c.status(batch.id) != "finalizing":
             assert time.monotonic() < deadline, c.local.logs()
@@ -192,6 +192,9 @@ def test_an_api_killed_mid_validation_is_taken_over_within_a_claim(
             time.sleep(0.05)
         taken_over = time.monotonic() - killed_at
         c.local.wait_healthy()
-        assert c.client.batches.retrieve(batch.id).status in ("in_progress", "finalizing", "completed")
+        batch = c.client.batches.retrieve(batch.id)
+        assert batch.status in ("in_progress", "finalizing", "completed"), batch.errors
+        assert batch.request_counts is not None and batch.request_counts.total == n
+        assert c.sql("SELECT count(*), count(DISTINCT custom_id) FROM line WHERE batch_id = %s", batch.id)[0] == (n, n)
         assert taken_over <= CLAIM_SECONDS + 5, f"validating stayed {taken_over:.1f} s after the kill"
-        c.assert_each_line_once(batch.id, n)
+        c.client.batches.cancel(batch.id)  # running 60,000 lines proves nothing more here
