@@ -69,6 +69,31 @@ class LocalCluster:
             raise
         return self
 
+    def busiest_worker(self, timeout: float = 30.0) -> str:
+        """The live worker process that made the most upstream calls in the last minute, as it reports them."""
+        from sqlalchemy import text
+
+        from broker.db import make_engine
+
+        engine = make_engine(self.env["DATABASE_URL"])
+        live = {str(proc.pid): name for name, proc in self.procs.items()
+                if name.startswith("worker") and proc.poll() is None}
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(text("SELECT worker_id FROM provider_state WHERE calls > 0 "
+                                             "AND updated_at > :recent ORDER BY calls DESC"),
+                                        {"recent": time.time() - 5}).scalars().all()
+                for worker_id in rows:
+                    if (name := live.get(worker_id.rsplit(":", 1)[1])) is not None:
+                        return name
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no live worker reports calls:\n" + self.logs())
+                time.sleep(0.1)
+        finally:
+            engine.dispose()
+
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""
         self.procs[name].send_signal(signal.SIGKILL)

@@ -205,8 +205,10 @@ class LineRunner:
     def _failure(self, request: Request, exc: UpstreamError) -> Outcome:
         line = request.line
         now = time.time()
-        # a 429 that says when to come back was refused unprocessed: the deadline bounds it, not the attempts
-        refused = isinstance(exc, RetryableUpstream) and exc.status == 429 and exc.delay is not None
+        # a 429 that says when to come back was refused unprocessed, and our own trouble (Redis away) sent nothing:
+        # the deadline bounds those, not the attempts
+        refused = isinstance(exc, RetryableUpstream) and (exc.status == 429 and exc.delay is not None
+                                                          or exc.code == "broker_error")
         if isinstance(exc, RetryableUpstream) and (refused or line.attempts < self.policy.max_attempts):
             # down or over its limit: the next deployment takes the line at once (after a backoff on wrapping)
             move = self.fallback(request) if exc.code != "broker_error" else None
