@@ -2,7 +2,9 @@
 
 Before a call: wait for a request and its admission tokens in the provider's buckets (and the model's, when
 the catalogue gives the model limits of its own). After: correct the tokens by the real ``usage``, learn from
-``x-ratelimit-limit-*`` headers, and on a 429 cut the limit in force (see providers/limits.py).
+``x-ratelimit-limit-*`` headers, and on a 429 lower the limit in force and hold sends back for its ``Retry-After``
+(see providers/limits.py). The provider's own key is always used, configured or not: the limiter counts what the
+provider accepts, so a provider with no limit configured learns one from its first 429s.
 """
 
 import time
@@ -54,7 +56,7 @@ class ProviderThrottle:
         return bool(self._limit.rpm or self._limit.tpm or any(m.rpm or m.tpm for m in self.provider.models.values()))
 
     def _keys(self, model: str | None) -> list[tuple[str, Limit]]:
-        keys = [(self.provider.name, self._limit)] if self._limit.rpm or self._limit.tpm else []
+        keys = [(self.provider.name, self._limit)]
         spec = self.provider.models.get(model or "")
         if spec is not None and (spec.rpm or spec.tpm):
             keys.append((f"{self.provider.name}:{model}", Limit(spec.rpm, spec.tpm)))
@@ -66,19 +68,18 @@ class ProviderThrottle:
         self.stats.in_flight += 1
 
     async def after(self, model: str | None, latency: float, estimated: int, actual: int | None,
-                    header_limits: tuple[int | None, int | None], rate_limited: bool) -> None:
+                    header_limits: tuple[int | None, int | None], rate_limited: bool,
+                    retry_after: float | None = None) -> None:
         self.stats.in_flight -= 1
         self.stats.record(latency, rate_limited)
         for key, limit in self._keys(model):
             if rate_limited:
-                await self.limiter.on_rate_limited(key, limit)
+                await self.limiter.on_rate_limited(key, limit, retry_after)
             if actual is not None and actual != estimated:
                 await self.limiter.settle(key, limit, estimated, actual)
             if key == self.provider.name and any(header_limits):
                 await self.limiter.on_headers(key, limit, *header_limits)
 
     async def limit_in_force(self) -> tuple[float | None, float | None]:
-        if not (self._limit.rpm or self._limit.tpm):
-            return None, None
         state = await self.limiter.state(self.provider.name, self._limit)
         return state.rpm, state.tpm

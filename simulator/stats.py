@@ -46,6 +46,8 @@ class SimulatorStats:
     completion_tokens: int = 0
     per_minute: dict[int, int] = field(default_factory=dict)
     """Requests received per Unix minute (``int(time // 60)``), the last hour only."""
+    requests_per_second: dict[int, int] = field(default_factory=dict)
+    """Requests received per Unix second, the last hour only (the caller's send rate, 429s included)."""
     successes_per_second: dict[int, int] = field(default_factory=dict)
     """Successful answers per Unix second, the last hour only (what a rate limit really let through)."""
     native_batches: int = 0
@@ -71,6 +73,11 @@ class SimulatorStats:
             if len(per_minute) > MINUTES_KEPT:
                 del per_minute[min(per_minute)]
         per_minute[minute] += 1
+        second = int(time.time())
+        per_second = self.requests_per_second
+        per_second[second] = per_second.get(second, 0) + 1
+        if len(per_second) > MINUTES_KEPT * 60:
+            del per_second[min(per_second)]
 
     def called(self, raw: bytes) -> bytes:
         """Count a request by its body; returns the body's digest for :meth:`answered`."""
@@ -137,6 +144,7 @@ class SimulatorStats:
             "completion_tokens": self.completion_tokens,
             "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},
             "successes_per_second": {str(s): n for s, n in sorted(dict(self.successes_per_second).items())},
+            "requests_per_second": {str(s): n for s, n in sorted(dict(self.requests_per_second).items())},
             "native_batches": self.native_batches,
             "native_batch_lines": self.native_batch_lines,
             "native_batch_failed_lines": self.native_batch_failed_lines,

@@ -88,7 +88,8 @@ class LineRunner:
             resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
         except UpstreamError as exc:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
-                                      rate_limited=exc.status == 429)
+                                      rate_limited=exc.status == 429,
+                                      retry_after=exc.delay if isinstance(exc, RetryableUpstream) else None)
             self.circuit.record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
         self.circuit.record(failed=False)

@@ -168,6 +168,15 @@ def test_rpm_limit_answers_429_like_openai(sim: SimulatorServer, client: httpx.C
     assert chat(client).status_code == 200
 
 
+def test_rate_limit_headers_can_be_hidden(sim: SimulatorServer, client: httpx.Client) -> None:
+    sim.app.apply_config({"rpm": 1, "ratelimit_headers": "false"})
+    ok, refused = chat(client), chat(client)
+    assert ok.status_code == 200 and refused.status_code == 429
+    assert not [h for h in (*ok.headers, *refused.headers) if h.startswith("x-ratelimit-")]
+    assert int(refused.headers["retry-after"]) >= 1, "a 429 still says when to come back"
+    assert sum(sim.stats.requests_per_second.values()) == 2
+
+
 def test_tpm_limit_and_request_too_large(sim: SimulatorServer, client: httpx.Client) -> None:
     sim.config.tpm = 100
     ok = chat(client, max_tokens=50)
