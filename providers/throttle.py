@@ -7,6 +7,7 @@ the catalogue gives the model limits of its own). After: correct the tokens by t
 provider accepts, so a provider with no limit configured learns one from its first 429s.
 """
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from broker.catalogue import ProviderConfig
 from providers.limits import Limit, Limiter, wait_for_capacity
 
+log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 512  #: recent call latencies kept per provider for p50/p95
 RATE_WINDOW_SECONDS = 60.0  #: calls and 429s are counted over this window
 
@@ -72,13 +74,16 @@ class ProviderThrottle:
                     retry_after: float | None = None) -> None:
         self.stats.in_flight -= 1
         self.stats.record(latency, rate_limited)
-        for key, limit in self._keys(model):
-            if rate_limited:
-                await self.limiter.on_rate_limited(key, limit, retry_after)
-            if actual is not None and actual != estimated:
-                await self.limiter.settle(key, limit, estimated, actual)
-            if key == self.provider.name and any(header_limits):
-                await self.limiter.on_headers(key, limit, *header_limits)
+        try:
+            for key, limit in self._keys(model):
+                if rate_limited:
+                    await self.limiter.on_rate_limited(key, limit, retry_after)
+                if actual is not None and actual != estimated:
+                    await self.limiter.settle(key, limit, estimated, actual)
+                if key == self.provider.name and any(header_limits):
+                    await self.limiter.on_headers(key, limit, *header_limits)
+        except Exception:  # the call is made: losing its answer to the limit store's trouble would run it again
+            log.warning("provider %s: the shared limits missed a call's outcome", self.provider.name, exc_info=True)
 
     async def limit_in_force(self) -> tuple[float | None, float | None]:
         state = await self.limiter.state(self.provider.name, self._limit)
