@@ -7,13 +7,13 @@ Callers are async: waiting for capacity never blocks a worker's event loop.
 
 The limit in force adapts, whether or not a limit is configured. Sends and 429s are counted in windows of
 ``LEARN_WINDOW`` seconds, so the limiter knows the rate the provider has been accepting. A 429 (once per
-``DECREASE_COOLDOWN``) sets the limit in force to ``LEARN_MARGIN`` of that accepted rate when it is lower, or cuts it
-by ``DECREASE_FACTOR`` when nothing was measured yet or the last cut did not stop the 429s (a limit that keeps
-dropping), and empties the buckets; its ``Retry-After`` holds every send back that long. A provider with no limit
-configured runs unlimited until its first 429 and from then on under the limit learned. After ``INCREASE_INTERVAL``
-without a 429 the limit in force grows by ``INCREASE_FRACTION`` (``LEARNED_INCREASE_FRACTION`` for a learned one). It
-never exceeds the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a
-ceiling lower than the limit in force applies at once; with no limit configured, the ceiling becomes the limit).
+``DECREASE_COOLDOWN``) sets the limit in force to ``LEARN_MARGIN`` of that accepted rate when it is lower (a limit that
+keeps dropping shows in the next windows), or cuts it by ``DECREASE_FACTOR`` when nothing was measured yet, and
+empties the buckets; its ``Retry-After`` holds every send back that long. A provider with no limit configured runs
+unlimited until its first 429 and from then on under the limit learned. After ``INCREASE_INTERVAL`` without a 429
+the limit in force grows by ``INCREASE_FRACTION`` (``LEARNED_INCREASE_FRACTION`` for a learned one). It never exceeds
+the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a ceiling lower than
+the limit in force applies at once; with no limit configured, the ceiling becomes the limit).
 """
 
 import asyncio
@@ -157,9 +157,8 @@ class LocalLimiter:
         if retry_after:
             b.paused_until = max(b.paused_until, now + retry_after)
         if now - b.decreased_at >= DECREASE_COOLDOWN:
-            still_limited = now - b.decreased_at < 3 * DECREASE_COOLDOWN  # the last cut did not stop the 429s
             b.decreased_at = now
-            b.rpm = _lowered(b.rpm, limit.rpm, b.accepted_rpm(now), still_limited)
+            b.rpm = _lowered(b.rpm, limit.rpm, b.accepted_rpm(now))
             b.tpm = _decreased(b.tpm, limit.tpm)
             b.requests, b.tokens = min(b.requests, 0.0), min(b.tokens, 0.0)
 
@@ -198,15 +197,13 @@ def _decreased(current: float | None, configured: int | None) -> float | None:
     return max(configured * MIN_FRACTION, current * DECREASE_FACTOR)
 
 
-def _lowered(current: float | None, configured: int | None, accepted: float | None,
-             still_limited: bool) -> float | None:
-    """The requests limit after a 429: what the provider accepted (with a margin) when lower, else a cut."""
+def _lowered(current: float | None, configured: int | None, accepted: float | None) -> float | None:
+    """The requests limit after a 429: what the provider was seen to accept, with a margin, when that was measured
+    (a limit that drops further shows in the next windows); a cut by DECREASE_FACTOR when it was not."""
     learned = accepted * LEARN_MARGIN if accepted is not None and accepted > 0 else None
     if not current:  # nothing in force yet: learn it (or stay unlimited until a rate is measured)
         return max(1.0, learned) if learned else current
-    lowered = min(current, learned) if learned and not still_limited else current * DECREASE_FACTOR
-    if learned and still_limited:
-        lowered = min(lowered, learned)
+    lowered = min(current, learned) if learned else current * DECREASE_FACTOR
     return max(configured * MIN_FRACTION if configured else 1.0, lowered)
 
 
@@ -276,7 +273,6 @@ elseif op == 'limited' then
   redis.call('HSET', key, 'last429', now)
   pause = math.max(pause, now + tonumber(ARGV[18]))
   if now - dec >= tonumber(ARGV[7]) then
-    local still = now - dec < 3 * tonumber(ARGV[7])
     dec = now
     local factor, floor = tonumber(ARGV[8]), tonumber(ARGV[11])
     local span = now - ws + pw * W
@@ -286,8 +282,7 @@ elseif op == 'limited' then
       if learned > 0 then rpm = math.max(1, learned) end
     else
       local lowered = rpm * factor
-      if learned > 0 and not still then lowered = math.min(rpm, learned) end
-      if learned > 0 and still then lowered = math.min(lowered, learned) end
+      if learned > 0 then lowered = math.min(rpm, learned) end
       local least = 1
       if crpm > 0 then least = crpm * floor end
       rpm = math.max(least, lowered)
