@@ -5,7 +5,7 @@ Each limit is a pair of token buckets (requests, tokens) refilling continuously 
 process on every host draws from the same buckets (DESIGN.md invariant 4); embedded mode keeps them in memory.
 Callers are async: waiting for capacity never blocks a worker's event loop.
 
-The limit in force adapts, whether or not a limit is configured. Sends and 429s are counted in windows of
+The limit in force adapts, whether or not a limit is configured. Calls answered (``settle``) are counted in windows of
 ``LEARN_WINDOW`` seconds, so the limiter knows the rate the provider has been accepting. A 429 (once per
 ``DECREASE_COOLDOWN``) sets the limit in force to ``LEARN_MARGIN`` of that accepted rate when it is lower (a limit that
 keeps dropping shows in the next windows), or cuts it by ``DECREASE_FACTOR`` when nothing was measured yet, and
@@ -29,7 +29,7 @@ DECREASE_COOLDOWN = 2.0  #: seconds: one 429 storm cuts the limit once
 INCREASE_INTERVAL = 5.0  #: seconds without a 429 before the limit in force is probed upwards
 INCREASE_FRACTION = 0.05  #: probe step, relative to the limit in force
 MIN_FRACTION = 0.02  #: the limit in force never drops below this share of the configured one
-LEARN_WINDOW = 5.0  #: seconds per window in which sends and 429s are counted (the last two are used)
+LEARN_WINDOW = 5.0  #: seconds per window in which calls answered are counted (the last two are used)
 LEARN_MARGIN = 0.95  #: a limit learned from 429s is this share of the rate the provider was seen to accept
 LEARNED_INCREASE_FRACTION = 0.02  #: probe step of a learned limit (no configured limit caps its probing)
 KEY_TTL_MS = 3_600_000  #: idle limiter state expires after an hour
@@ -59,7 +59,7 @@ class Limiter(Protocol):
         """Reserve one request and ``tokens`` tokens; returns the seconds to wait before calling (0 = go now)."""
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
-        """Correct the token bucket once the call's real usage is known."""
+        """A call was answered: correct the token bucket by its real usage (and count it as accepted)."""
 
     async def on_rate_limited(self, key: str, limit: Limit, retry_after: float | None = None) -> None:
         """The upstream answered 429 (asking to wait ``retry_after`` seconds, when it said)."""
@@ -92,9 +92,8 @@ class _Bucket:
     last_429_at: float | None = None
     paused_until: float = 0.0  #: a 429's Retry-After holds every send back until then
     window_at: float = 0.0  #: start of the current counting window
-    sends: int = 0  #: sends and 429s in the current window...
-    limited: int = 0
-    previous: tuple[int, int] | None = None  #: ...and in the one before (None: no full window before)
+    answered: int = 0  #: calls answered (not 429) in the current window...
+    previous: int | None = None  #: ...and in the one before (None: no full window before)
 
     def refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.at)
@@ -106,18 +105,16 @@ class _Bucket:
 
     def rotate(self, now: float) -> None:
         if now - self.window_at >= 2 * LEARN_WINDOW:
-            self.window_at, self.previous, self.sends, self.limited = now, None, 0, 0
+            self.window_at, self.previous, self.answered = now, None, 0
         elif now - self.window_at >= LEARN_WINDOW:
-            self.window_at, self.previous = self.window_at + LEARN_WINDOW, (self.sends, self.limited)
-            self.sends = self.limited = 0
+            self.window_at, self.previous, self.answered = self.window_at + LEARN_WINDOW, self.answered, 0
 
     def accepted_rpm(self, now: float) -> float | None:
         """Requests per minute the provider accepted over the last one or two windows (None: too short to tell)."""
-        span = now - self.window_at + (LEARN_WINDOW if self.previous else 0.0)
+        span = now - self.window_at + (LEARN_WINDOW if self.previous is not None else 0.0)
         if span < 1.0:
             return None
-        sends, limited = self.previous or (0, 0)
-        return (sends - limited + self.sends - self.limited) * 60 / span
+        return ((self.previous or 0) + self.answered) * 60 / span
 
 
 class LocalLimiter:
@@ -137,20 +134,20 @@ class LocalLimiter:
         b = self._bucket(key, limit)
         now = time.monotonic()
         b.refill(now)
-        b.rotate(now)
-        b.sends += 1
         _probe_up(b, limit, now)
         return max(_reserve(b, tokens), b.paused_until - now)
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
-        self._bucket(key, limit).tokens += estimated - actual
+        b = self._bucket(key, limit)
+        b.tokens += estimated - actual
+        b.rotate(time.monotonic())
+        b.answered += 1
 
     async def on_rate_limited(self, key: str, limit: Limit, retry_after: float | None = None) -> None:
         b = self._bucket(key, limit)
         now = time.monotonic()
         b.refill(now)
         b.rotate(now)
-        b.limited += 1
         b.rate_limited += 1
         b.last_429_at = time.time()
         b.increased_at = now
@@ -225,14 +222,14 @@ def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
 # factor, increase interval ms, increase fraction, floor, header rpm, header tpm, ttl ms, window ms, margin, learned
 # increase fraction, retry-after ms. Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force,
 # 0 = none), dec, inc (ms), n429, last429, cr, ct (ceilings the provider's headers announced), pause (ms), ws (window
-# start ms), wn, wl (sends and 429s in it), pn, pl (in the window before), pw (1 when there was one).
+# start ms), wn (calls answered in it), pn (in the window before), pw (1 when there was one).
 _SCRIPT = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local crpm, ctpm, cost, op, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local W = tonumber(ARGV[15])
 local h = redis.call('HMGET', key, 'r', 't', 'ts', 'rpm', 'tpm', 'dec', 'inc', 'n429', 'cr', 'ct', 'pause', 'ws',
-                     'wn', 'wl', 'pn', 'pl', 'pw')
+                     'wn', 'pn', 'pw')
 local rpm = tonumber(h[4]) or crpm
 local tpm = tonumber(h[5]) or ctpm
 local ts = tonumber(h[3]) or now
@@ -242,13 +239,11 @@ local t = math.min(tpm * burst / 60, (tonumber(h[2]) or tpm * burst / 60) + elap
 local dec, inc, n429 = tonumber(h[6]) or 0, tonumber(h[7]) or now, tonumber(h[8]) or 0
 local cr, ct = tonumber(h[9]) or crpm, tonumber(h[10]) or ctpm
 local pause, ws = tonumber(h[11]) or 0, tonumber(h[12]) or now
-local wn, wl, pn, pl, pw = tonumber(h[13]) or 0, tonumber(h[14]) or 0, tonumber(h[15]) or 0, tonumber(h[16]) or 0,
-                           tonumber(h[17]) or 0
-if now - ws >= 2 * W then ws = now; wn = 0; wl = 0; pn = 0; pl = 0; pw = 0
-elseif now - ws >= W then ws = ws + W; pn = wn; pl = wl; pw = 1; wn = 0; wl = 0 end
+local wn, pn, pw = tonumber(h[13]) or 0, tonumber(h[14]) or 0, tonumber(h[15]) or 0
+if now - ws >= 2 * W then ws = now; wn = 0; pn = 0; pw = 0
+elseif now - ws >= W then ws = ws + W; pn = wn; pw = 1; wn = 0 end
 local result = 0
 if op == 'acquire' then
-  wn = wn + 1
   if now - inc >= tonumber(ARGV[9]) then
     inc = now
     if rpm > 0 then
@@ -266,8 +261,8 @@ if op == 'acquire' then
   result = wait
 elseif op == 'settle' then
   t = t + cost
+  wn = wn + 1
 elseif op == 'limited' then
-  wl = wl + 1
   n429 = n429 + 1
   inc = now
   redis.call('HSET', key, 'last429', now)
@@ -277,7 +272,7 @@ elseif op == 'limited' then
     local factor, floor = tonumber(ARGV[8]), tonumber(ARGV[11])
     local span = now - ws + pw * W
     local learned = 0
-    if span >= 1000 then learned = (pn - pl + wn - wl) * 60000 / span * tonumber(ARGV[16]) end
+    if span >= 1000 then learned = (pn + wn) * 60000 / span * tonumber(ARGV[16]) end
     if rpm == 0 then
       if learned > 0 then rpm = math.max(1, learned) end
     else
@@ -299,7 +294,7 @@ elseif op == 'headers' then
   if ht > 0 and ctpm > 0 then ct = ht; tpm = math.min(tpm, ht) end
 end
 redis.call('HSET', key, 'r', r, 't', t, 'ts', now, 'rpm', rpm, 'tpm', tpm, 'dec', dec, 'inc', inc, 'n429', n429,
-           'cr', cr, 'ct', ct, 'pause', pause, 'ws', ws, 'wn', wn, 'wl', wl, 'pn', pn, 'pl', pl, 'pw', pw)
+           'cr', cr, 'ct', ct, 'pause', pause, 'ws', ws, 'wn', wn, 'pn', pn, 'pw', pw)
 redis.call('PEXPIRE', key, tonumber(ARGV[14]))
 return tostring(result)
 """

@@ -51,6 +51,7 @@ class ProviderThrottle:
         self.limiter = limiter
         self.stats = CallStats()
         self._limit = Limit(provider.rpm, provider.tpm)
+        self._rate_limited = 0  #: 429s this process has seen: a caller that waited through one books its slot again
 
     @property
     def active(self) -> bool:
@@ -65,8 +66,14 @@ class ProviderThrottle:
         return keys
 
     async def before(self, model: str | None, tokens: int) -> None:
+        """Wait for a request and its tokens under every limit that applies. A caller whose wait was booked before a
+        429 lowered the limit books again under the lowered one, instead of going out at the old pace."""
         for key, limit in self._keys(model):
-            await wait_for_capacity(self.limiter, key, limit, tokens)
+            while True:
+                seen = self._rate_limited
+                await wait_for_capacity(self.limiter, key, limit, tokens)
+                if self._rate_limited == seen:
+                    break
         self.stats.in_flight += 1
 
     async def after(self, model: str | None, latency: float, estimated: int, actual: int | None,
@@ -74,11 +81,12 @@ class ProviderThrottle:
                     retry_after: float | None = None) -> None:
         self.stats.in_flight -= 1
         self.stats.record(latency, rate_limited)
+        self._rate_limited += rate_limited
         try:
             for key, limit in self._keys(model):
                 if rate_limited:
                     await self.limiter.on_rate_limited(key, limit, retry_after)
-                if actual is not None and actual != estimated:
+                if actual is not None:  # answered: counted as accepted, its tokens corrected
                     await self.limiter.settle(key, limit, estimated, actual)
                 if key == self.provider.name and any(header_limits):
                     await self.limiter.on_headers(key, limit, *header_limits)
