@@ -82,6 +82,7 @@ def main() -> None:
     def limited_share(seconds: range) -> tuple[float, int, int]:
         calls = sum(sent.get(t, 0) for t in seconds)
         limited = calls - sum(successes.get(t, 0) for t in seconds)
+        limited = max(0, limited)  # a call sent in one second may be answered in the next
         return limited / max(1, calls), limited, calls
 
     share, limited, calls = limited_share(range(halved_at + SETTLE_SECONDS, end))

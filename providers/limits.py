@@ -11,7 +11,7 @@ The limit in force adapts, whether or not a limit is configured. Calls answered 
 keeps dropping shows in the next windows), or cuts it by ``DECREASE_FACTOR`` when nothing was measured yet, and
 empties the buckets; its ``Retry-After`` holds every send back that long. A provider with no limit configured runs
 unlimited until its first 429 and from then on under the limit learned. After ``INCREASE_INTERVAL`` without a 429
-the limit in force grows by ``INCREASE_FRACTION`` (``LEARNED_INCREASE_FRACTION`` for a learned one). It never exceeds
+the limit in force grows by ``INCREASE_FRACTION``. It never exceeds
 the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a ceiling lower than
 the limit in force applies at once; with no limit configured, the ceiling becomes the limit).
 """
@@ -31,7 +31,6 @@ INCREASE_FRACTION = 0.05  #: probe step, relative to the limit in force
 MIN_FRACTION = 0.02  #: the limit in force never drops below this share of the configured one
 LEARN_WINDOW = 5.0  #: seconds per window in which calls answered are counted (the last two are used)
 LEARN_MARGIN = 0.95  #: a limit learned from 429s is this share of the rate the provider was seen to accept
-LEARNED_INCREASE_FRACTION = 0.02  #: probe step of a learned limit (no configured limit caps its probing)
 KEY_TTL_MS = 3_600_000  #: idle limiter state expires after an hour
 
 
@@ -209,9 +208,8 @@ def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
         return
     b.increased_at = now
     if b.rpm:
-        step = INCREASE_FRACTION if limit.rpm else LEARNED_INCREASE_FRACTION
         caps = [c for c in (limit.rpm, b.ceiling_rpm) if c]
-        b.rpm = min([b.rpm * (1 + step), *caps])
+        b.rpm = min([b.rpm * (1 + INCREASE_FRACTION), *caps])
     if b.tpm and limit.tpm:
         b.tpm = min(float(limit.tpm), b.ceiling_tpm or float(limit.tpm), b.tpm * (1 + INCREASE_FRACTION))
 
@@ -219,8 +217,8 @@ def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
 # --- Redis ----------------------------------------------------------------------------------------------------------
 
 # KEYS[1] = state hash. ARGV: now_ms, configured rpm, configured tpm (0 = unlimited), tokens, op, burst_s, cooldown_ms,
-# factor, increase interval ms, increase fraction, floor, header rpm, header tpm, ttl ms, window ms, margin, learned
-# increase fraction, retry-after ms. Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force,
+# factor, increase interval ms, increase fraction, floor, header rpm, header tpm, ttl ms, window ms, margin,
+# retry-after ms. Fields: r, t (bucket levels), ts (last refill ms), rpm, tpm (limits in force,
 # 0 = none), dec, inc (ms), n429, last429, cr, ct (ceilings the provider's headers announced), pause (ms), ws (window
 # start ms), wn (calls answered in it), pn (in the window before), pw (1 when there was one).
 _SCRIPT = """
@@ -247,9 +245,7 @@ if op == 'acquire' then
   if now - inc >= tonumber(ARGV[9]) then
     inc = now
     if rpm > 0 then
-      local step = tonumber(ARGV[10])
-      if crpm == 0 then step = tonumber(ARGV[17]) end
-      rpm = rpm * (1 + step)
+      rpm = rpm * (1 + tonumber(ARGV[10]))
       if crpm > 0 then rpm = math.min(rpm, crpm) end
       if cr > 0 then rpm = math.min(rpm, cr) end
     end
@@ -266,7 +262,7 @@ elseif op == 'limited' then
   n429 = n429 + 1
   inc = now
   redis.call('HSET', key, 'last429', now)
-  pause = math.max(pause, now + tonumber(ARGV[18]))
+  pause = math.max(pause, now + tonumber(ARGV[17]))
   if now - dec >= tonumber(ARGV[7]) then
     dec = now
     local factor, floor = tonumber(ARGV[8]), tonumber(ARGV[11])
@@ -314,7 +310,7 @@ class RedisLimiter:
             int(time.time() * 1000), limit.rpm or 0, limit.tpm or 0, cost, op, BURST_SECONDS,
             DECREASE_COOLDOWN * 1000, DECREASE_FACTOR, INCREASE_INTERVAL * 1000, INCREASE_FRACTION,
             MIN_FRACTION, header_rpm, header_tpm, KEY_TTL_MS, LEARN_WINDOW * 1000, LEARN_MARGIN,
-            LEARNED_INCREASE_FRACTION, int((retry_after or 0) * 1000),
+            int((retry_after or 0) * 1000),
         ]
         return float(await self._script(keys=[self.prefix + key], args=args)) / 1000
 
