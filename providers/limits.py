@@ -11,9 +11,9 @@ The limit in force adapts, whether or not a limit is configured. Calls answered 
 keeps dropping shows in the next windows), or cuts it by ``DECREASE_FACTOR`` when nothing was measured yet, and
 empties the buckets; its ``Retry-After`` holds every send back that long. A provider with no limit configured runs
 unlimited until its first 429 and from then on under the limit learned. After ``INCREASE_INTERVAL`` without a 429
-the limit in force grows by ``INCREASE_FRACTION``. It never exceeds
-the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a ceiling lower than
-the limit in force applies at once; with no limit configured, the ceiling becomes the limit).
+a requests limit that holds calls back grows by ``INCREASE_FRACTION`` (one not reached is left as it is). It never
+exceeds the configured limit nor the ceiling the provider announces in ``x-ratelimit-limit-*`` headers (a ceiling
+lower than the limit in force applies at once; with no limit configured, the ceiling becomes the limit).
 """
 
 import asyncio
@@ -207,7 +207,7 @@ def _probe_up(b: _Bucket, limit: Limit, now: float) -> None:
     if now - b.increased_at < INCREASE_INTERVAL:
         return
     b.increased_at = now
-    if b.rpm:
+    if b.rpm and b.requests < 1:  # only a limit that holds calls back is probed (one not reached says nothing)
         caps = [c for c in (limit.rpm, b.ceiling_rpm) if c]
         b.rpm = min([b.rpm * (1 + INCREASE_FRACTION), *caps])
     if b.tpm and limit.tpm:
@@ -244,7 +244,7 @@ local result = 0
 if op == 'acquire' then
   if now - inc >= tonumber(ARGV[9]) then
     inc = now
-    if rpm > 0 then
+    if rpm > 0 and r < 1 then
       rpm = rpm * (1 + tonumber(ARGV[10]))
       if crpm > 0 then rpm = math.min(rpm, crpm) end
       if cr > 0 then rpm = math.min(rpm, cr) end

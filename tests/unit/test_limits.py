@@ -158,3 +158,26 @@ def test_headers_give_an_unconfigured_provider_its_limit(limiters: tuple[Limiter
         return (await b.state("h", UNCONFIGURED)).rpm
 
     assert asyncio.run(scenario()) == 300
+
+
+def test_only_a_limit_that_holds_calls_back_is_probed_up(limiters: tuple[Limiter, Limiter]) -> None:
+    import providers.limits as limits
+
+    a, b = limiters
+    saved = limits.INCREASE_INTERVAL
+    limits.INCREASE_INTERVAL = 0.0  # probe on every acquire that finds the limit holding calls back
+
+    async def scenario() -> tuple[float | None, float | None]:
+        await a.on_rate_limited("n", LIMIT)  # cut to 420 rpm, buckets emptied
+        await b.acquire("n", LIMIT, 1)  # held back: probed
+        busy = (await a.state("n", LIMIT)).rpm
+        await asyncio.sleep(1.2 * BURST_SECONDS)  # the bucket fills up: the limit holds nothing back
+        await b.acquire("n", LIMIT, 1)
+        return busy, (await a.state("n", LIMIT)).rpm
+
+    try:
+        busy, idle = asyncio.run(scenario())
+    finally:
+        limits.INCREASE_INTERVAL = saved
+    assert busy == pytest.approx(420 * 1.05)
+    assert idle == busy, "a limit not reached says nothing about the provider: it is not raised"
