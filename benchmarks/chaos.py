@@ -118,7 +118,7 @@ def _disturb(scenario: str, cluster: LocalCluster, redis: LocalRedis, db: str, s
     key = cluster.run("keys", "create", "--project", "chaos").splitlines()[-1]
     client = openai.OpenAI(base_url=cluster.base_url, api_key=key, max_retries=10)
     n, note = args.lines, ""
-    held: list[dict[int, int]] = []  #: per worker kill, the leased lines (id -> attempts) just before it
+    held: list[dict[int, int]] = []  #: per worker kill, the leased lines (id -> attempts) just after it
     upload = client.files.create(file=("chaos.jsonl", jsonl(chat_lines(n))), purpose="batch")
     batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
                                   completion_window="24h")
@@ -136,10 +136,11 @@ def _disturb(scenario: str, cluster: LocalCluster, redis: LocalRedis, db: str, s
         for k in range(1, WORKER_KILLS + 1):
             watch.wait(lambda w, k=k: w.done >= n * k // (WORKER_KILLS + 1))
             victim = cluster.busiest_worker()
-            with psycopg.connect(db) as conn:
+            cluster.kill(victim)
+            with psycopg.connect(db) as conn:  # the dead worker's lines stay leased as they were until their lease ends
                 held.append(dict(conn.execute("SELECT id, attempts FROM line WHERE batch_id = %s AND status = "
                                               "'queued'", (batch.id,)).fetchall()))
-            cluster.restart(victim)  # SIGKILL, then a supervisor's restart
+            cluster.restart(victim)  # a supervisor's restart
     elif scenario == "redis":
         watch.wait(lambda w: w.done >= n // 3)
         redis.restart(down_seconds=args.redis_down)
