@@ -1,17 +1,22 @@
 """Which shared rate limiter: Dramatiq's (Redis backend) or ours (a Lua token bucket, providers/limits.py)?
 
 Two worker processes hammer one shared limit of ``--rate`` requests per second for ``--seconds``; each records the
-instants it was allowed through. Compared: requests admitted per second vs the limit (use of the limit and
-overshoot in any one second), Redis round trips per admitted request, and whether a caller learns how long to
-wait (Dramatiq's limiters only say yes or no, so a caller must poll; ours answers with the wait).
-Run: ``python -m benchmarks.limiter_backends [--rate 100] [--seconds 10] [--redis redis://127.0.0.1:6379/11]``.
+instants it was allowed through. Ours is driven exactly as a worker drives it: ``ProviderThrottle.before`` (one
+reservation, then a wait of the length it answers), the call, ``ProviderThrottle.after`` (the tokens settled, 429s
+and headers learned), from ``--tasks`` concurrent tasks per process like a worker's concurrent calls. Compared:
+requests admitted per second vs the limit (use of the limit and overshoot in any one second), limiter calls (Redis
+round trips) per admitted request, on a private ``redis-server`` on a free port, and whether a caller learns how long
+to wait (Dramatiq's limiters only say yes or no, so a caller must poll; ours answers with
+the wait). Run: ``python -m benchmarks.limiter_backends [--rate 100] [--seconds 10] [--tasks 32]``.
 """
 
 import argparse
 import asyncio
 import multiprocessing
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -20,7 +25,11 @@ from dramatiq.rate_limits import BucketRateLimiter, WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from benchmarks._common import print_table
-from providers.limits import Limit, RedisLimiter
+from broker.catalogue import ModelSpec, ProviderConfig
+from broker.tokens import admission_tokens
+from cli.local_cluster import LocalRedis
+from providers.limits import RedisLimiter
+from providers.throttle import ProviderThrottle
 
 POLL_SECONDS = 0.005  #: how often a Dramatiq caller retries after being refused
 
@@ -31,7 +40,7 @@ def _dramatiq_worker(kind: str, url: str, rate: int, seconds: float, out: Any) -
                else WindowRateLimiter(backend, "bench-window", limit=rate, window=1))
     admitted, calls, end = [], 0, time.time() + seconds
     while time.time() < end:
-        calls += 1
+        calls += 1  # one acquire: one round trip at least
         with limiter.acquire(raise_on_failure=False) as acquired:
             if acquired:
                 admitted.append(time.time())
@@ -40,19 +49,35 @@ def _dramatiq_worker(kind: str, url: str, rate: int, seconds: float, out: Any) -
     out.put((admitted, calls))
 
 
-def _lua_worker(url: str, rate: int, seconds: float, out: Any) -> None:
+class CountingLimiter(RedisLimiter):
+    """The broker's limiter, counting its round trips to Redis (one Lua script run each)."""
+
+    calls = 0
+
+    async def _run(self, *args: Any, **kwargs: Any) -> float:
+        self.calls += 1
+        return await super()._run(*args, **kwargs)
+
+
+def _lua_worker(url: str, rate: int, seconds: float, tasks: int, out: Any) -> None:
+    provider = ProviderConfig(name="bench", base_url="http://127.0.0.1:9/v1", rpm=rate * 60,
+                              models={"m": ModelSpec()})
+    body = {"model": "m", "messages": [{"role": "user", "content": "Say something about item 1."}]}
+    tokens = admission_tokens("/v1/chat/completions", body)
+
     async def run() -> tuple[list[float], int]:
-        limiter = RedisLimiter(aioredis.from_url(url), prefix="bench-lua:")
-        limit, admitted, calls, end = Limit(rpm=rate * 60, tpm=None), [], 0, time.time() + seconds
-        while time.time() < end:
-            calls += 1
-            wait = await limiter.acquire("p", limit, 0)
-            if wait == 0:
+        limiter = CountingLimiter(aioredis.from_url(url))
+        throttle, admitted, end = ProviderThrottle(provider, limiter), [], time.time() + seconds
+
+        async def calls() -> None:
+            while time.time() < end:
+                await throttle.before("m", tokens)
                 admitted.append(time.time())
-            else:
-                await asyncio.sleep(wait)
+                await throttle.after("m", 0.0, tokens, tokens + 12, (None, None), rate_limited=False)
+
+        await asyncio.gather(*(calls() for _ in range(tasks)))
         await limiter.client.aclose()
-        return admitted, calls
+        return admitted, limiter.calls
 
     out.put(asyncio.run(run()))
 
@@ -66,8 +91,8 @@ def measure(name: str, target: Any, args: tuple[Any, ...], rate: int, seconds: f
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    stamps = sorted(t for admitted, _ in results for t in admitted)
     calls = sum(c for _, c in results)
+    stamps = sorted(t for admitted, _ in results for t in admitted)
     start = stamps[0]
     per_second = Counter(int(t - start) for t in stamps if t - start < seconds - 1)
     steady = [per_second.get(s, 0) for s in range(1, int(seconds) - 1)]  # skip the initial burst second
@@ -81,19 +106,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11")
+    parser.add_argument("--tasks", type=int, default=32, help="concurrent callers per process (ours)")
     a = parser.parse_args()
-    rows = [
-        measure("ours: Lua token bucket, async, answers the wait", _lua_worker, (a.redis, a.rate, a.seconds),
-                a.rate, a.seconds, a.redis) + ["yes"],
-        measure("Dramatiq BucketRateLimiter (sync, poll 5 ms)", _dramatiq_worker,
-                ("bucket", a.redis, a.rate, a.seconds), a.rate, a.seconds, a.redis) + ["no"],
-        measure("Dramatiq WindowRateLimiter (sync, poll 5 ms)", _dramatiq_worker,
-                ("window", a.redis, a.rate, a.seconds), a.rate, a.seconds, a.redis) + ["no"],
-    ]
+    with tempfile.TemporaryDirectory() as tmp, LocalRedis(Path(tmp)) as server:
+        url = server.url
+        rows = [
+            measure(f"ours, as the broker runs it: Lua token bucket, async, {a.tasks} tasks per process",
+                    _lua_worker, (url, a.rate, a.seconds, a.tasks), a.rate, a.seconds, url) + ["yes"],
+            measure("Dramatiq BucketRateLimiter (sync, poll 5 ms)", _dramatiq_worker,
+                    ("bucket", url, a.rate, a.seconds), a.rate, a.seconds, url) + ["no"],
+            measure("Dramatiq WindowRateLimiter (sync, poll 5 ms)", _dramatiq_worker,
+                    ("window", url, a.rate, a.seconds), a.rate, a.seconds, url) + ["no"],
+        ]
     print_table(f"Shared limit of {a.rate}/s, two processes, {a.seconds:.0f} s",
                 ["limiter", "first second", "limit used (steady)", "busiest later second",
-                 "Redis calls per admitted request", "caller learns the wait"], rows)
+                 "limiter calls per admitted request", "caller learns the wait"], rows)
 
 
 if __name__ == "__main__":

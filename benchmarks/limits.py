@@ -8,12 +8,14 @@ divided by R/60; the 429 share is ``rate_limited / requests``.
 
 Contenders:
 
-* inference-broker: ``LocalCluster`` (``broker api`` + ``broker planner`` + 2 ``broker worker`` processes) on a
-  throwaway PostgreSQL database and a flushed Redis db, provider catalogue ``rpm = R``; the lines are submitted
-  as one batch through the official openai SDK. Figure: >= 95% of the limit used, <= 1% of calls answered 429.
+* inference-broker, once per ``--max-concurrency`` value (default 128 and 256): ``LocalCluster`` (``broker api``
+  + ``broker planner`` + 2 ``broker worker`` processes) on a throwaway PostgreSQL database and a flushed Redis db,
+  provider catalogue ``rpm = R``; the lines are submitted as one batch through the official openai SDK.
+  Figure: >= 95% of the limit used, <= 1% of calls answered 429.
 * cookbook-style client (reference): one asyncio process as OpenAI's cookbook ``api_request_parallel_processor``
   works: request and token buckets refilling at limit/60 per second with one minute's capacity, one send per
-  1 ms loop when both have room, no concurrency cap, a 15 s pause of all sends after a 429, up to 5 attempts.
+  1 ms loop when both have room, a 15 s pause of all sends after a 429, up to 5 attempts, sending through one
+  ``aiohttp.ClientSession`` with its default connector, as the cookbook does.
 * bespokelabs-curator online mode (second reference, optional): run by ``--curator-python`` (default: this
   interpreter) with ``base_url`` = the simulator and ``max_requests_per_minute = R``; skipped with a note when
   curator is not importable there. It is no dependency of this project, not even an extra: curator pins
@@ -36,6 +38,7 @@ NAME=VALUE`` and ``--keep-logs DIR`` help to explain a miss.
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -46,13 +49,14 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
-import orjson
 import redis
 
 from benchmarks._common import chat_lines, jsonl, postgres_database, print_table, simulator
@@ -212,12 +216,12 @@ def cluster_diagnostics(cluster: LocalCluster, sim_calls: int, evalsha: int) -> 
     }
 
 
-def run_broker(sim_url: str, lines: list[dict[str, object]], args: argparse.Namespace) -> Result:
+def run_broker(sim_url: str, lines: list[dict[str, object]], args: argparse.Namespace, concurrency: int) -> Result:
     redis_client = redis.Redis.from_url(args.redis)
     redis_client.flushdb()
     with tempfile.TemporaryDirectory() as tmp, postgres_database(args.postgres) as db_url:
         env = {"BROKER_AUTH_DISABLED": "true", **dict(kv.split("=", 1) for kv in args.broker_env)}
-        cluster = LocalCluster(Path(tmp), db_url, args.redis, providers_toml(sim_url, args.rpm, args.max_concurrency),
+        cluster = LocalCluster(Path(tmp), db_url, args.redis, providers_toml(sim_url, args.rpm, concurrency),
                                workers=args.workers, worker_threads=args.worker_threads, env=env)
         with cluster, InFlightSampler(sim_url) as sampler:
             client = openai.OpenAI(base_url=cluster.base_url, api_key="unused", max_retries=2)
@@ -240,7 +244,8 @@ def run_broker(sim_url: str, lines: list[dict[str, object]], args: argparse.Name
     counts = batch.request_counts
     done = f"{counts.completed}/{counts.total} completed, {counts.failed} failed" if counts else batch.status
     note = "" if batch.status == "completed" and counts and counts.completed == len(lines) else f"batch {done}"
-    result = measure(f"inference-broker ({args.workers} workers, Redis)", sim_url, args.rpm, wall, sampler, note)
+    result = measure(f"inference-broker ({args.workers} workers, Redis, max_concurrency {concurrency})", sim_url,
+                     args.rpm, wall, sampler, note)
     result.diagnostics = diagnostics
     return result
 
@@ -270,13 +275,12 @@ class CookbookRequest:
     tokens: int
     attempts_left: int
 
-    async def call(self, client: httpx.AsyncClient, retry: asyncio.Queue["CookbookRequest"],
+    async def call(self, session: aiohttp.ClientSession, url: str, retry: asyncio.Queue["CookbookRequest"],
                    tracker: CookbookTracker) -> None:
         error: str | None = None
         try:
-            resp = await client.post("chat/completions", content=orjson.dumps(self.body),
-                                     headers={"content-type": "application/json"})
-            payload = resp.json()
+            async with session.post(url, json=self.body) as resp:
+                payload = await resp.json()
             if "error" in payload:
                 error = str(payload["error"].get("message", ""))
                 if "rate limit" in error.lower():
@@ -284,7 +288,7 @@ class CookbookRequest:
                     tracker.rate_limit_errors += 1
                 else:
                     tracker.other_errors += 1
-        except (httpx.HTTPError, ValueError) as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             error = repr(exc)
             tracker.other_errors += 1
         if error is None:
@@ -298,8 +302,7 @@ class CookbookRequest:
 
 
 async def cookbook_client(base_url: str, bodies: list[dict[str, Any]], rpm: int, tpm: int) -> CookbookTracker:
-    """The cookbook's main loop, sending with one pooled httpx client instead of a session per request."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    """The cookbook's main loop, sending through one ``aiohttp.ClientSession`` as the cookbook does."""
     tracker = CookbookTracker()
     retry: asyncio.Queue[CookbookRequest] = asyncio.Queue()
     pending = iter(bodies)
@@ -308,7 +311,8 @@ async def cookbook_client(base_url: str, bodies: list[dict[str, Any]], rpm: int,
     last_update = time.time()
     next_request: CookbookRequest | None = None
     tasks: set[asyncio.Task[None]] = set()
-    async with httpx.AsyncClient(base_url=base_url + "/", limits=limits, timeout=60) as client:
+    url = base_url + "/chat/completions"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         while True:
             if next_request is None:
                 if not retry.empty():
@@ -328,7 +332,7 @@ async def cookbook_client(base_url: str, bodies: list[dict[str, Any]], rpm: int,
                 requests_capacity -= 1
                 tokens_capacity -= next_request.tokens
                 next_request.attempts_left -= 1
-                task = asyncio.create_task(next_request.call(client, retry, tracker))
+                task = asyncio.create_task(next_request.call(session, url, retry, tracker))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 next_request = None
@@ -427,7 +431,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-sigma", type=float, default=0.5, help="sigma of the lognormal latency")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-threads", type=int, default=16)
-    parser.add_argument("--max-concurrency", type=int, default=256, help="the provider's max_concurrency")
+    parser.add_argument("--max-concurrency", default="128,256",
+                        help="the provider's max_concurrency; a comma-separated list runs the broker once for each")
     parser.add_argument("--postgres", default=os.environ.get("BROKER_TEST_DATABASE_URL",
                                                              "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="flushed before the broker run")
@@ -447,7 +452,9 @@ def main() -> None:
     lines = chat_lines(args.lines, model=MODEL)
     sim_args = ("--rpm", str(args.rpm), "--latency-ms", str(args.latency_ms))
     results: list[Result] = []
-    contenders = [("broker", run_broker), ("cookbook", run_cookbook)]
+    contenders: list[tuple[str, Callable[[str, list[dict[str, object]], argparse.Namespace], Result]]] = [
+        ("broker", functools.partial(run_broker, concurrency=int(c))) for c in args.max_concurrency.split(",")]
+    contenders.append(("cookbook", run_cookbook))
     curator_note = ""
     if "curator" in only:
         if curator_available(args.curator_python):

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from broker.ids import now
 
 log = logging.getLogger(__name__)
-CLAIM_SECONDS = 15  #: a claim its holder stopped renewing lapses this long after the last renewal
-RENEW_EVERY_SECONDS = 5.0  #: how often a working holder renews its claim
+CLAIM_SECONDS = 10  #: a claim its holder stopped renewing lapses this long after the last renewal
+RENEW_EVERY_SECONDS = 3.0  #: how often a working holder renews its claim
 _WORKING = "('validating', 'in_progress', 'cancelling', 'finalizing')"  #: statuses a claimed step moves through
 
 

@@ -190,14 +190,30 @@ def give_back(engine: Engine, leases: Sequence[tuple[int, int]]) -> None:
                      [{"id": line_id, "attempts": attempts} for line_id, attempts in leases])
 
 
+def send_all(chunks: Sequence[Chunk], send: SendChunk) -> int:
+    """Send every chunk's message; returns the lines sent.
+
+    A message that could not be sent (the queue is away) is not retried: its lines stay leased until their lease
+    ends, then the planner takes them back. Leasing them again at once could run a line twice, since a send that
+    failed may still have reached the queue, and a message that arrives within its lease runs.
+    """
+    sent = 0
+    for chunk in chunks:
+        try:
+            send(chunk)
+            sent += len(chunk.lines)
+        except Exception:
+            log.warning("provider %s: sending %d lines failed; they run again when their lease ends",
+                        chunk.provider, len(chunk.lines), exc_info=True)
+    return sent
+
+
 def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: float, send: SendChunk) -> int:
     """Release for one provider and send the messages; returns the number of lines sent."""
     with engine.connect() as conn, _provider_lock(conn, provider.name):
         chunks = release(conn, provider, lease_seconds)
         conn.commit()
-    for chunk in chunks:
-        send(chunk)
-    return sum(len(c.lines) for c in chunks)
+    return send_all(chunks, send)
 
 
 def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempts: int) -> None:

@@ -42,6 +42,7 @@ class LocalCluster:
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
                     "BROKER_URL": self.base_url, **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[str, ...]] = {}  #: the ``broker`` arguments each process was started with
 
     @property
     def base_url(self) -> str:
@@ -63,7 +64,9 @@ class LocalCluster:
         return done.stdout.decode().strip()
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
+        """Start ``broker <args>`` as process ``name`` (its log appends to ``<name>.log``)."""
+        self.commands[name] = args
+        log = (self.workdir / f"{name}.log").open("ab")
         env = {**self.env, "BROKER_DATA_DIR": str(self.data_dir(name))}
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
@@ -77,7 +80,52 @@ class LocalCluster:
         self.spawn("planner", "planner")
         for n in range(1, self.workers + 1):
             self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads))
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        try:
+            self.wait_healthy()
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def busiest_worker(self, timeout: float = 30.0) -> str:
+        """The live worker process that made the most upstream calls in the last minute, as it reports them."""
+        from sqlalchemy import text
+
+        from broker.db import make_engine
+
+        engine = make_engine(self.env["DATABASE_URL"])
+        live = {str(proc.pid): name for name, proc in self.procs.items()
+                if name.startswith("worker") and proc.poll() is None}
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(text("SELECT worker_id FROM provider_state WHERE calls > 0 "
+                                             "AND updated_at > :recent ORDER BY calls DESC"),
+                                        {"recent": time.time() - 5}).scalars().all()
+                for worker_id in rows:
+                    if (name := live.get(worker_id.rsplit(":", 1)[1])) is not None:
+                        return name
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no live worker reports calls:\n" + self.logs())
+                time.sleep(0.1)
+        finally:
+            engine.dispose()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash would."""
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start process ``name`` again as it was first started (a supervisor bringing a crashed role back)."""
+        if self.procs[name].poll() is None:
+            self.kill(name)
+        return self.spawn(name, *self.commands[name])
+
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Wait until every API process answers /healthz."""
+        deadline = time.monotonic() + timeout
         for port in self.ports:
             while True:
                 try:
@@ -85,15 +133,8 @@ class LocalCluster:
                     break
                 except httpx.HTTPError:
                     if time.monotonic() > deadline:
-                        self.stop()
                         raise RuntimeError("the API did not start:\n" + self.logs()) from None
                     time.sleep(0.2)
-        return self
-
-    def kill(self, name: str) -> None:
-        """SIGKILL one process, as a crash would."""
-        self.procs[name].send_signal(signal.SIGKILL)
-        self.procs[name].wait(10)
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -119,3 +160,54 @@ class LocalCluster:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class LocalRedis:
+    """A private ``redis-server`` on a free loopback port, with no persistence: :meth:`restart` loses every
+    message, as a crashed Redis without persistence does (the chaos tests and benchmark restart it)."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir, self.port = workdir, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Self:
+        log = (self.workdir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.workdir)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server: every queued message is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Kill the server, stay down ``down_seconds``, start an empty one on the same port."""
+        self.kill()
+        time.sleep(down_seconds)
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.kill()

@@ -3,10 +3,13 @@
 Before a call: wait for a request and its admission tokens in the buckets of the caller's project on the model
 (when an admin set a project limit), then in the provider's (and the model's, when the catalogue gives the model
 limits of its own): a project waiting on its own limit takes nothing from the provider's meanwhile. After: correct
-the tokens by the real ``usage``, learn from ``x-ratelimit-limit-*`` headers, and on a 429 cut the provider's limit
-in force (see providers/limits.py).
+the tokens by the real ``usage``, learn from ``x-ratelimit-limit-*`` headers, and on a 429 lower the limit in force
+and hold sends back for its ``Retry-After`` (see providers/limits.py). The provider's own key is always used,
+configured or not: the limiter counts what the provider accepts, so a provider with no limit configured learns one
+from its first 429s.
 """
 
+import logging
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from broker.catalogue import ProviderConfig
 from providers.limits import Limit, Limiter, wait_for_capacity
 
+log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 512  #: recent call latencies kept per provider for p50/p95
 RATE_WINDOW_SECONDS = 60.0  #: calls and 429s are counted over this window
 
@@ -50,6 +54,7 @@ class ProviderThrottle:
         self.limiter = limiter
         self.stats = CallStats()
         self._limit = Limit(provider.rpm, provider.tpm)
+        self._rate_limited = 0  #: 429s this process has seen: a caller that waited through one books its slot again
 
     @property
     def active(self) -> bool:
@@ -57,36 +62,44 @@ class ProviderThrottle:
         return bool(self._limit.rpm or self._limit.tpm or any(m.rpm or m.tpm for m in self.provider.models.values()))
 
     def _keys(self, model: str | None) -> list[tuple[str, Limit]]:
-        keys = [(self.provider.name, self._limit)] if self._limit.rpm or self._limit.tpm else []
+        keys = [(self.provider.name, self._limit)]
         spec = self.provider.models.get(model or "")
         if spec is not None and (spec.rpm or spec.tpm):
             keys.append((f"{self.provider.name}:{model}", Limit(spec.rpm, spec.tpm)))
         return keys
 
     async def before(self, model: str | None, tokens: int, own: Sequence[tuple[str, Limit]] = ()) -> None:
-        """``own``: the project limits (limiter key, limit) the call also draws on, waited for first."""
+        """Wait for a request and its tokens under every limit that applies, ``own`` (the project limits: limiter
+        key, limit) first. A caller whose wait was booked before a 429 lowered the limit books again under the
+        lowered one, instead of going out at the old pace."""
         for key, limit in [*own, *self._keys(model)]:
-            await wait_for_capacity(self.limiter, key, limit, tokens)
+            while True:
+                seen = self._rate_limited
+                await wait_for_capacity(self.limiter, key, limit, tokens)
+                if self._rate_limited == seen:
+                    break
         self.stats.in_flight += 1
 
     async def after(self, model: str | None, latency: float, estimated: int, actual: int | None,
                     header_limits: tuple[int | None, int | None], rate_limited: bool,
-                    own: Sequence[tuple[str, Limit]] = ()) -> None:
+                    own: Sequence[tuple[str, Limit]] = (), retry_after: float | None = None) -> None:
         self.stats.in_flight -= 1
         self.stats.record(latency, rate_limited)
-        if actual is not None and actual != estimated:  # a project's limit is ours: an upstream 429 leaves it be
-            for key, limit in own:
-                await self.limiter.settle(key, limit, estimated, actual)
-        for key, limit in self._keys(model):
-            if rate_limited:
-                await self.limiter.on_rate_limited(key, limit)
-            if actual is not None and actual != estimated:
-                await self.limiter.settle(key, limit, estimated, actual)
-            if key == self.provider.name and any(header_limits):
-                await self.limiter.on_headers(key, limit, *header_limits)
+        self._rate_limited += rate_limited
+        try:
+            if actual is not None and actual != estimated:  # a project's limit is ours: an upstream 429 leaves it be
+                for key, limit in own:
+                    await self.limiter.settle(key, limit, estimated, actual)
+            for key, limit in self._keys(model):
+                if rate_limited:
+                    await self.limiter.on_rate_limited(key, limit, retry_after)
+                if actual is not None:  # answered: counted as accepted, its tokens corrected
+                    await self.limiter.settle(key, limit, estimated, actual)
+                if key == self.provider.name and any(header_limits):
+                    await self.limiter.on_headers(key, limit, *header_limits)
+        except Exception:  # the call is made: losing its answer to the limit store's trouble would run it again
+            log.warning("provider %s: the shared limits missed a call's outcome", self.provider.name, exc_info=True)
 
     async def limit_in_force(self) -> tuple[float | None, float | None]:
-        if not (self._limit.rpm or self._limit.tpm):
-            return None, None
         state = await self.limiter.state(self.provider.name, self._limit)
         return state.rpm, state.tpm

@@ -200,6 +200,7 @@ class SimulatorApp:
         if not isinstance(body, dict):
             return self._json(400, error_body(_INVALID_JSON, "invalid_request_error"), started, dialect=dialect)
         config = self.config
+        digest = self.stats.called(raw)
         try:
             if _MARKER in raw:
                 message = f"Simulated invalid request ({SIM_ERROR_400_MARKER} found in the request)."
@@ -216,11 +217,13 @@ class SimulatorApp:
         if kind == "timeout":
             if not await self._hang(request):
                 return _GoneResponse()
-        elif _SLOW in raw:
-            await asyncio.sleep(config.slow_seconds)
-        elif config.latency_median_ms > 0:
-            await asyncio.sleep(self._rng.lognormvariate(math.log(config.latency_median_ms / 1000.0),
+        elif _SLOW in raw or config.latency_median_ms > 0:
+            await asyncio.sleep(config.slow_seconds if _SLOW in raw else
+                                self._rng.lognormvariate(math.log(config.latency_median_ms / 1000.0),
                                                          config.latency_sigma))
+            if await request.is_disconnected():  # the caller died or gave up while we "generated"
+                self.stats.abandoned += 1
+                return _GoneResponse()
         if kind in _SERVER_ERRORS:
             status, error = _SERVER_ERRORS[kind]
             return self._json(status, error, started, decision.headers, dialect=dialect)
@@ -232,6 +235,7 @@ class SimulatorApp:
             return self._broken(junk, rendered.payload, dialect.headers(self._headers(started, ident)))
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
+        self.stats.answered(digest)
         return self._json(200, rendered.payload, started, decision.headers, ident, dialect)
 
     def _broken(self, junk: bytes | None, payload: dict[str, Any], headers: dict[str, str]) -> Response:

@@ -39,6 +39,8 @@ class SimulatorConfig:
     """Requests-per-minute limit, a token bucket refilling continuously; None = unlimited."""
     tpm: int | None = None
     """Tokens-per-minute limit (prompt + reserved output tokens); None = unlimited."""
+    ratelimit_headers: bool = True
+    """Send ``x-ratelimit-*`` headers (limit, remaining, reset); False hides the limits (429s keep ``Retry-After``)."""
     error_rate: float = 0.0
     """Fraction (0..1) of admitted requests that fail with an injected error."""
     error_kinds: tuple[str, ...] = ("500", "timeout", "drop")
@@ -125,6 +127,7 @@ _OPTIONAL_FLOAT_FIELDS = frozenset({"batch_expire_after_seconds"})
 _INT_FIELDS = frozenset({"embedding_dim", "max_embedding_inputs", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"rpm", "tpm"})
 _TUPLE_FIELDS = frozenset({"error_kinds", "models"})
+_BOOL_FIELDS = frozenset({"ratelimit_headers"})
 
 
 def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +148,8 @@ def _coerce(name: str, value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
             return None
         return float(value)
+    if name in _BOOL_FIELDS:
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
     if name in _TUPLE_FIELDS:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(item).strip() for item in items if str(item).strip())

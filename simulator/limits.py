@@ -123,6 +123,8 @@ class RateLimiter:
 
     def _headers(self, requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:
         headers: dict[str, str] = {}
+        if not self.config.ratelimit_headers:
+            return headers
         for suffix, bucket in (("requests", requests), ("tokens", tokens)):
             if bucket is not None:
                 headers[f"x-ratelimit-limit-{suffix}"] = str(bucket.limit)

@@ -6,6 +6,7 @@ of small dicts, which the GIL keeps consistent enough for tests and benchmarks.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,12 +34,20 @@ class SimulatorStats:
     """Requests made to hang ("timeout")."""
     client_disconnects: int = 0
     """Hanging requests whose client went away before the answer."""
+    abandoned: int = 0
+    """Requests whose client went away while their latency elapsed (a crashed or cancelled caller)."""
+    calls_per_body: dict[bytes, int] = field(default_factory=dict)
+    """Requests received per distinct body (a digest): the same request sent twice counts 2."""
+    answers_per_body: dict[bytes, int] = field(default_factory=dict)
+    """200 answers given per distinct body, to a client still there to read them."""
     in_flight: int = 0
     max_in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     per_minute: dict[int, int] = field(default_factory=dict)
     """Requests received per Unix minute (``int(time // 60)``), the last hour only."""
+    requests_per_second: dict[int, int] = field(default_factory=dict)
+    """Requests received per Unix second, the last hour only (the caller's send rate, 429s included)."""
     successes_per_second: dict[int, int] = field(default_factory=dict)
     """Successful answers per Unix second, the last hour only (what a rate limit really let through)."""
     native_batches: int = 0
@@ -64,6 +73,31 @@ class SimulatorStats:
             if len(per_minute) > MINUTES_KEPT:
                 del per_minute[min(per_minute)]
         per_minute[minute] += 1
+        second = int(time.time())
+        per_second = self.requests_per_second
+        per_second[second] = per_second.get(second, 0) + 1
+        if len(per_second) > MINUTES_KEPT * 60:
+            del per_second[min(per_second)]
+
+    def called(self, raw: bytes) -> bytes:
+        """Count a request by its body; returns the body's digest for :meth:`answered`."""
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        self.calls_per_body[digest] = self.calls_per_body.get(digest, 0) + 1
+        return digest
+
+    def answered(self, digest: bytes) -> None:
+        """Count a 200 answer to the request whose body has ``digest``."""
+        self.answers_per_body[digest] = self.answers_per_body.get(digest, 0) + 1
+
+    @property
+    def repeated_calls(self) -> int:
+        """Requests that repeated an earlier request's body (a line sent upstream again)."""
+        return sum(n - 1 for n in list(self.calls_per_body.values()))
+
+    @property
+    def repeated_answers(self) -> int:
+        """200 answers that repeated an earlier answer to the same body (billed twice, delivered both times)."""
+        return sum(n - 1 for n in list(self.answers_per_body.values()))
 
     def finish(self, status: int | None) -> None:
         """Count a request leaving with ``status`` (None: nothing complete was sent)."""
@@ -101,12 +135,16 @@ class SimulatorStats:
             "dropped": self.dropped,
             "timeouts": self.timeouts,
             "client_disconnects": self.client_disconnects,
+            "abandoned": self.abandoned,
+            "repeated_calls": self.repeated_calls,
+            "repeated_answers": self.repeated_answers,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},
             "successes_per_second": {str(s): n for s, n in sorted(dict(self.successes_per_second).items())},
+            "requests_per_second": {str(s): n for s, n in sorted(dict(self.requests_per_second).items())},
             "native_batches": self.native_batches,
             "native_batch_lines": self.native_batch_lines,
             "native_batch_failed_lines": self.native_batch_failed_lines,

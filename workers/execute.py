@@ -95,7 +95,8 @@ class LineRunner:
                 check_vectors(body, resp.json, resp.text.encode())
         except UpstreamError as exc:
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
-                                      rate_limited=exc.status == 429, own=own)
+                                      rate_limited=exc.status == 429, own=own,
+                                      retry_after=exc.delay if isinstance(exc, RetryableUpstream) else None)
             self.circuit.record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
         self.circuit.record(failed=False)
@@ -213,8 +214,10 @@ class LineRunner:
     def _failure(self, request: Request, exc: UpstreamError) -> Outcome:
         line = request.line
         now = time.time()
-        # a 429 that says when to come back was refused unprocessed: the deadline bounds it, not the attempts
-        refused = isinstance(exc, RetryableUpstream) and exc.status == 429 and exc.delay is not None
+        # a 429 that says when to come back was refused unprocessed, and our own trouble (Redis away) sent nothing:
+        # the deadline bounds those, not the attempts
+        refused = isinstance(exc, RetryableUpstream) and (exc.status == 429 and exc.delay is not None
+                                                          or exc.code == "broker_error")
         if isinstance(exc, RetryableUpstream) and (refused or line.attempts < self.policy.max_attempts):
             # down or over its limit: the next deployment takes the line at once (after a backoff on wrapping)
             move = self.fallback(request) if exc.code != "broker_error" else None

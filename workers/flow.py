@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from broker.catalogue import ProviderConfig
-from broker.dispatch import Chunk, finish_and_release, give_back
+from broker.dispatch import Chunk, finish_and_release, give_back, send_all
 from broker.results import Outcome
 from workers.execute import Call
 from workers.leases import LeaseKeeper
@@ -86,8 +86,7 @@ class ProviderFlow:
                 await asyncio.sleep(STORE_RETRY_SECONDS)
                 continue
             self.leases.drop([o.line_id for o in outcomes])
-            for chunk in chunks:
-                self.send(chunk)
+            send_all(chunks, self.send)
             self.after_store()
 
     async def aclose(self) -> None:

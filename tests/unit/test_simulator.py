@@ -169,6 +169,15 @@ def test_rpm_limit_answers_429_like_openai(sim: SimulatorServer, client: httpx.C
     assert chat(client).status_code == 200
 
 
+def test_rate_limit_headers_can_be_hidden(sim: SimulatorServer, client: httpx.Client) -> None:
+    sim.app.apply_config({"rpm": 1, "ratelimit_headers": "false"})
+    ok, refused = chat(client), chat(client)
+    assert ok.status_code == 200 and refused.status_code == 429
+    assert not [h for h in (*ok.headers, *refused.headers) if h.startswith("x-ratelimit-")]
+    assert int(refused.headers["retry-after"]) >= 1, "a 429 still says when to come back"
+    assert sum(sim.stats.requests_per_second.values()) == 2
+
+
 def test_tpm_limit_and_request_too_large(sim: SimulatorServer, client: httpx.Client) -> None:
     sim.config.tpm = 100
     ok = chat(client, max_tokens=50)
@@ -320,3 +329,20 @@ def test_server_stops_cleanly_and_reports_bind_failures() -> None:
     with pytest.raises(RuntimeError):
         _ = server.port
     assert set(threading.enumerate()) <= before
+
+
+def test_stats_count_each_request_body_and_callers_that_left(sim: SimulatorServer, client: httpx.Client) -> None:
+    assert chat(client).status_code == 200 and chat(client, user="a").status_code == 200
+    assert (sim.stats.repeated_calls, sim.stats.repeated_answers) == (0, 0)
+    assert chat(client).status_code == 200  # the same request again: billed twice
+    assert (sim.stats.repeated_calls, sim.stats.repeated_answers) == (1, 1)
+
+    sim.config.latency_median_ms, sim.config.latency_sigma = 300.0, 0.0
+    with pytest.raises(httpx.ReadTimeout):  # the caller leaves mid-"generation": called again, answered once
+        client.post("/chat/completions", json={"model": "gpt-4o-mini", "messages": CHAT, "user": "a"}, timeout=0.1)
+    deadline = time.monotonic() + 2.0
+    while sim.stats.abandoned < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sim.stats.abandoned == 1 and sim.stats.in_flight == 0
+    assert (sim.stats.repeated_calls, sim.stats.repeated_answers) == (2, 1)
+    assert sim.stats.to_dict()["repeated_answers"] == 1

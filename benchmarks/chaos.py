@@ -1,0 +1,205 @@
+"""Chaos: how a batch run on the production shape heals from crashes, against the same run undisturbed.
+
+Issue "Dispatch core", item "Recovery". Each scenario runs one ``--lines``-line chat batch on a fresh
+``LocalCluster`` (``broker api`` + ``broker planner`` + 2 ``broker worker`` processes, product defaults for leases,
+claims and ticks) on a throwaway PostgreSQL database and a private ``redis-server`` (a free loopback port, no
+persistence, so the shared Redis is never disturbed), against ``broker simulate`` with lognormal latency:
+
+* undisturbed: the reference time;
+* worker killed 5x: at 1/6 ... 5/6 of the lines done, SIGKILL the busiest worker and start it again at once;
+* Redis restarted: at 1/3 done, SIGKILL redis-server, wait ``--redis-down`` seconds, start an empty one;
+* planner killed mid-finalize: SIGKILL the planner the moment the batch is ``finalizing``, start another;
+* API killed mid-validation: SIGKILL the API as soon as it has answered the create (it validates in the background),
+  start another.
+
+Per scenario: time from create to ``completed`` and its ratio to undisturbed; lines lost (not in the output file);
+duplicated results (a custom_id twice in the output); upstream calls repeated (the simulator counts requests per
+body); lines a killed worker held (leased just before the kill and leased again after it): their calls were cut
+mid-way, or answered while their results had not been stored yet, so they ran again under a new lease; calls
+repeated beyond those: a line sent upstream again although no crash took it (a message run after its lease moved
+on, say); longest stall: the longest time in which the batch neither changed status nor ended a line (sampled every
+50 ms from SQL). Targets: 0 lost, 0 duplicated, 0 repeated beyond the killed workers' lines, stall <= 15 s.
+
+Run: ``python -m benchmarks.chaos [--lines 5000] [--latency-ms 400] [--sigma 0.5] [--concurrency 64]
+[--postgres URL (default $BROKER_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/test)]
+[--only undisturbed,workers,redis,planner,api] [--keep-logs DIR]``; about 5 minutes with the defaults.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import psycopg
+
+from benchmarks._common import chat_lines, jsonl, postgres_database, print_table, simulator
+from cli.local_cluster import LocalCluster, LocalRedis
+
+DEFAULT_POSTGRES = os.environ.get("BROKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TARGET_STALL_SECONDS = 15.0  #: issue "Dispatch core": the longest a crash may hold a batch still
+WORKER_KILLS = 5
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    seconds: float
+    lost: int
+    duplicated: int
+    repeated_calls: int  #: upstream calls that repeated an earlier call's request
+    dead_held: int  #: lines a killed worker held (their calls were cut, or their answers died unstored)
+    longest_stall: float
+    note: str = ""
+
+
+class Watch:
+    """Samples the batch's status and lines ended from SQL every 50 ms, in a thread: longest time without change."""
+
+    def __init__(self, database_url: str, batch_id: str) -> None:
+        self.database_url, self.batch_id = database_url, batch_id
+        self.status, self.done, self.longest, self.ended_at = "validating", 0, 0.0, 0.0
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last, since = ("", -1), time.monotonic()
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while True:
+                row = conn.execute("SELECT status, completed + failed FROM batch WHERE id = %s",
+                                   (self.batch_id,)).fetchone()
+                assert row is not None
+                self.status, self.done = str(row[0]), int(row[1])
+                now = time.monotonic()
+                if (self.status, self.done) != last:
+                    last, since = (self.status, self.done), now
+                self.longest = max(self.longest, now - since)
+                if self.status in TERMINAL:
+                    self.ended_at = now
+                    return
+                time.sleep(0.05)
+
+    def wait(self, until: Callable[["Watch"], bool], timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while not until(self):
+            if time.monotonic() > deadline or not self._thread.is_alive() and not until(self):
+                raise RuntimeError(f"batch {self.batch_id} stuck at {self.status}, {self.done} lines ended")
+            time.sleep(0.02)
+
+
+def run(scenario: str, args: argparse.Namespace, logs: Path | None) -> Outcome:
+    with postgres_database(args.postgres) as db, tempfile.TemporaryDirectory() as tmp, \
+            LocalRedis(Path(tmp) / "redis") as redis, \
+            simulator("--latency-ms", str(args.latency_ms)) as sim_url:
+        httpx.post(sim_url.removesuffix("/v1") + "/_sim/config", json={"latency_sigma": args.sigma}).raise_for_status()
+        providers = (f'[providers.sim]\nbase_url = "{sim_url}"\nmax_concurrency = {args.concurrency}\n'
+                     '[providers.sim.models]\n"gpt-4o-mini" = { input = 0.15, output = 0.6 }\n')
+        cluster = LocalCluster(Path(tmp) / "cluster", db, redis.url, providers, workers=2, worker_threads=8)
+        try:
+            with cluster:
+                return _disturb(scenario, cluster, redis, db, sim_url, args)
+        finally:
+            if logs is not None:
+                shutil.copytree(Path(tmp) / "cluster", logs / scenario.split()[0], dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("data"))
+
+
+def _disturb(scenario: str, cluster: LocalCluster, redis: LocalRedis, db: str, sim_url: str,
+             args: argparse.Namespace) -> Outcome:
+    key = cluster.run("keys", "create", "--project", "chaos").splitlines()[-1]
+    client = openai.OpenAI(base_url=cluster.base_url, api_key=key, max_retries=10)
+    n, note = args.lines, ""
+    held: list[dict[int, int]] = []  #: per worker kill, the leased lines (id -> attempts) just after it
+    upload = client.files.create(file=("chaos.jsonl", jsonl(chat_lines(n))), purpose="batch")
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    if scenario == "api":
+        with psycopg.connect(db, autocommit=True) as conn:
+            query = "SELECT status, claimed_until FROM batch WHERE id = %s"
+            while (row := conn.execute(query, (batch.id,)).fetchone()) and row[0] == "validating" and row[1] is None:
+                time.sleep(0.002)  # until the API has claimed the validation
+            cluster.kill("api")
+            row = conn.execute(query, (batch.id,)).fetchone()
+        note = "killed while validating" if row and row[0] == "validating" else "validation had ended: no test"
+        cluster.restart("api")
+    watch = Watch(db, batch.id)
+    if scenario == "workers":
+        for k in range(1, WORKER_KILLS + 1):
+            watch.wait(lambda w, k=k: w.done >= n * k // (WORKER_KILLS + 1))
+            victim = cluster.busiest_worker()
+            cluster.kill(victim)
+            with psycopg.connect(db) as conn:  # the dead worker's lines stay leased as they were until their lease ends
+                held.append(dict(conn.execute("SELECT id, attempts FROM line WHERE batch_id = %s AND status = "
+                                              "'queued'", (batch.id,)).fetchall()))
+            cluster.restart(victim)  # a supervisor's restart
+    elif scenario == "redis":
+        watch.wait(lambda w: w.done >= n // 3)
+        redis.restart(down_seconds=args.redis_down)
+    elif scenario == "planner":
+        watch.wait(lambda w: w.status != "in_progress" and w.status != "validating")
+        killed_in = watch.status
+        cluster.kill("planner")
+        with psycopg.connect(db) as conn:
+            row = conn.execute("SELECT status FROM batch WHERE id = %s", (batch.id,)).fetchone()
+        note = "killed while finalizing" if row and row[0] == "finalizing" else f"seen {killed_in}: no test"
+        cluster.restart("planner")
+    watch.wait(lambda w: w.status in TERMINAL)
+    seconds = watch.ended_at - watch.started
+    cluster.wait_healthy()
+    done = client.batches.retrieve(batch.id)
+    ids: list[str] = []
+    if done.output_file_id:
+        content = client.files.content(done.output_file_id).text
+        ids = [json.loads(line)["custom_id"] for line in content.splitlines() if line.strip()]
+    time.sleep(2)  # late duplicates (a message redelivered after its lease moved on) would arrive now
+    stats = httpx.get(sim_url.removesuffix("/v1") + "/_sim/stats").json()
+    with psycopg.connect(db) as conn:
+        final = dict(conn.execute("SELECT id, attempts FROM line WHERE batch_id = %s", (batch.id,)).fetchall())
+    # a line the killed worker held was leased again after the kill; one the other worker held ended as it was
+    dead_held = sum(final[line] > attempts for snapshot in held for line, attempts in snapshot.items())
+    if scenario == "workers":
+        note = (f"of the repeats: {stats['abandoned']} cut mid-call, {stats['repeated_answers']} answered but "
+                "not yet stored at the kill")
+    return Outcome(scenario, seconds, n - len(set(ids)), len(ids) - len(set(ids)), stats["repeated_calls"],
+                   dead_held, watch.longest, note or done.status)
+
+
+SCENARIOS = {"undisturbed": "undisturbed", "workers": f"worker killed {WORKER_KILLS}x",
+             "redis": "Redis restarted", "planner": "planner killed mid-finalize",
+             "api": "API killed mid-validation"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=float, default=400.0)
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--redis-down", type=float, default=5.0, help="seconds Redis stays down")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--keep-logs", type=Path)
+    args = parser.parse_args()
+    results = [run(name, args, args.keep_logs) for name in args.only.split(",")]
+    base = next((r.seconds for r in results if r.scenario == "undisturbed"), None)
+    rows = [(SCENARIOS[r.scenario], f"{r.seconds:.1f}", f"{r.seconds / base:.2f}x" if base else "-", r.lost,
+             r.duplicated, r.repeated_calls, r.dead_held, max(0, r.repeated_calls - r.dead_held),
+             f"{r.longest_stall:.1f}", "yes" if r.lost == r.duplicated == max(0, r.repeated_calls - r.dead_held) == 0
+             and r.longest_stall <= TARGET_STALL_SECONDS else "NO", r.note) for r in results]
+    print_table(f"Chaos: {args.lines:,} lines, 2 workers, max_concurrency {args.concurrency}, latency "
+                f"{args.latency_ms:.0f} ms (sigma {args.sigma}), PostgreSQL + Redis",
+                ["scenario", "time s", "vs undisturbed", "lines lost (0)", "duplicated results (0)",
+                 "upstream calls repeated", "lines a killed worker held", "calls repeated beyond those (0)",
+                 "longest stall s (<= 15)", "targets met", "note"], rows)
+
+if __name__ == "__main__":
+    main()
