@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from broker import metrics
 from broker.core import Core
 from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
@@ -67,7 +68,8 @@ class Planner:
         """Tick until ``stop`` is set; ``wake`` cuts a sleep short (new work arrived)."""
         while not stop.is_set():
             try:
-                self.tick()
+                with metrics.planner_tick():
+                    self.tick()
             except Exception:  # a failed tick must not end the planner; the next one retries
                 log.exception("planner tick failed")
             if wake is not None:

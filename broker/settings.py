@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     worker_threads: int = 32  #: threads taking messages (a message only starts its calls: threads never bound them)
     auth_disabled: bool = False
     simulator_port: int = DEFAULT_SIMULATOR_PORT
+    #: where a planner or worker process serves its Prometheus /metrics (None: not served; the API uses its own port)
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
     webhook_allow_hosts: list[str] = Field(default_factory=list)
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))

@@ -38,6 +38,8 @@ console = Console(stderr=True)
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
 Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one chunk of lines at a time).")]
+MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port "
+                                                 "[default: BROKER_METRICS_PORT, else not served].")]
 
 
 def _logging() -> None:
@@ -103,13 +105,21 @@ def api(host: Host = "0.0.0.0", port: Port = 8000) -> None:
         procs.stop()
 
 
+def _serve_metrics(procs: Processes, port: int | None) -> None:
+    settings = procs.core.settings
+    if (port := port or settings.metrics_port) is not None:
+        procs.serve_metrics(port, settings.metrics_host)
+        console.print(f"metrics on http://{settings.metrics_host}:{port}/metrics")
+
+
 @app.command()
-def worker(threads: Threads = None) -> None:
+def worker(threads: Threads = None, metrics_port: MetricsPort = None) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
     _logging()
     settings = Settings()
     procs = Processes(Core.open(settings))
     procs.start_workers(threads or settings.worker_threads)
+    _serve_metrics(procs, metrics_port)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
     try:
         _wait_for_signal()
@@ -118,11 +128,12 @@ def worker(threads: Threads = None) -> None:
 
 
 @app.command()
-def planner() -> None:
+def planner(metrics_port: MetricsPort = None) -> None:
     """Release work in priority order, take back expired leases, finish batches (run one or two)."""
     _logging()
     procs = Processes(Core.open(Settings()))
     procs.start_planner()
+    _serve_metrics(procs, metrics_port)
     try:
         _wait_for_signal()
     finally:
