@@ -32,9 +32,11 @@ class LocalCluster:
         self.workdir, self.workers, self.worker_threads = workdir, workers, worker_threads
         self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
-                    **(env or {})}
+                    "BROKER_METRICS_HOST": "127.0.0.1", **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.port = free_port()
+        #: where each planner and worker serves its Prometheus /metrics (the API serves its own on its port)
+        self.metrics_ports = {name: free_port() for name in ("planner", *(f"worker{n}" for n in range(1, workers + 1)))}
 
     @property
     def base_url(self) -> str:
@@ -56,9 +58,10 @@ class LocalCluster:
     def start(self) -> Self:
         self.run("db", "upgrade")  # once, before the roles start
         self.spawn("api", "api", "--host", "127.0.0.1", "--port", str(self.port))
-        self.spawn("planner", "planner")
+        self.spawn("planner", "planner", "--metrics-port", str(self.metrics_ports["planner"]))
         for n in range(1, self.workers + 1):
-            self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads))
+            self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads),
+                       "--metrics-port", str(self.metrics_ports[f"worker{n}"]))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
@@ -69,6 +72,11 @@ class LocalCluster:
                     self.stop()
                     raise RuntimeError("the API did not start:\n" + self.logs()) from None
                 time.sleep(0.2)
+
+    def metrics_url(self, name: str) -> str:
+        """The /metrics page of process ``name`` (``api``, ``planner``, ``worker1``, ...)."""
+        port = self.port if name == "api" else self.metrics_ports[name]
+        return f"http://127.0.0.1:{port}/metrics"
 
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""
