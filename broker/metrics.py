@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -28,6 +28,7 @@ CALL_SECONDS_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 #: planner tick buckets, seconds: an idle tick takes milliseconds
 TICK_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: resets are detected without them
 _CALL = ("provider", "model", "route")
 UPSTREAM_CALLS = Counter("broker_upstream_calls", "Upstream calls by outcome: the HTTP status, or an error code "
                          "when there was no answer (upstream_timeout, upstream_connection_error, ...)",

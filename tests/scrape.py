@@ -26,6 +26,17 @@ def scrape(url: str) -> Samples:
     return samples
 
 
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
+
+
+def series_names(url: str) -> set[str]:
+    """Names of every series the page declares, samples or not yet (a labelled counter nobody incremented)."""
+    resp = httpx.get(url, timeout=10.0, trust_env=False)
+    resp.raise_for_status()
+    return {family.name + suffix for family in text_string_to_metric_families(resp.text)
+            for suffix in SUFFIXES.get(family.type, ("",))}
+
+
 def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of ``name``'s samples whose labels include ``labels``."""
     want = set(labels.items())

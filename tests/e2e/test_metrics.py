@@ -1,7 +1,10 @@
 """``GET /metrics`` of the embedded default (``broker serve``: API, planner and workers in one process): it parses
 with prometheus-client's parser, and its counters agree with what the API and the simulator report."""
 
+import json
+import re
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +27,9 @@ from tests.harness import (
     upload,
     wait_for,
 )
-from tests.scrape import delta, scrape, total
+from tests.scrape import delta, scrape, series_names, total
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "inference-broker.json"
 LINE_TOKENS = 24  #: what one ``chat_line`` costs the simulator's TPM bucket (8 prompt + 16 reserved output)
 
 
@@ -148,3 +152,12 @@ def test_webhook_outbox_backlog(make_broker: MakeBroker) -> None:
         assert 0 <= total(page, "broker_webhook_outbox_oldest_seconds") <= time.time() - started + 1
     finally:
         receiver.stop()
+
+
+def test_the_grafana_dashboard_queries_only_series_the_broker_serves(broker: EmbeddedBroker) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bbroker_[a-z_]+", expr)}
+    served = series_names(broker.server.url + "/metrics")
+    assert len(exprs) > 20 and used
+    assert used <= served, f"the dashboard queries series nobody serves: {sorted(used - served)}"
