@@ -38,8 +38,8 @@ console = Console(stderr=True)
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
 Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one chunk of lines at a time).")]
-MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port "
-                                                 "[default: BROKER_METRICS_PORT, else not served].")]
+MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port (default: "
+                                                 "BROKER_METRICS_PORT; neither: not served).")]
 
 
 def _logging() -> None:
