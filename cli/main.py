@@ -119,9 +119,9 @@ def worker(threads: Threads = None, metrics_port: MetricsPort = None) -> None:
     settings = Settings()
     procs = Processes(Core.open(settings))
     procs.start_workers(threads or settings.worker_threads)
-    _serve_metrics(procs, metrics_port)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
     try:
+        _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:
         procs.stop()
@@ -133,8 +133,8 @@ def planner(metrics_port: MetricsPort = None) -> None:
     _logging()
     procs = Processes(Core.open(Settings()))
     procs.start_planner()
-    _serve_metrics(procs, metrics_port)
     try:
+        _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:
         procs.stop()
