@@ -16,6 +16,7 @@ import pytest
 
 from simulator import SimulatorServer
 from tests.harness import CHAT_MODEL, EmbeddedBroker, chat_line, embedding_line, free_port, submit, wait_for
+from tests.scrape import scrape, total
 
 pytestmark = pytest.mark.integration
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "inference-broker.json"
@@ -77,12 +78,14 @@ def test_every_dashboard_query_finds_its_series(prometheus: str, broker: Embedde
         "model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": sim.config.tpm - 50})
     assert hog.status_code == 200
     client = broker.client()
+    # counters are per process: earlier tests in this one have counted too
+    served = total(scrape(broker.server.url + "/metrics"), "broker_requests_total") + 60
     batches = [submit(client, [chat_line(i) for i in range(40)]),
                submit(client, [embedding_line(i) for i in range(20)], endpoint="/v1/embeddings")]
     assert all(wait_for(client, b.id, timeout=60).status == "completed" for b in batches)
     # the counters' last values are scraped, and the rate windows hold a few samples
     deadline = time.monotonic() + 30
-    while not _query(prometheus, 'sum(broker_requests_total) == 60 and sum(count_over_time(up[10s])) >= 5'):
+    while not _query(prometheus, f"sum(broker_requests_total) == {served} and sum(count_over_time(up[10s])) >= 5"):
         assert time.monotonic() < deadline, _query(prometheus, "broker_requests_total")
         time.sleep(0.5)
     assert _query(prometheus, 'sum(broker_upstream_calls_total{code="429"})'), "no 429 was seen: nothing tested"
