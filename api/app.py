@@ -14,6 +14,7 @@ from api.routes import (
     estimates,
     failures,
     files,
+    metrics,
     models,
     org_keys,
     org_projects,
@@ -33,6 +34,6 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_middleware(RefuseNul)
     install_openapi(app)
     for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage, org_projects,
-                   org_keys, audit_logs):
+                   org_keys, audit_logs, metrics):
         app.include_router(module.router)
     return app

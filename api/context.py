@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client.registry import Collector
+
 from broker.core import Core
 
 
@@ -15,3 +17,5 @@ class ApiContext:
     core: Core
     #: called after a batch was created or changed, so an in-process planner can tick at once
     wake_planner: Callable[[], None] = field(default=_nothing)
+    #: scrape-time gauges of the process' other roles, served on /metrics too (queue depth where a planner runs)
+    collectors: tuple[Collector, ...] = ()

@@ -16,6 +16,7 @@ from dataclasses import astuple, dataclass, field
 import orjson
 from sqlalchemy import Connection, Engine, text
 
+from broker import metrics
 from broker.budget import UNDER_CAP, month_params, within_monthly
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
@@ -233,10 +234,11 @@ def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempt
     spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
                      error_message=f"No worker reported a result after {r[2]} attempts.")
              for r in rows if r[2] >= max_attempts]
-    store_outcomes(engine, spent, t)
+    failed = store_outcomes(engine, spent, t)
     again = [r[0] for r in rows if r[2] < max_attempts]
     with engine.begin() as conn:
         match, ids = id_list_match(conn, "id", again)
-        conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
-                          "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids})
+        retried = conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
+                                    "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids}).rowcount
+    metrics.leases_taken_back(provider.name, retried=retried, failed=failed)
     log.warning("provider %s: took back %d expired leases", provider.name, len(rows))

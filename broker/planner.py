@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from broker import metrics
 from broker.core import Core
 from broker.dispatch import SendChunk, reclaim_expired_leases, release_and_send
 from broker.files import purge_expired
@@ -71,7 +72,8 @@ class Planner:
         while not stop.is_set():
             try:
                 if self.is_leader():
-                    self.tick()
+                    with metrics.planner_tick():
+                        self.tick()
             except Exception:  # a failed tick must not end the planner; the next one retries
                 log.exception("planner tick failed")
             if wake is not None:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     """Port of the demo provider `broker serve` runs on loopback (a free one is taken when it is busy)."""
     batch_file_expires_after: int | None = DEFAULT_BATCH_FILE_EXPIRES_AFTER
     """Files of purpose batch uploaded without expires_after expire this long (seconds) after upload; None: never."""
+    metrics_port: int | None = None
+    """Where a planner or worker process serves its Prometheus /metrics; None: not served (the API serves its own)."""
+    metrics_host: str = "0.0.0.0"
+    """The address a planner's or worker's /metrics listens on."""
     webhook_allow_hosts: list[str] = Field(default_factory=list)
     """Webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. 10.0.0.0/8)."""
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE))

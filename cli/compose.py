@@ -6,14 +6,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from prometheus_client import start_http_server
+from prometheus_client.registry import Collector
 
 from api.app import create_app
 from api.context import ApiContext
 from broker.core import Core
+from broker.gauges import ScrapeGauge
 from broker.leadership import Leadership
+from broker.metrics import exposition
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
-from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker
+from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker, waiting_messages
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ class Processes:
     webhook_thread: threading.Thread | None = None
     schedules_thread: threading.Thread | None = None
     leadership_thread: threading.Thread | None = None
+    collectors: list[Collector] = field(default_factory=list)  #: scrape-time gauges of the roles started here
+    metrics_server: Any = None  #: the WSGI server of serve_metrics
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -59,6 +65,9 @@ class Processes:
                                                   name="planner-lease", daemon=True)
         self.leadership_thread.start()
         planner = self.planner(leadership)
+        queue, catalogue = self._queue(), self.core.catalogue  # one planner's view: workers would repeat it
+        self.collectors.append(ScrapeGauge("broker_queue_messages", "Messages waiting in a provider's queue for a "
+                                           "worker", ["provider"], lambda: waiting_messages(queue, catalogue)))
         self.planner_thread = threading.Thread(target=planner.run, args=(self.stop_event, self.wake_event),
                                                name="planner", daemon=True)
         self.planner_thread.start()
@@ -70,13 +79,22 @@ class Processes:
                                                daemon=True)
         self.webhook_thread.start()
 
+    def serve_metrics(self, port: int, host: str) -> None:
+        """Serve this process' metrics on ``http://host:port/metrics`` (a planner's or a worker's; the API serves
+        its own on its port)."""
+        self.metrics_server, _ = start_http_server(port, host, registry=exposition(*self.collectors))
+
     def api_context(self) -> ApiContext:
-        return ApiContext(self.core, wake_planner=self.wake_event.set)
+        return ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors))
 
     def app(self) -> Any:
         return create_app(self.api_context())
 
     def stop(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         self.stop_event.set()
         self.wake_event.set()
         if self.planner_thread is not None:

@@ -40,9 +40,11 @@ class LocalCluster:
         # one-off commands (``run``) reach this cluster's API, with the admin key its first start kept in the data dir
         self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
-                    "BROKER_URL": self.base_url, **(env or {})}
+                    "BROKER_URL": self.base_url, "BROKER_METRICS_HOST": "127.0.0.1", **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.commands: dict[str, tuple[str, ...]] = {}  #: the ``broker`` arguments each process was started with
+        #: where each planner and worker serves its Prometheus /metrics (the API serves its own on its port)
+        self.metrics_ports = {name: free_port() for name in ("planner", *(f"worker{n}" for n in range(1, workers + 1)))}
 
     @property
     def base_url(self) -> str:
@@ -77,9 +79,10 @@ class LocalCluster:
         self.run("db", "upgrade")  # once, before the roles start
         for n, port in enumerate(self.ports):
             self.spawn("api" if n == 0 else f"api{n + 1}", "api", "--host", "127.0.0.1", "--port", str(port))
-        self.spawn("planner", "planner")
+        self.spawn("planner", "planner", "--metrics-port", str(self.metrics_ports["planner"]))
         for n in range(1, self.workers + 1):
-            self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads))
+            self.spawn(f"worker{n}", "worker", "--threads", str(self.worker_threads),
+                       "--metrics-port", str(self.metrics_ports[f"worker{n}"]))
         try:
             self.wait_healthy()
         except RuntimeError:
@@ -111,6 +114,11 @@ class LocalCluster:
                 time.sleep(0.1)
         finally:
             engine.dispose()
+
+    def metrics_url(self, name: str) -> str:
+        """The /metrics page of process ``name`` (``api``, ``planner``, ``worker1``, ...)."""
+        port = self.port if name == "api" else self.metrics_ports[name]
+        return f"http://127.0.0.1:{port}/metrics"
 
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""

@@ -41,6 +41,8 @@ Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
 Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one chunk of lines at a time).")]
 SingleHost = Annotated[bool, typer.Option("--single-host", help="Every role runs on this one machine: allow a "
                                           "SQLite database (Redis is still needed).")]
+MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics on this port (default: "
+                                                 "BROKER_METRICS_PORT; neither: not served).")]
 
 
 def _logging() -> None:
@@ -141,8 +143,15 @@ def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = Fal
         procs.stop()
 
 
+def _serve_metrics(procs: Processes, port: int | None) -> None:
+    settings = procs.core.settings
+    if (port := port or settings.metrics_port) is not None:
+        procs.serve_metrics(port, settings.metrics_host)
+        console.print(f"metrics on http://{settings.metrics_host}:{port}/metrics")
+
+
 @app.command()
-def worker(threads: Threads = None, single_host: SingleHost = False) -> None:
+def worker(threads: Threads = None, single_host: SingleHost = False, metrics_port: MetricsPort = None) -> None:
     """Consume provider queues and call the upstreams (start as many as you like)."""
     settings = _split_settings("worker", single_host)
     _logging()
@@ -151,13 +160,14 @@ def worker(threads: Threads = None, single_host: SingleHost = False) -> None:
         procs.start_workers(threads or settings.worker_threads)
     console.print(f"worker started with {threads or settings.worker_threads} threads")
     try:
+        _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:
         procs.stop()
 
 
 @app.command()
-def planner(single_host: SingleHost = False) -> None:
+def planner(single_host: SingleHost = False, metrics_port: MetricsPort = None) -> None:
     """Release work in priority order, take back expired leases, finish batches (run several: one leads, another
     takes over if it dies)."""
     settings = _split_settings("planner", single_host)
@@ -166,6 +176,7 @@ def planner(single_host: SingleHost = False) -> None:
         procs = Processes(Core.open(settings))
         procs.start_planner()
     try:
+        _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:
         procs.stop()

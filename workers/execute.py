@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from broker import metrics
 from broker.catalogue import Catalogue
 from broker.dispatch import LeasedLine
 from broker.errors import RetryableUpstream, TerminalUpstream, UpstreamError
@@ -88,17 +89,21 @@ class LineRunner:
         if upstream != model:  # the provider knows the model by another name
             payload = orjson.dumps({**body, "model": upstream})
         await self.throttle.before(model, estimated, own)
+        route = OFF_PEAK if self.provider.price_multiplier(model or "", time.time()) < 1.0 else REALTIME
         start = time.monotonic()
         try:
-            resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
+            with metrics.in_flight(self.provider.name, model, route):
+                resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
             if endpoint == EMBEDDINGS_ENDPOINT:
                 check_vectors(body, resp.json, resp.text.encode())
         except UpstreamError as exc:
+            metrics.record_call(self.provider.name, model, route, metrics.call_code(exc), time.monotonic() - start)
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),
                                       rate_limited=exc.status == 429, own=own,
                                       retry_after=exc.delay if isinstance(exc, RetryableUpstream) else None)
             self.circuit.record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
             raise
+        metrics.record_call(self.provider.name, model, route, resp.status, time.monotonic() - start)
         self.circuit.record(failed=False)
         usage = usage_of(resp.json)
         await self.throttle.after(model, time.monotonic() - start, estimated, usage.input_tokens + usage.output_tokens,
@@ -184,10 +189,11 @@ class LineRunner:
                  model: str | None) -> Outcome:
         provider = self.provider
         share = provider.price_multiplier(model or "", time.time())  # inside an off-peak window: its price
+        cost, route = line_cost(provider, model, usage) * share, OFF_PEAK if share < 1.0 else REALTIME
+        metrics.record_usage(provider.name, model, route, usage.input_tokens, usage.output_tokens, cost)
         return Outcome(line.id, line.batch_id, "succeeded", status, body, request_id,
                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cost_usd=line_cost(provider, model, usage) * share, provider=provider.name, model=model,
-                       route=OFF_PEAK if share < 1.0 else REALTIME)
+                       cost_usd=cost, provider=provider.name, model=model, route=route)
 
     async def _pack(self, pack: Pack) -> list[Outcome]:
         pack = [member for member in pack if self.held(member[0].line.id)]

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from broker import metrics
 from broker.catalogue import ProviderConfig
 from broker.errors import UpstreamError
 from broker.pricing import Usage, line_cost
@@ -88,6 +89,9 @@ async def _poll(engine: Engine, provider: ProviderConfig, api: NativeBatchApi, d
     outcomes = [_outcome(provider, due.batch_id, line_id, body, results.get(custom_id))
                 for line_id, custom_id, body in lines]
     await asyncio.to_thread(finish, engine, due.id, remote.status, outcomes)
+    for o in outcomes:
+        if o.status == "succeeded":
+            metrics.record_usage(provider.name, o.model, NATIVE_BATCH, o.input_tokens, o.output_tokens, o.cost_usd)
     rerun = sum(o.status == "retry" for o in outcomes)
     log.info("%s's remote batch %s %s: %d lines back, %d to run in real time", provider.name, due.remote_id,
              remote.status, len(outcomes) - rerun, rerun)

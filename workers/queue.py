@@ -71,6 +71,14 @@ def make_broker(redis_url: str | None, catalogue: Catalogue) -> dramatiq.Broker:
     return broker
 
 
+def waiting_messages(broker: dramatiq.Broker, catalogue: Catalogue) -> dict[tuple[str, ...], float]:
+    """Messages waiting in each provider's queue for a worker to take them, by provider."""
+    if isinstance(broker, RedisBroker):
+        return {(p.name,): broker.client.llen(f"{broker.namespace}:{p.queue_name}")
+                for p in catalogue.providers.values()}
+    return {(p.name,): broker.queues[p.queue_name].qsize() for p in catalogue.providers.values()}
+
+
 def sender(broker: dramatiq.Broker, catalogue: Catalogue) -> SendChunk:
     def send(chunk: Chunk) -> None:
         queue_name = catalogue.get(chunk.provider).queue_name
