@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from api.context import ApiContext
 from api.errors import install_error_handlers
-from api.routes import batches, estimates, files, models, providers, schedules, usage, webhooks
+from api.routes import batches, estimates, files, gateway, models, providers, schedules, usage, webhooks
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -12,6 +12,6 @@ def create_app(context: ApiContext) -> FastAPI:
                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
     install_error_handlers(app)
-    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage):
+    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage, gateway):
         app.include_router(module.router)
     return app

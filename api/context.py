@@ -1,9 +1,11 @@
-"""What the API needs from its process: the Core and a hook to wake an in-process planner."""
+"""What the API needs from its process: the Core, a hook to wake an in-process planner, and the gateway."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker.core import Core
+from providers.gateway import Gateway
+from providers.limits import Limiter
 
 
 def _nothing() -> None:
@@ -15,3 +17,12 @@ class ApiContext:
     core: Core
     #: called after a batch was created or changed, so an in-process planner can tick at once
     wake_planner: Callable[[], None] = field(default=_nothing)
+    #: the limiter the process' workers use (embedded mode), so interactive calls share their buckets
+    limiter: Limiter | None = None
+    _gateway: Gateway | None = None
+
+    def gateway(self) -> Gateway:
+        """The process' gateway, made on first use (on the loop serving the API)."""
+        if self._gateway is None:
+            self._gateway = Gateway.for_process(self.core, self.limiter)
+        return self._gateway

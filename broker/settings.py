@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 60.0
     worker_threads: int = 32  #: threads taking messages (a message only starts its calls: threads never bound them)
     auth_disabled: bool = False
+    #: seconds an interactive call waits for provider capacity before a 429 (a call may ask for less with the
+    #: ``x-broker-max-wait`` header)
+    interactive_max_wait_seconds: float = 10.0
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     #: webhook targets allowed despite a non-public address: hostnames, IPs or CIDRs (e.g. "127.0.0.1", "10.0.0.0/8")
     webhook_allow_hosts: list[str] = Field(default_factory=list)

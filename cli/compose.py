@@ -12,6 +12,7 @@ from api.context import ApiContext
 from broker.core import Core
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
+from providers.limits import LocalLimiter
 from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker
 from workers.runtime import WorkerRuntime
 
@@ -31,6 +32,12 @@ class Processes:
     planner_thread: threading.Thread | None = None
     webhook_thread: threading.Thread | None = None
     schedules_thread: threading.Thread | None = None
+    #: without Redis, the API's interactive calls and the in-process workers share these buckets
+    local_limiter: LocalLimiter = field(default_factory=LocalLimiter)
+
+    @property
+    def shared_limiter(self) -> LocalLimiter | None:
+        return None if self.core.settings.redis_url else self.local_limiter
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -40,7 +47,8 @@ class Processes:
     def start_workers(self, threads: int) -> None:
         queue = self._queue()
         self.worker, self.worker_process = start_worker(
-            queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue)))
+            queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue),
+                                        limiter=self.shared_limiter))
 
     def planner(self) -> Planner:
         c = self.core
@@ -61,7 +69,7 @@ class Processes:
         self.webhook_thread.start()
 
     def api_context(self) -> ApiContext:
-        return ApiContext(self.core, wake_planner=self.wake_event.set)
+        return ApiContext(self.core, wake_planner=self.wake_event.set, limiter=self.shared_limiter)
 
     def app(self) -> Any:
         return create_app(self.api_context())

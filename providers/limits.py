@@ -50,6 +50,10 @@ class Limiter(Protocol):
     async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
         """Reserve one request and ``tokens`` tokens; returns the seconds to wait before calling (0 = go now)."""
 
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        """Like :meth:`acquire`, for a call that goes ahead of batch lines (an interactive one): it takes from the
+        same buckets but waits only on a lane of its own that such calls alone drain, so batch lines yield."""
+
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         """Correct the token bucket once the call's real usage is known."""
 
@@ -82,6 +86,7 @@ class _Bucket:
     ceiling_tpm: float | None = None
     rate_limited: int = 0
     last_429_at: float | None = None
+    first: "_Bucket | None" = None  #: the lane of calls that go ahead of batch lines (acquire_first)
 
     def refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.at)
@@ -111,6 +116,19 @@ class LocalLimiter:
         b.refill(now)
         _probe_up(b, limit, now)
         return _reserve(b, tokens)
+
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        b = self._bucket(key, limit)
+        now = time.monotonic()
+        b.refill(now)
+        _probe_up(b, limit, now)
+        if b.first is None:
+            b.first = _Bucket(b.rpm, b.tpm, (b.rpm or 0) * BURST_SECONDS / 60, (b.tpm or 0) * BURST_SECONDS / 60, now)
+        lane = b.first
+        lane.rpm, lane.tpm = b.rpm, b.tpm
+        lane.refill(now)
+        _reserve(b, tokens)
+        return _reserve(lane, tokens)
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         self._bucket(key, limit).tokens += estimated - actual
@@ -201,6 +219,16 @@ if op == 'acquire' then
   if rpm > 0 then r = r - 1; if r < 0 then wait = -r * 60000 / rpm end end
   if tpm > 0 then t = t - cost; if t < 0 then wait = math.max(wait, -t * 60000 / tpm) end end
   result = wait
+elseif op == 'first' then
+  local p = redis.call('HMGET', key, 'pr', 'pt', 'pts')
+  local pel = math.max(0, now - (tonumber(p[3]) or now))
+  local pr = math.min(rpm * burst / 60, (tonumber(p[1]) or rpm * burst / 60) + pel * rpm / 60000)
+  local pt = math.min(tpm * burst / 60, (tonumber(p[2]) or tpm * burst / 60) + pel * tpm / 60000)
+  local wait = 0
+  if rpm > 0 then r = r - 1; pr = pr - 1; if pr < 0 then wait = -pr * 60000 / rpm end end
+  if tpm > 0 then t = t - cost; pt = pt - cost; if pt < 0 then wait = math.max(wait, -pt * 60000 / tpm) end end
+  redis.call('HSET', key, 'pr', pr, 'pt', pt, 'pts', now)
+  result = wait
 elseif op == 'settle' then
   t = t + cost
 elseif op == 'limited' then
@@ -245,6 +273,9 @@ class RedisLimiter:
 
     async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
         return await self._run(key, limit, "acquire", tokens)
+
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        return await self._run(key, limit, "first", tokens)
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         await self._run(key, limit, "settle", estimated - actual)

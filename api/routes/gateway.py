@@ -1,0 +1,119 @@
+"""The real-time gateway: OpenAI's inference endpoints, answered by the catalogue's deployments as they come.
+
+Every call runs under its project's rules (broker/gateway.py) and the providers' shared capacity, ahead of batch
+lines (providers/gateway.py). Extensions in the body: ``priority`` and ``constraints``, as on a batch; a
+``x-broker-max-wait`` header shortens how long the call may wait for capacity. The answer names its deployment in
+``x-broker-provider``.
+"""
+
+import math
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from api.deps import ContextDep, get_project
+from api.errors import error_response
+from broker.db import session_scope
+from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
+from broker.gateway import plan_call
+from schemas.errors import error_envelope
+
+router = APIRouter(tags=["gateway"])
+PROVIDER_HEADER = "x-broker-provider"  #: the deployment that answered
+MAX_WAIT_HEADER = "x-broker-max-wait"  #: seconds this call may wait for capacity (capped by the setting)
+STREAMED = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
+JSON = "application/json"
+_OPENAPI = {"requestBody": {"content": {JSON: {"schema": {"type": "object"}}}, "required": True}}
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("We could not parse the JSON body of your request: expected a JSON object.")
+    return body
+
+
+def _max_wait(setting: float, asked: str | None) -> float:
+    if asked is None:
+        return setting
+    try:
+        wait = float(asked)
+    except ValueError:
+        raise InvalidRequest(f"{MAX_WAIT_HEADER} must be a number of seconds.", param=MAX_WAIT_HEADER) from None
+    return max(0.0, min(setting, wait))
+
+
+def _failed(exc: UpstreamError) -> Response:
+    """Every deployment failed: the last upstream answer as it was, or 502 when there was none."""
+    if exc.status is not None and exc.body:
+        return Response(exc.body, exc.status, media_type=JSON)
+    return Response(orjson.dumps(error_envelope(exc.message, "server_error", None, exc.code)), 502, media_type=JSON)
+
+
+async def _serve(request: Request, endpoint: str, ctx: ContextDep, authorization: str | None,
+                 max_wait: str | None) -> Response:
+    body = await _body(request)
+    core = ctx.core
+
+    def plan() -> Any:  # the key's project and the call's rules in one short transaction
+        with session_scope(core.engine) as session:
+            return plan_call(session, core.catalogue, get_project(ctx, session, authorization), endpoint, body)
+
+    call_plan = await run_in_threadpool(plan)
+    wait, gateway = _max_wait(core.settings.interactive_max_wait_seconds, max_wait), ctx.gateway()
+    try:
+        if body.get("stream") is True and endpoint in STREAMED:
+            stream = await gateway.stream(call_plan, endpoint, wait)
+            return StreamingResponse(stream.events, media_type="text/event-stream",
+                                     headers={PROVIDER_HEADER: stream.provider, "cache-control": "no-cache"})
+        answer = await gateway.call(call_plan, endpoint, wait)
+    except ProviderBusy as exc:
+        busy = error_response(429, exc.message, exc.error_type, None, exc.code)
+        busy.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+        return busy
+    except UpstreamError as exc:
+        return _failed(exc)
+    headers = {PROVIDER_HEADER: answer.provider}
+    if answer.request_id:
+        headers["x-upstream-request-id"] = answer.request_id
+    return Response(answer.content, answer.status, headers=headers, media_type=JSON)
+
+
+MaxWait = Annotated[str | None, Header(alias=MAX_WAIT_HEADER)]
+Authorization = Annotated[str | None, Header()]
+
+
+@router.post("/v1/chat/completions", openapi_extra=_OPENAPI)
+async def chat_completions(request: Request, ctx: ContextDep, authorization: Authorization = None,
+                           max_wait: MaxWait = None) -> Response:
+    return await _serve(request, "/v1/chat/completions", ctx, authorization, max_wait)
+
+
+@router.post("/v1/completions", openapi_extra=_OPENAPI)
+async def completions(request: Request, ctx: ContextDep, authorization: Authorization = None,
+                      max_wait: MaxWait = None) -> Response:
+    return await _serve(request, "/v1/completions", ctx, authorization, max_wait)
+
+
+@router.post("/v1/embeddings", openapi_extra=_OPENAPI)
+async def embeddings(request: Request, ctx: ContextDep, authorization: Authorization = None,
+                     max_wait: MaxWait = None) -> Response:
+    return await _serve(request, "/v1/embeddings", ctx, authorization, max_wait)
+
+
+@router.post("/v1/responses", openapi_extra=_OPENAPI)
+async def responses(request: Request, ctx: ContextDep, authorization: Authorization = None,
+                    max_wait: MaxWait = None) -> Response:
+    return await _serve(request, "/v1/responses", ctx, authorization, max_wait)
+
+
+@router.post("/v1/moderations", openapi_extra=_OPENAPI)
+async def moderations(request: Request, ctx: ContextDep, authorization: Authorization = None,
+                      max_wait: MaxWait = None) -> Response:
+    return await _serve(request, "/v1/moderations", ctx, authorization, max_wait)
