@@ -16,6 +16,13 @@ class LatencyMs(BaseModel):
     p95: float | None = None
 
 
+class Traffic(BaseModel):
+    """One kind of call on a provider, across all processes."""
+
+    in_flight: int = 0
+    calls_last_minute: int = 0
+
+
 class Provider(BaseModel):
     id: str
     object: Literal["provider"] = "provider"
@@ -29,6 +36,8 @@ class Provider(BaseModel):
     rate_limited_last_minute: int  #: of those, answered 429
     latency_ms: LatencyMs
     workers: int  #: worker processes that reported in the last 30 s
+    interactive: Traffic = Traffic()  #: gateway calls (/v1/chat/completions, ...)
+    batch: Traffic = Traffic()  #: batch lines in real time
 
 
 class ProviderList(BaseModel):

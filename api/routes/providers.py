@@ -7,14 +7,16 @@ from fastapi import APIRouter
 from api.deps import ContextDep, ProjectDep, SessionDep
 from broker.catalogue import ProviderConfig
 from broker.dispatch import calls_in_flight
+from broker.interactive import load
 from broker.provider_state import current
 from broker.tables import ProviderStateRow
-from schemas.providers import LatencyMs, Provider, ProviderLimits, ProviderList
+from schemas.providers import LatencyMs, Provider, ProviderLimits, ProviderList, Traffic
 
 router = APIRouter(tags=["providers"])
 
 
-def _provider(config: ProviderConfig, rows: list[ProviderStateRow], in_flight: int) -> Provider:
+def _provider(config: ProviderConfig, rows: list[ProviderStateRow], in_flight: int,
+              interactive: tuple[int, int]) -> Provider:
     calls = sum(r.calls for r in rows)
     rpm = min((r.rpm_in_force for r in rows if r.rpm_in_force is not None), default=config.rpm)
     tpm = min((r.tpm_in_force for r in rows if r.tpm_in_force is not None), default=config.tpm)
@@ -27,6 +29,8 @@ def _provider(config: ProviderConfig, rows: list[ProviderStateRow], in_flight: i
         in_force=ProviderLimits(max_concurrency=config.max_concurrency, rpm=rpm, tpm=tpm),
         in_flight=in_flight, calls_last_minute=calls, rate_limited_last_minute=sum(r.rate_limited for r in rows),
         latency_ms=LatencyMs(p50=p50, p95=p95), workers=len(rows),
+        interactive=Traffic(in_flight=interactive[0], calls_last_minute=interactive[1]),
+        batch=Traffic(in_flight=in_flight, calls_last_minute=calls),
     )
 
 
@@ -34,7 +38,9 @@ def _provider(config: ProviderConfig, rows: list[ProviderStateRow], in_flight: i
 def list_providers(ctx: ContextDep, _: ProjectDep, session: SessionDep) -> ProviderList:
     states = current(session)
     conn, now = session.connection(), time.time()
+    interactive = load(conn, now)
     return ProviderList(data=[
-        _provider(p, [s for s in states if s.provider == p.name], calls_in_flight(conn, p, now))
+        _provider(p, [s for s in states if s.provider == p.name], calls_in_flight(conn, p, now),
+                  interactive.get(p.name, (0, 0)))
         for p in ctx.core.catalogue.providers.values()
     ])

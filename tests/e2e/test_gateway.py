@@ -7,7 +7,17 @@ from broker.db import session_scope
 from broker.projects import configure_project
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
-from tests.harness import CHAT_MODEL, EMBEDDING_MODEL, EmbeddedBroker, provider, usage_by_route
+from tests.harness import (
+    CHAT_MODEL,
+    EMBEDDING_MODEL,
+    EmbeddedBroker,
+    chat_line,
+    provider,
+    publish_provider_state,
+    submit,
+    usage_by_route,
+    wait_for,
+)
 
 MESSAGES = [{"role": "user", "content": "Tell me about the gateway"}]
 
@@ -74,3 +84,15 @@ def test_falls_back_when_the_first_deployment_answers_503(start_broker: StartBro
     chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert sim.app.stats.injected_errors == 2, "the first deployment was tried by both calls"
+
+
+def test_providers_show_interactive_and_batch_calls(broker: EmbeddedBroker) -> None:
+    client = broker.client()
+    for _ in range(3):
+        client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    wait_for(client, submit(client, [chat_line(i) for i in range(5)]).id)
+    publish_provider_state(broker)
+    with broker.http() as http:
+        sim = next(p for p in http.get("/providers").json()["data"] if p["id"] == "sim")
+    assert sim["interactive"] == {"in_flight": 0, "calls_last_minute": 3}
+    assert sim["batch"] == {"in_flight": 0, "calls_last_minute": 5}
