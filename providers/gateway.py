@@ -24,7 +24,7 @@ from broker.capacity import try_admit
 from broker.catalogue import ProviderConfig
 from broker.core import Core
 from broker.errors import ProviderBusy, RetryableUpstream, TerminalUpstream, UpstreamError
-from broker.gateway import INTERACTIVE, CallPlan
+from broker.gateway import INTERACTIVE, CallPlan, Policies
 from broker.ids import new_id
 from broker.interactive import end, renew
 from broker.pricing import Usage, line_cost
@@ -68,6 +68,7 @@ class Gateway:
         self._freed = asyncio.Event()
         self._renewed_at = time.monotonic()
         self._tasks: set[asyncio.Future[None]] = set()
+        self.policies = Policies(core.engine)  #: projects' budgets and regions, as recently read
 
     @classmethod
     def for_process(cls, core: Core, limiter: Limiter | None) -> "Gateway":

@@ -7,6 +7,7 @@ lines (providers/gateway.py). Extensions in the body: ``priority`` and ``constra
 """
 
 import math
+import time
 from typing import Annotated, Any
 
 import orjson
@@ -18,7 +19,7 @@ from api.deps import ContextDep, get_project
 from api.errors import error_response
 from broker.db import session_scope
 from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
-from broker.gateway import plan_call
+from broker.gateway import CallPlan, plan_call
 from schemas.errors import error_envelope
 
 router = APIRouter(tags=["gateway"])
@@ -26,6 +27,8 @@ PROVIDER_HEADER = "x-broker-provider"  #: the deployment that answered
 MAX_WAIT_HEADER = "x-broker-max-wait"  #: seconds this call may wait for capacity (capped by the setting)
 STREAMED = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
 JSON = "application/json"
+KEY_TTL_SECONDS = 5.0  #: how long an API key's project is remembered by an API process
+MAX_KEYS_REMEMBERED = 10_000  #: keys remembered at most (all are forgotten at once past this)
 _OPENAPI = {"requestBody": {"content": {JSON: {"schema": {"type": "object"}}}, "required": True}}
 
 
@@ -56,17 +59,34 @@ def _failed(exc: UpstreamError) -> Response:
     return Response(orjson.dumps(error_envelope(exc.message, "server_error", None, exc.code)), 502, media_type=JSON)
 
 
+def _remembered(ctx: ContextDep, authorization: str | None) -> str | None:
+    seen = ctx.projects_by_key.get(authorization or "")
+    return seen[0] if seen is not None and time.monotonic() - seen[1] < KEY_TTL_SECONDS else None
+
+
+def _project(ctx: ContextDep, authorization: str | None) -> str:
+    """The caller's project, as the key said it less than KEY_TTL_SECONDS ago (a revoked key stops within that)."""
+    if (remembered := _remembered(ctx, authorization)) is not None:
+        return remembered
+    with session_scope(ctx.core.engine) as session:
+        project_id = get_project(ctx, session, authorization)
+    if len(ctx.projects_by_key) >= MAX_KEYS_REMEMBERED:
+        ctx.projects_by_key.clear()
+    ctx.projects_by_key[authorization or ""] = (project_id, time.monotonic())
+    return project_id
+
+
 async def _serve(request: Request, endpoint: str, ctx: ContextDep, authorization: str | None,
                  max_wait: str | None) -> Response:
     body = await _body(request)
-    core = ctx.core
+    core, gateway = ctx.core, ctx.gateway()
 
-    def plan() -> Any:  # the key's project and the call's rules in one short transaction
-        with session_scope(core.engine) as session:
-            return plan_call(session, core.catalogue, get_project(ctx, session, authorization), endpoint, body)
+    def plan() -> CallPlan:
+        return plan_call(gateway.policies, core.catalogue, _project(ctx, authorization), endpoint, body)
 
-    call_plan = await run_in_threadpool(plan)
-    wait, gateway = _max_wait(core.settings.interactive_max_wait_seconds, max_wait), ctx.gateway()
+    known = _remembered(ctx, authorization)
+    call_plan = plan() if known and gateway.policies.fresh(known) else await run_in_threadpool(plan)
+    wait = _max_wait(core.settings.interactive_max_wait_seconds, max_wait)
     try:
         if body.get("stream") is True and endpoint in STREAMED:
             stream = await gateway.stream(call_plan, endpoint, wait)

@@ -1,9 +1,12 @@
 """The real-time gateway through the official SDK: OpenAI's shapes, streaming, fallback, access and budget."""
 
+import time
+
 import openai
 import pytest
 
 from broker.db import session_scope
+from broker.gateway import POLICY_TTL_SECONDS
 from broker.projects import configure_project
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
@@ -67,6 +70,7 @@ def test_spent_budget_is_429_insufficient_quota(broker: EmbeddedBroker) -> None:
     client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     with session_scope(broker.core.engine) as session:
         configure_project(session, "default", monthly_budget_usd=0.0000001)
+    time.sleep(POLICY_TTL_SECONDS)  # an API process re-reads a project's budget this often
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     assert caught.value.code == "insufficient_quota"
