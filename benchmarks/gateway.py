@@ -9,8 +9,10 @@ simulator and ``broker serve --no-auth`` (embedded: SQLite) run in their own pro
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -69,6 +71,12 @@ async def closed_loop(base_url: str, concurrency: int, seconds: float) -> float:
         return done / (time.perf_counter() - start)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q * 100) - 1] * 1000
 
@@ -88,7 +96,7 @@ base_url = "{sim_url}"
 max_concurrency = 512
 models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
 """
-        with broker_serve(providers) as broker_url:
+        with broker_serve(providers, with_pid=True) as (broker_url, pid):
             for rate in rates:
                 direct, _ = asyncio.run(open_loop(sim_url, rate, args.seconds))
                 brokered, achieved = asyncio.run(open_loop(broker_url, rate, args.seconds))
@@ -99,9 +107,12 @@ models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
                              f"{pct(direct, 0.99):.2f}", f"{pct(brokered, 0.5):.2f} / {pct(brokered, 0.99):.2f}",
                              f"{p50:.2f} / {p99:.2f}", target])
             direct_rate = asyncio.run(closed_loop(sim_url, args.concurrency, args.seconds))
+            cpu0 = cpu_seconds(pid)
             broker_rate = asyncio.run(closed_loop(broker_url, args.concurrency, args.seconds))
+            cpu_ms = (cpu_seconds(pid) - cpu0) / (broker_rate * args.seconds) * 1000
     rows.append([f"sustained, concurrency {args.concurrency}", f"{direct_rate:,.0f} req/s",
                  f"{broker_rate:,.0f} req/s", f"{broker_rate / direct_rate:.2f}x direct", f">= {TARGET_RATIO}x"])
+    rows.append(["broker CPU per call (all its threads)", "", f"{cpu_ms:.2f} ms", "", ""])
     print_table("Gateway overhead: /v1/chat/completions, zero-latency simulator",
                 ["load", "direct p50 / p99 ms", "broker p50 / p99 ms", "added p50 / p99 ms", "target"], rows)
 

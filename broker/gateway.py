@@ -23,6 +23,7 @@ INTERACTIVE = "interactive"  #: the usage roll-up's route for gateway calls
 DEFAULT_RANK = PRIORITY_CLASSES["normal"]
 EXTENSIONS = ("constraints", "priority")  #: our fields in a request body, never sent upstream
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"  #: OpenAI's default when a moderation request names none
+INTERACTIVE_REPORTER = "interactive:"  #: provider_state rows of API processes (their calls) start with this
 POLICY_TTL_SECONDS = 1.0  #: a project's budget, regions and spend are re-read this often per API process
 
 

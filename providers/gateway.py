@@ -9,10 +9,11 @@ written (route ``interactive``) in one transaction off the request path.
 """
 
 import asyncio
-import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +21,13 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from broker.capacity import try_admit
 from broker.catalogue import ProviderConfig
 from broker.core import Core
 from broker.errors import ProviderBusy, RetryableUpstream, TerminalUpstream, UpstreamError
-from broker.gateway import INTERACTIVE, CallPlan, Policies
-from broker.ids import new_id
-from broker.interactive import end, renew
+from broker.gateway import INTERACTIVE, INTERACTIVE_REPORTER, CallPlan, Policies
 from broker.pricing import Usage, line_cost
+from broker.provider_state import publish
+from broker.tables import ProviderStateRow
 from broker.tokens import admission_tokens
 from broker.usage import Call
 from providers.base import UpstreamResponse, usage_of
@@ -35,13 +35,17 @@ from providers.circuit import CircuitBreaker
 from providers.http import classified
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
+from providers.slots import Slots
 from providers.sse import Relay, StreamingAdapter, chat_chunks
 from providers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
-POLL_SECONDS = 0.01  #: a waiting call looks for a free slot this often (at once when a call of this process ends)
-SLOT_LEASE_SECONDS = 30.0  #: a call's slot stops counting this long after its process last renewed it
-RENEW_SECONDS = 10.0  #: how often a process renews the slots of its running calls
+PUBLISH_SECONDS = 2.0  #: how often an API process reports its interactive calls per provider
+
+
+def _log_failure(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("publishing interactive provider state failed", exc_info=exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +68,11 @@ class Gateway:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._throttles: dict[str, ProviderThrottle] = {}
         self._circuits: dict[str, CircuitBreaker] = {}
-        self._held: set[str] = set()
-        self._freed = asyncio.Event()
-        self._renewed_at = time.monotonic()
-        self._tasks: set[asyncio.Future[None]] = set()
+        self.slots = Slots(core.engine)  #: concurrency slots ahead of batch lines
         self.policies = Policies(core.engine)  #: projects' budgets and regions, as recently read
+        self.reporter_id = f"{INTERACTIVE_REPORTER}{socket.gethostname()}:{os.getpid()}"
+        self._published_at = 0.0
+        self._publishing: asyncio.Future[None] | None = None
 
     @classmethod
     def for_process(cls, core: Core, limiter: Limiter | None) -> "Gateway":
@@ -94,47 +98,30 @@ class Gateway:
     def _circuit(self, provider: ProviderConfig) -> CircuitBreaker:
         return self._circuits.setdefault(provider.name, CircuitBreaker())
 
-    # --- capacity -------------------------------------------------------------------------------------------------
+    # --- bookkeeping --------------------------------------------------------------------------------------------
 
-    def _background(self, fn: Callable[..., None], *args: Any) -> None:
-        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+    def _release(self, provider: ProviderConfig, slot: str, plan: CallPlan | None = None,
+                 call: Call | None = None) -> None:
+        self.slots.release(provider.name, slot, plan.project_id if plan else "", call)
+        if time.monotonic() - self._published_at > PUBLISH_SECONDS:
+            self._published_at = time.monotonic()
+            self._publishing = asyncio.ensure_future(self._publish())
+            self._publishing.add_done_callback(_log_failure)
 
-    def _done(self, task: "asyncio.Future[None]") -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("gateway bookkeeping failed", exc_info=exc)
-
-    async def _admit(self, provider: ProviderConfig, plan: CallPlan, deadline: float) -> str:
-        """A concurrency slot for the call (its id), waiting until ``deadline`` at most."""
-        engine, call_id, created = self.core.engine, new_id("icall"), time.time()
-        admitted = await asyncio.to_thread(
-            try_admit, engine, provider, call_id, project_id=plan.project_id, rank=plan.rank, created_at=created,
-            lease_until=created + SLOT_LEASE_SECONDS, at=created, new=True)
-        self._held.add(call_id)
-        while not admitted:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._release(call_id)
-                raise ProviderBusy(f"{provider.name} has no capacity free for this call; try again shortly.",
-                                   retry_after=1.0)
-            self._freed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._freed.wait(), min(POLL_SECONDS, left))
-            admitted = await asyncio.to_thread(
-                try_admit, engine, provider, call_id, project_id=plan.project_id, rank=plan.rank, created_at=created,
-                lease_until=created + SLOT_LEASE_SECONDS, at=time.time(), new=False)
-        if time.monotonic() - self._renewed_at > RENEW_SECONDS:
-            self._renewed_at = time.monotonic()
-            self._background(renew, engine, sorted(self._held), time.time() + SLOT_LEASE_SECONDS, time.time())
-        return call_id
-
-    def _release(self, call_id: str, plan: CallPlan | None = None, call: Call | None = None) -> None:
-        self._held.discard(call_id)
-        self._freed.set()
-        self._background(end, self.core.engine, call_id, time.time(), plan.project_id if plan else "",
-                         [call] if call else [])
+    async def _publish(self) -> None:
+        """This process' interactive calls per provider, beside the workers' reports (``GET /v1/providers``)."""
+        rows = []
+        for name, throttle in self._throttles.items():
+            rpm, tpm = await throttle.limit_in_force()
+            stats = throttle.stats
+            p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
+            rows.append(ProviderStateRow(
+                provider=name, worker_id=self.reporter_id, updated_at=time.time(), rpm_in_force=rpm,
+                tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
+                rate_limited=sum(limited for _, limited in stats.calls),
+                p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None))
+        if rows:
+            await asyncio.to_thread(publish, self.core.engine, rows)
 
     async def _rate(self, throttle: ProviderThrottle, plan: CallPlan, endpoint: str, deadline: float) -> int:
         """Take the call's request and tokens ahead of batch lines; wait for them unless that outlasts the
@@ -180,23 +167,23 @@ class Gateway:
         failure: ProviderBusy | UpstreamError | None = None
         for provider in self._candidates(plan):
             try:
-                call_id = await self._admit(provider, plan, deadline)
+                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
             except ProviderBusy as exc:
                 failure = failure or exc
                 continue
             try:
                 resp = await self._post(provider, plan, endpoint, deadline)
             except (ProviderBusy, RetryableUpstream) as exc:
-                self._release(call_id)
+                self._release(provider, call_id)
                 failure = exc
                 continue
             except TerminalUpstream as exc:
-                self._release(call_id)
+                self._release(provider, call_id)
                 return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id)
             except BaseException:
-                self._release(call_id)
+                self._release(provider, call_id)
                 raise
-            self._release(call_id, plan, self._account(provider, plan.model, usage_of(resp.json)))
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage_of(resp.json)))
             return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id)
         assert failure is not None
         raise failure
@@ -220,18 +207,18 @@ class Gateway:
         failure: ProviderBusy | UpstreamError | None = None
         for provider in self._candidates(plan):
             try:
-                call_id = await self._admit(provider, plan, deadline)
+                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
             except ProviderBusy as exc:
                 failure = failure or exc
                 continue
             try:
                 events = await self._open(provider, plan, endpoint, deadline, call_id)
             except (ProviderBusy, RetryableUpstream) as exc:
-                self._release(call_id)
+                self._release(provider, call_id)
                 failure = exc
                 continue
             except BaseException:
-                self._release(call_id)
+                self._release(provider, call_id)
                 raise
             return Stream(provider.name, events)
         assert failure is not None
@@ -270,7 +257,7 @@ class Gateway:
         try:
             yield events
         finally:
-            self._release(call_id, plan, self._account(provider, plan.model, usage))
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage))
 
     async def _relay(self, provider: ProviderConfig, plan: CallPlan, call_id: str, upstream: httpx.Response,
                      chunks: AsyncIterator[bytes], first: bytes, relay: Relay, started: float,
@@ -290,4 +277,4 @@ class Gateway:
             await upstream.aclose()
             usage = usage_of({"usage": relay.usage or {}})
             await self._ended(provider, plan, started, tokens, failure, usage)
-            self._release(call_id, plan, self._account(provider, plan.model, usage))
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage))

@@ -8,14 +8,16 @@ lines (providers/gateway.py). Extensions in the body: ``priority`` and ``constra
 
 import math
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import ContextDep, get_project
+from api.context import ApiContext
+from api.deps import get_project
 from api.errors import error_response
 from broker.db import session_scope
 from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
@@ -59,12 +61,12 @@ def _failed(exc: UpstreamError) -> Response:
     return Response(orjson.dumps(error_envelope(exc.message, "server_error", None, exc.code)), 502, media_type=JSON)
 
 
-def _remembered(ctx: ContextDep, authorization: str | None) -> str | None:
+def _remembered(ctx: ApiContext, authorization: str | None) -> str | None:
     seen = ctx.projects_by_key.get(authorization or "")
     return seen[0] if seen is not None and time.monotonic() - seen[1] < KEY_TTL_SECONDS else None
 
 
-def _project(ctx: ContextDep, authorization: str | None) -> str:
+def _project(ctx: ApiContext, authorization: str | None) -> str:
     """The caller's project, as the key said it less than KEY_TTL_SECONDS ago (a revoked key stops within that)."""
     if (remembered := _remembered(ctx, authorization)) is not None:
         return remembered
@@ -76,7 +78,7 @@ def _project(ctx: ContextDep, authorization: str | None) -> str:
     return project_id
 
 
-async def _serve(request: Request, endpoint: str, ctx: ContextDep, authorization: str | None,
+async def _serve(request: Request, endpoint: str, ctx: ApiContext, authorization: str | None,
                  max_wait: str | None) -> Response:
     body = await _body(request)
     core, gateway = ctx.core, ctx.gateway()
@@ -105,35 +107,18 @@ async def _serve(request: Request, endpoint: str, ctx: ContextDep, authorization
     return Response(answer.content, answer.status, headers=headers, media_type=JSON)
 
 
-MaxWait = Annotated[str | None, Header(alias=MAX_WAIT_HEADER)]
-Authorization = Annotated[str | None, Header()]
+def _endpoint(path: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:  # no FastAPI dependencies: each would cost a thread hop
+        ctx: ApiContext = request.app.state.context
+        headers = request.headers
+        return await _serve(request, path, ctx, headers.get("authorization"), headers.get(MAX_WAIT_HEADER))
+
+    serve.__name__ = path.removeprefix("/v1/")
+    return serve
 
 
-@router.post("/v1/chat/completions", openapi_extra=_OPENAPI)
-async def chat_completions(request: Request, ctx: ContextDep, authorization: Authorization = None,
-                           max_wait: MaxWait = None) -> Response:
-    return await _serve(request, "/v1/chat/completions", ctx, authorization, max_wait)
-
-
-@router.post("/v1/completions", openapi_extra=_OPENAPI)
-async def completions(request: Request, ctx: ContextDep, authorization: Authorization = None,
-                      max_wait: MaxWait = None) -> Response:
-    return await _serve(request, "/v1/completions", ctx, authorization, max_wait)
-
-
-@router.post("/v1/embeddings", openapi_extra=_OPENAPI)
-async def embeddings(request: Request, ctx: ContextDep, authorization: Authorization = None,
-                     max_wait: MaxWait = None) -> Response:
-    return await _serve(request, "/v1/embeddings", ctx, authorization, max_wait)
-
-
-@router.post("/v1/responses", openapi_extra=_OPENAPI)
-async def responses(request: Request, ctx: ContextDep, authorization: Authorization = None,
-                    max_wait: MaxWait = None) -> Response:
-    return await _serve(request, "/v1/responses", ctx, authorization, max_wait)
-
-
-@router.post("/v1/moderations", openapi_extra=_OPENAPI)
-async def moderations(request: Request, ctx: ContextDep, authorization: Authorization = None,
-                      max_wait: MaxWait = None) -> Response:
-    return await _serve(request, "/v1/moderations", ctx, authorization, max_wait)
+_PARAMETERS = [{"name": MAX_WAIT_HEADER, "in": "header", "required": False, "schema": {"type": "number"},
+                "description": "Seconds this call may wait for provider capacity (capped by the server's setting)."}]
+for _path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"):
+    router.add_api_route(_path, _endpoint(_path), methods=["POST"], response_class=Response,
+                         openapi_extra={**_OPENAPI, "parameters": _PARAMETERS})

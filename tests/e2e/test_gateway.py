@@ -8,6 +8,7 @@ import pytest
 from broker.db import session_scope
 from broker.gateway import POLICY_TTL_SECONDS
 from broker.projects import configure_project
+from providers.gateway import PUBLISH_SECONDS
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
 from tests.harness import (
@@ -96,7 +97,13 @@ def test_providers_show_interactive_and_batch_calls(broker: EmbeddedBroker) -> N
         client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     wait_for(client, submit(client, [chat_line(i) for i in range(5)]).id)
     publish_provider_state(broker)
+    time.sleep(PUBLISH_SECONDS)  # an API process reports its calls this often, when a call ends
+    client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
     with broker.http() as http:
-        sim = next(p for p in http.get("/providers").json()["data"] if p["id"] == "sim")
-    assert sim["interactive"] == {"in_flight": 0, "calls_last_minute": 3}
+        while (sim := http.get("/providers").json()["data"][0])["interactive"]["calls_last_minute"] != 4:
+            assert time.monotonic() < deadline, sim
+            time.sleep(0.05)
+    assert sim["interactive"] == {"in_flight": 0, "calls_last_minute": 4}
     assert sim["batch"] == {"in_flight": 0, "calls_last_minute": 5}
+    assert sim["calls_last_minute"] == 9 and sim["workers"] == 1

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from cli.local_cluster import LocalCluster
+from providers.gateway import PUBLISH_SECONDS
 from simulator import SimulatorConfig, SimulatorServer
 from tests.harness import CHAT_MODEL, chat_line, submit, wait_for
 
@@ -50,12 +51,17 @@ def test_interactive_calls_go_first_on_the_budget_batches_share(
     counts = client.batches.retrieve(batch.id).request_counts
     assert counts is not None and counts.completed < 400, "the batch was still running"
     assert max(took) < 2.0, f"interactive calls waited behind the batch: {took}\n{c.logs()}"
+    time.sleep(PUBLISH_SECONDS)  # the API reports its calls this often, when a call ends
+    client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
     with httpx.Client(base_url=c.base_url, headers={"Authorization": f"Bearer {key}"}) as http:
-        sim_state = http.get("/providers").json()["data"][0]
-    assert sim_state["interactive"]["calls_last_minute"] == 6
+        while (state := http.get("/providers").json()["data"][0])["interactive"]["calls_last_minute"] != 7:
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+    assert state["batch"]["calls_last_minute"] > 0 and state["workers"] == 2
     assert wait_for(client, batch.id, timeout=120).status == "completed"
     assert sim.stats.max_in_flight <= MAX_CONCURRENCY, "one budget across the API and both workers"
     report = client.get("/usage", cast_to=object)
     assert isinstance(report, dict)
     routes = {row["route"]: row["requests"] for row in report["data"]}
-    assert routes == {"realtime": 400, "interactive": 6}
+    assert routes == {"realtime": 400, "interactive": 7}

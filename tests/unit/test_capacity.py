@@ -10,7 +10,7 @@ from broker.capacity import FLEX_RANK_OFFSET, try_admit
 from broker.catalogue import ProviderConfig
 from broker.db import make_engine
 from broker.dispatch import release
-from broker.interactive import end, held, load
+from broker.interactive import end, held
 from broker.migrate import upgrade
 from tests.unit.conftest import insert_batch
 
@@ -34,16 +34,15 @@ def test_freed_slots_go_by_rank_then_arrival(tmp_path: Path) -> None:
     assert not _admit(engine, "flex", 20 + FLEX_RANK_OFFSET, t + 2)
     assert not _admit(engine, "normal", 20, t + 3)
     assert not _admit(engine, "urgent", 0, t + 4)
-    end(engine, "a", t + 5)
+    end(engine, ["a"], [], t + 5)
     assert not _admit(engine, "flex", 20 + FLEX_RANK_OFFSET, t + 2, new=False)
     assert not _admit(engine, "normal", 20, t + 3, new=False)
     assert _admit(engine, "urgent", 0, t + 4, new=False)
-    end(engine, "b", t + 6)
+    end(engine, ["b"], [], t + 6)
     assert not _admit(engine, "flex", 20 + FLEX_RANK_OFFSET, t + 2, new=False)
     assert _admit(engine, "normal", 20, t + 3, new=False)
     with engine.connect() as conn:
         assert held(conn, "p", t + 7) == 3
-        assert load(conn, t + 7) == {"p": (2, 4)}
 
 
 def test_batch_release_leaves_interactive_slots_alone(tmp_path: Path) -> None:
