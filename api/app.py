@@ -12,6 +12,7 @@ def create_app(context: ApiContext) -> FastAPI:
                   description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
     install_error_handlers(app)
-    for module in (files, estimates, batches, models, providers, webhooks, schedules, usage, gateway):
+    # the gateway's routes first: they are the hot ones
+    for module in (gateway, files, estimates, batches, models, providers, webhooks, schedules, usage):
         app.include_router(module.router)
     return app

@@ -8,19 +8,28 @@ p95. Then a batch of ``--lines`` chat lines is submitted; once it runs at the li
 ``--seconds``. Over that window: the interactive p95 against the idle one, interactive calls answered 429, the
 provider's limit used (the simulator's successes per second over R/60) and the batch's share of what the
 interactive calls left (batch lines completed per second over R/60 minus the interactive rate).
-Run: ``python -m benchmarks.mixed [--lines 100000] [--rpm 12000] [--latency-ms 400] [--rate 20] [--seconds 30]``.
+With ``--postgres URL`` the broker is the production shape instead (``LocalCluster``: API, planner and two
+workers as processes on a throwaway PostgreSQL database and a flushed Redis db).
+Run: ``python -m benchmarks.mixed [--lines 100000] [--rpm 12000] [--latency-ms 400] [--rate 20] [--seconds 30]
+[--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/13]``.
 """
 
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import openai
 import orjson
+import redis
 
-from benchmarks._common import broker_serve, chat_lines, jsonl, print_table, simulator
+from benchmarks._common import broker_serve, chat_lines, jsonl, postgres_database, print_table, simulator
+from cli.local_cluster import LocalCluster
 
 TARGET_P95_RATIO = 1.2  #: interactive p95 beside the batch, over its p95 on an idle broker
 TARGET_USED = 0.95  #: share of the provider's limit used
@@ -50,6 +59,20 @@ async def interactive(base_url: str, rate: float, seconds: float) -> tuple[list[
     return ok, sum(status == 429 for status, _ in results), sum(status not in (200, 429) for status, _ in results)
 
 
+@contextmanager
+def broker(providers: str, args: argparse.Namespace) -> Iterator[str]:
+    """``broker serve`` (embedded), or with ``--postgres`` the production shape on PostgreSQL + Redis."""
+    if not args.postgres:
+        with broker_serve(providers) as url:
+            yield url
+        return
+    redis.Redis.from_url(args.redis).flushdb()
+    with tempfile.TemporaryDirectory() as tmp, postgres_database(args.postgres) as db_url, \
+            LocalCluster(Path(tmp), db_url, args.redis, providers, workers=2,
+                         env={"BROKER_AUTH_DISABLED": "true"}) as cluster:
+        yield cluster.base_url
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[94] * 1000
 
@@ -62,6 +85,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-concurrency", type=int, default=512)
+    parser.add_argument("--postgres", help="run LocalCluster (API, planner, 2 workers) on this PostgreSQL server...")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="...and this Redis db (flushed)")
     args = parser.parse_args()
     with simulator("--rpm", str(args.rpm), "--latency-ms", str(args.latency_ms)) as sim_url:
         providers = f"""
@@ -72,7 +97,7 @@ rpm = {args.rpm}
 models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
 """
         stats_url = sim_url.removesuffix("/v1") + "/_sim/stats"
-        with broker_serve(providers) as base_url:
+        with broker(providers, args) as base_url:
             idle, idle_429, idle_failed = asyncio.run(interactive(base_url, args.rate, args.seconds))
             client = openai.OpenAI(base_url=base_url, api_key="unused")
             upload = client.files.create(file=("mixed.jsonl", jsonl(chat_lines(args.lines, max_tokens=16))),

@@ -67,9 +67,7 @@ class Slots:
             admitted = await asyncio.to_thread(
                 try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
                 lease_until=created + LEASE_SECONDS, at=time.time(), new=False)
-        if time.monotonic() - self._renewed_at > RENEW_SECONDS:
-            self._renewed_at = time.monotonic()
-            self._write()
+        self._write()  # keeps the slot renewed while it is held
         return slot
 
     def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None) -> None:
@@ -96,7 +94,7 @@ class Slots:
                 self._free.extend(expired)
 
     async def _writes(self) -> None:
-        """Write freed slots and usage while there are any, and free idle grants as they expire."""
+        """Write freed slots and usage, free idle grants as they expire and renew the slots held, while any are."""
         while True:
             await asyncio.sleep(WRITE_WAIT_SECONDS)
             self._expire_idle()
@@ -113,6 +111,6 @@ class Slots:
                 self._renewed_at = time.monotonic()
                 await asyncio.to_thread(renew, self.engine, sorted(self._held), time.time() + LEASE_SECONDS,
                                         time.time())
-            if not any(self._idle.values()) and not self._free and not self._usage:
+            if not self._held and not self._free and not self._usage:  # held: running calls keep being renewed
                 return
             await asyncio.sleep(IDLE_GRANT_SECONDS / 2)
