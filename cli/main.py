@@ -42,6 +42,7 @@ Threads = Annotated[int | None, typer.Option(help="Worker threads (each runs one
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per upstream call: noise, and CPU on the hot path
 
 
 def _wait_for_signal() -> None:
