@@ -30,16 +30,19 @@ def _client(base_url: str, concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url + "/", limits=limits, timeout=30)
 
 
-async def _one(client: httpx.AsyncClient) -> float:
+async def _one(client: httpx.AsyncClient) -> float | None:
+    """The call's latency; None when it failed."""
     start = time.perf_counter()
-    resp = await client.post("chat/completions", content=BODY, headers=HEADERS)
-    assert resp.status_code == 200, resp.text
-    return time.perf_counter() - start
+    try:
+        resp = await client.post("chat/completions", content=BODY, headers=HEADERS)
+    except httpx.HTTPError:
+        return None
+    return time.perf_counter() - start if resp.status_code == 200 else None
 
 
-async def open_loop(base_url: str, rate: float, seconds: float) -> tuple[list[float], float]:
-    """Latencies of requests sent every 1/rate s for ``seconds``, and the rate actually achieved."""
-    async with _client(base_url, 512) as client:
+async def open_loop(base_url: str, rate: float, seconds: float) -> tuple[list[float], float, int]:
+    """Latencies of requests sent every 1/rate s for ``seconds``, the rate actually sent, and failed calls."""
+    async with _client(base_url, 256) as client:
         for _ in range(20):  # warm the pool and the broker's first-call paths
             await _one(client)
         tasks = []
@@ -50,8 +53,9 @@ async def open_loop(base_url: str, rate: float, seconds: float) -> tuple[list[fl
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(_one(client)))
+        sent = n / (time.perf_counter() - start)
         latencies = await asyncio.gather(*tasks)
-        return list(latencies), n / (time.perf_counter() - start)
+        return [x for x in latencies if x is not None], sent, sum(x is None for x in latencies)
 
 
 async def closed_loop(base_url: str, concurrency: int, seconds: float) -> float:
@@ -63,8 +67,7 @@ async def closed_loop(base_url: str, concurrency: int, seconds: float) -> float:
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < stop:
-                await _one(client)
-                done += 1
+                done += await _one(client) is not None
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -98,12 +101,13 @@ models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
 """
         with broker_serve(providers, with_pid=True) as (broker_url, pid):
             for rate in rates:
-                direct, _ = asyncio.run(open_loop(sim_url, rate, args.seconds))
-                brokered, achieved = asyncio.run(open_loop(broker_url, rate, args.seconds))
+                direct, _, direct_failed = asyncio.run(open_loop(sim_url, rate, args.seconds))
+                brokered, achieved, failed = asyncio.run(open_loop(broker_url, rate, args.seconds))
                 p50 = pct(brokered, 0.5) - pct(direct, 0.5)
                 p99 = pct(brokered, 0.99) - pct(direct, 0.99)
                 target = (f"<= {TARGET_ADDED_P50_MS:g} / <= {TARGET_ADDED_P99_MS:g} ms" if rate == 100 else "")
-                rows.append([f"{rate:g} req/s (sent {achieved:,.0f}/s)", f"{pct(direct, 0.5):.2f} / "
+                rows.append([f"{rate:g} req/s (sent {achieved:,.0f}/s; failed {direct_failed} / {failed})",
+                             f"{pct(direct, 0.5):.2f} / "
                              f"{pct(direct, 0.99):.2f}", f"{pct(brokered, 0.5):.2f} / {pct(brokered, 0.99):.2f}",
                              f"{p50:.2f} / {p99:.2f}", target])
             direct_rate = asyncio.run(closed_loop(sim_url, args.concurrency, args.seconds))
