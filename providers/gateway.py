@@ -1,11 +1,11 @@
 """The gateway's upstream side in an API process: interactive calls through the catalogue's deployments, under the
 providers' shared capacity, with fallback, the circuit breaker and accounting.
 
-A call takes a concurrency slot (broker/capacity.py: ahead of batch lines) and a request with its tokens from the
-provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its deadline, then
-goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as nothing has
-reached the client yet (a stream is committed once its first bytes are in). Its slot is freed and its usage and cost
-written (route ``interactive``) in one transaction off the request path.
+A call takes a concurrency slot (providers/slots.py, broker/capacity.py: ahead of batch lines) and a request with its
+tokens from the provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its
+deadline, then goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as
+nothing has reached the client yet (a stream is committed once its first bytes are in). Its usage and cost are
+written (route ``interactive``) off the request path, with other calls'.
 """
 
 import asyncio
