@@ -14,6 +14,7 @@ from api.routes import (
     estimates,
     failures,
     files,
+    gateway,
     metrics,
     models,
     org_keys,
@@ -33,7 +34,8 @@ def create_app(context: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     install_openapi(app)
-    for module in (files, estimates, batches, failures, models, providers, webhooks, schedules, usage, org_projects,
-                   org_keys, audit_logs, metrics):
+    # the gateway's routes first: they are the hot ones
+    for module in (gateway, files, estimates, batches, failures, models, providers, webhooks, schedules, usage,
+                   org_projects, org_keys, audit_logs, metrics):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""What the API needs from its process: the Core and a hook to wake an in-process planner."""
+"""What the API needs from its process: the Core, a hook to wake an in-process planner, and the gateway."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from prometheus_client.registry import Collector
 
 from broker.core import Core
+from providers.gateway import Gateway
+from providers.limits import Limiter
 
 
 def _nothing() -> None:
@@ -19,3 +21,14 @@ class ApiContext:
     wake_planner: Callable[[], None] = field(default=_nothing)
     #: scrape-time gauges of the process' other roles, served on /metrics too (queue depth where a planner runs)
     collectors: tuple[Collector, ...] = ()
+    #: the limiter the process' workers use (embedded mode), so interactive calls share their buckets
+    limiter: Limiter | None = None
+    _gateway: Gateway | None = None
+    #: Authorization header -> (project id, when read): interactive calls skip the key lookup for a few seconds
+    projects_by_key: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def gateway(self) -> Gateway:
+        """The process' gateway, made on first use (on the loop serving the API)."""
+        if self._gateway is None:
+            self._gateway = Gateway.for_process(self.core, self.limiter)
+        return self._gateway

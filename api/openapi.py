@@ -23,6 +23,7 @@ DESCRIPTIONS = {
     409: "The object's state does not allow this",
     413: "The upload is larger than the server accepts",
     429: "Refused for now: a rate or capacity limit",
+    502: "Every upstream deployment failed without an answer to pass on",
 }
 def _error(status: int) -> dict[str, Any]:
     return {"description": DESCRIPTIONS[status],

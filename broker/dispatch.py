@@ -21,6 +21,7 @@ from broker.budget import UNDER_CAP, month_params, within_monthly
 from broker.bulk import id_list_match
 from broker.catalogue import ProviderConfig
 from broker.ids import now
+from broker.interactive import held as interactive_held
 from broker.ranking import ActiveBatch, deal, tiers
 from broker.results import Outcome, store_outcomes, write_outcomes
 from schemas.batches import EMBEDDINGS_ENDPOINT
@@ -95,7 +96,8 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     at = time.time()  # not ids.now(): whole seconds would hold every sub-second retry back to the next second
     chunks: list[Chunk] = []
     running = calls_by_batch(conn, provider, at)
-    free = provider.max_concurrency - sum(running.values())
+    # interactive calls come first: slots they hold or wait for are not leased to lines
+    free = provider.max_concurrency - sum(running.values()) - interactive_held(conn, provider.name, at)
 
     active, eligible = _active_batches(conn, at, running) if free > 0 else ([], {})
 

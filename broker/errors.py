@@ -9,6 +9,8 @@ BrokerError
  |    +-- Conflict            409 invalid_request_error
  |    +-- PayloadTooLarge     413 invalid_request_error
  |    +-- RateLimited         429 rate_limit_error (strict admission: the window cannot be met)
+ |    |    +-- ProviderBusy    429 rate_limit_error with Retry-After (no capacity for an interactive call in time)
+ |    +-- QuotaExceeded       429 insufficient_quota (the project's budget is spent)
  +-- UnsafeTarget            a webhook URL the broker refuses to call (broker/webhooks/ssrf.py)
  +-- UpstreamError           a provider call went wrong
       +-- RetryableUpstream   429, 5xx, timeouts, dropped connections: try again after ``delay``
@@ -86,3 +88,18 @@ class RetryableUpstream(UpstreamError):
 
 class TerminalUpstream(UpstreamError):
     pass
+
+
+class QuotaExceeded(ApiError):
+    """429 insufficient_quota: the project's budget is spent (OpenAI's answer when an account's quota is)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+
+
+class ProviderBusy(RateLimited):
+    """Every deployment was full for as long as an interactive call may wait."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after  #: seconds after which capacity is expected

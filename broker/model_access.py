@@ -23,8 +23,12 @@ def may_use(project: Project | None, model: str) -> bool:
     """Whether ``project`` may call ``model`` (no project: authentication is off, everything is allowed)."""
     if project is None:
         return True
-    allowed = allowed_models(project)
-    return (allowed is None or model in allowed) and model not in blocked_models(project)
+    return permits(allowed_models(project), blocked_models(project), model)
+
+
+def permits(allowed: list[str] | None, blocked: list[str], model: str) -> bool:
+    """The rule itself, on a project's lists as read (None: no allow list)."""
+    return (allowed is None or model in allowed) and model not in blocked
 
 
 def not_allowed_message(model: str) -> str:

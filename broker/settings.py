@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     """Seconds a client may take to send a request's line and headers before its connection is closed."""
     http_body_timeout: float = 30.0
     """Seconds a client's request body may go without a byte arriving before its connection is closed."""
+    interactive_max_wait_seconds: float = 10.0
+    """Seconds an interactive call waits for provider capacity before a 429 (a call may ask for less with the
+    x-broker-max-wait header)."""
     simulator_port: int = DEFAULT_SIMULATOR_PORT
     """Port of the demo provider `broker serve` runs on loopback (a free one is taken when it is busy)."""
     batch_file_expires_after: int | None = DEFAULT_BATCH_FILE_EXPIRES_AFTER

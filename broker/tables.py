@@ -362,3 +362,23 @@ class LeaderLease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str | None = None
     until: float
+
+
+class InteractiveCall(SQLModel, table=True):
+    """An interactive (gateway) call holding or waiting for one of its provider's concurrency slots.
+
+    Batch release counts ``waiting`` and ``running`` rows as taken (interactive calls come first); ended rows are
+    kept for a couple of minutes for the per-minute counts of ``GET /v1/providers``.
+    """
+
+    __tablename__ = "interactive_call"
+    __table_args__ = (Index("ix_interactive_call_provider_state", "provider", "state"),)
+
+    id: str = Field(primary_key=True)
+    provider: str
+    project_id: str
+    rank: int  #: lower is admitted first: the call's priority; flex calls rank behind every interactive one
+    state: str  #: waiting -> running -> ended
+    created_at: float
+    lease_until: float  #: a row whose API process died stops counting after this (renewed while held)
+    ended_at: float | None = None

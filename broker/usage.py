@@ -75,3 +75,19 @@ def usage_rows_by_key(session: Session, project_id: str, start: str | None, end:
         query = query.where(col(UsageKeyDaily.day) <= end)
     return list(session.exec(query.order_by(col(UsageKeyDaily.day), col(UsageKeyDaily.api_key_id),
                                             col(UsageKeyDaily.model))))
+
+
+def add_project_usage(conn: Connection, project_id: str, calls: Sequence[Call]) -> None:
+    """Add ended calls that belong to no batch (interactive ones) to the project's daily roll-up."""
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    conn.execute(
+        text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
+             "output_tokens, cost_usd) VALUES (:project, :day, :provider, :model, :route, 1, :it, :ot, :cost) "
+             "ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
+             "requests = usage_daily.requests + excluded.requests, "
+             "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
+             "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
+             "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
+        [{"project": project_id, "day": day, "provider": p or "", "model": m or "", "route": r, "it": i, "ot": o,
+          "cost": c} for p, m, r, i, o, c in calls],
+    )

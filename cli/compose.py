@@ -17,6 +17,7 @@ from broker.leadership import Leadership
 from broker.metrics import exposition
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
+from providers.limits import LocalLimiter
 from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker, waiting_messages
 from workers.runtime import WorkerRuntime
 
@@ -39,6 +40,12 @@ class Processes:
     leadership_thread: threading.Thread | None = None
     collectors: list[Collector] = field(default_factory=list)  #: scrape-time gauges of the roles started here
     metrics_server: Any = None  #: the WSGI server of serve_metrics
+    #: without Redis, the API's interactive calls and the in-process workers share these buckets
+    local_limiter: LocalLimiter = field(default_factory=LocalLimiter)
+
+    @property
+    def shared_limiter(self) -> LocalLimiter | None:
+        return None if self.core.settings.redis_url else self.local_limiter
 
     def _queue(self) -> dramatiq.Broker:
         if self.queue is None:
@@ -48,7 +55,8 @@ class Processes:
     def start_workers(self, threads: int) -> None:
         queue = self._queue()
         self.worker, self.worker_process = start_worker(
-            queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue)))
+            queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue),
+                                        limiter=self.shared_limiter))
 
     def planner(self, leadership: Leadership | None = None) -> Planner:
         c = self.core
@@ -85,7 +93,8 @@ class Processes:
         self.metrics_server, _ = start_http_server(port, host, registry=exposition(*self.collectors))
 
     def api_context(self) -> ApiContext:
-        return ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors))
+        return ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors),
+                          limiter=self.shared_limiter)
 
     def app(self) -> Any:
         return create_app(self.api_context())

@@ -48,6 +48,7 @@ MetricsPort = Annotated[int | None, typer.Option(help="Serve Prometheus /metrics
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # ten lines of migration chatter at every start
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per upstream call: noise, and CPU on the hot path
 
 
 def _wait_for_signal() -> None:

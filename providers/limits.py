@@ -57,6 +57,10 @@ class Limiter(Protocol):
     async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
         """Reserve one request and ``tokens`` tokens; returns the seconds to wait before calling (0 = go now)."""
 
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        """Like :meth:`acquire`, for a call that goes ahead of batch lines (an interactive one): it takes from the
+        same buckets but waits only on a lane of its own that such calls alone drain, so batch lines yield."""
+
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         """A call was answered: correct the token bucket by its real usage (and count it as accepted)."""
 
@@ -93,6 +97,7 @@ class _Bucket:
     window_at: float = 0.0  #: start of the current counting window
     answered: int = 0  #: calls answered (not 429) in the current window...
     previous: int | None = None  #: ...and in the one before (None: no full window before)
+    first: "_Bucket | None" = None  #: the lane of calls that go ahead of batch lines (acquire_first)
 
     def refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.at)
@@ -135,6 +140,19 @@ class LocalLimiter:
         b.refill(now)
         _probe_up(b, limit, now)
         return max(_reserve(b, tokens), b.paused_until - now)
+
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        b = self._bucket(key, limit)
+        now = time.monotonic()
+        b.refill(now)
+        _probe_up(b, limit, now)
+        if b.first is None:
+            b.first = _Bucket(b.rpm, b.tpm, (b.rpm or 0) * BURST_SECONDS / 60, (b.tpm or 0) * BURST_SECONDS / 60, now)
+        lane = b.first
+        lane.rpm, lane.tpm = b.rpm, b.tpm
+        lane.refill(now)
+        _reserve(b, tokens)
+        return max(_reserve(lane, tokens), b.paused_until - now)  # a Retry-After holds interactive calls back too
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         b = self._bucket(key, limit)
@@ -255,6 +273,16 @@ if op == 'acquire' then
   if rpm > 0 then r = r - 1; if r < 0 then wait = math.max(wait, -r * 60000 / rpm) end end
   if tpm > 0 then t = t - cost; if t < 0 then wait = math.max(wait, -t * 60000 / tpm) end end
   result = wait
+elseif op == 'first' then
+  local p = redis.call('HMGET', key, 'pr', 'pt', 'pts')
+  local pel = math.max(0, now - (tonumber(p[3]) or now))
+  local pr = math.min(rpm * burst / 60, (tonumber(p[1]) or rpm * burst / 60) + pel * rpm / 60000)
+  local pt = math.min(tpm * burst / 60, (tonumber(p[2]) or tpm * burst / 60) + pel * tpm / 60000)
+  local wait = math.max(0, pause - now)
+  if rpm > 0 then r = r - 1; pr = pr - 1; if pr < 0 then wait = -pr * 60000 / rpm end end
+  if tpm > 0 then t = t - cost; pt = pt - cost; if pt < 0 then wait = math.max(wait, -pt * 60000 / tpm) end end
+  redis.call('HSET', key, 'pr', pr, 'pt', pt, 'pts', now)
+  result = wait
 elseif op == 'settle' then
   t = t + cost
   wn = wn + 1
@@ -316,6 +344,9 @@ class RedisLimiter:
 
     async def acquire(self, key: str, limit: Limit, tokens: int) -> float:
         return await self._run(key, limit, "acquire", tokens)
+
+    async def acquire_first(self, key: str, limit: Limit, tokens: int) -> float:
+        return await self._run(key, limit, "first", tokens)
 
     async def settle(self, key: str, limit: Limit, estimated: int, actual: int) -> None:
         await self._run(key, limit, "settle", estimated - actual)

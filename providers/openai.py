@@ -7,7 +7,7 @@ import httpx
 
 from providers.answers import parse_answer
 from providers.base import UpstreamResponse, raise_for_status
-from providers.http import int_header, send
+from providers.http import classified, int_header, send
 
 
 class OpenAICompatible:
@@ -23,3 +23,18 @@ class OpenAICompatible:
         limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
                   int_header(resp.headers, "x-ratelimit-limit-tokens"))
         return UpstreamResponse(resp.status_code, resp.text, parsed, resp.headers.get("x-request-id"), limits)
+
+    async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response:
+        """The upstream's streamed answer, its status checked; the caller reads and closes it."""
+        request = self.client.build_request("POST", endpoint.removeprefix("/v1/"), content=body,
+                                            headers={"content-type": "application/json"})
+        with classified():
+            resp = await self.client.send(request, stream=True)
+        if resp.status_code >= 400:
+            try:
+                with classified():
+                    await resp.aread()
+            finally:
+                await resp.aclose()
+            raise_for_status(resp)
+        return resp

@@ -80,6 +80,19 @@ class ProviderThrottle:
                     break
         self.stats.in_flight += 1
 
+    async def reserve_first(self, model: str | None, tokens: int) -> float:
+        """Take a request and ``tokens`` ahead of batch lines (an interactive call); returns the seconds to wait
+        before calling. Follow with :meth:`after`, or :meth:`unreserve` if the call does not go."""
+        waits = [await self.limiter.acquire_first(key, limit, tokens) for key, limit in self._keys(model)]
+        self.stats.in_flight += 1
+        return max(waits, default=0.0)
+
+    async def unreserve(self, model: str | None, tokens: int) -> None:
+        """The reserved call did not go: its tokens go back (its request stays spent)."""
+        self.stats.in_flight -= 1
+        for key, limit in self._keys(model):
+            await self.limiter.settle(key, limit, tokens, 0)
+
     async def after(self, model: str | None, latency: float, estimated: int, actual: int | None,
                     header_limits: tuple[int | None, int | None], rate_limited: bool,
                     own: Sequence[tuple[str, Limit]] = (), retry_after: float | None = None) -> None:

@@ -16,6 +16,13 @@ class LatencyMs(BaseModel):
     p95: float | None = None
 
 
+class Traffic(BaseModel):
+    """One kind of call on a provider, across all processes."""
+
+    in_flight: int = 0
+    calls_last_minute: int = 0
+
+
 class Provider(BaseModel):
     id: str
     object: Literal["provider"] = "provider"
@@ -24,11 +31,13 @@ class Provider(BaseModel):
     regions: list[str]
     configured: ProviderLimits  #: from the catalogue
     in_force: ProviderLimits  #: what the broker applies now, adapted to the provider's answers
-    in_flight: int  #: calls leased out right now, across all workers
-    calls_last_minute: int
+    in_flight: int  #: calls in flight right now, batch lines leased out and interactive calls
+    calls_last_minute: int  #: batch and interactive
     rate_limited_last_minute: int  #: of those, answered 429
     latency_ms: LatencyMs
     workers: int  #: worker processes that reported in the last 30 s
+    interactive: Traffic = Traffic()  #: gateway calls (/v1/chat/completions, ...)
+    batch: Traffic = Traffic()  #: batch lines in real time
 
 
 class ProviderList(BaseModel):

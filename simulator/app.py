@@ -22,7 +22,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -42,6 +42,7 @@ from simulator.responses import (
     render,
 )
 from simulator.stats import SimulatorStats
+from simulator.streaming import STREAMED_PATHS, events
 
 JSON_MEDIA_TYPE = "application/json"  #: content type of every answer
 _MARKER = SIM_ERROR_400_MARKER.encode()
@@ -236,7 +237,15 @@ class SimulatorApp:
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
         self.stats.answered(digest)
-        return self._json(200, rendered.payload, started, decision.headers, ident, dialect)
+        return self._success(path, rendered.payload, body, started, decision.headers, ident, dialect)
+
+    def _success(self, path: str, payload: dict[str, Any], body: dict[str, Any], started: float,
+                 extra: dict[str, str], ident: str, dialect: Dialect) -> Response:
+        """The answer as JSON, or with ``stream: true`` as server-sent events (:mod:`.streaming`)."""
+        if body.get("stream") is True and dialect is OPENAI and path in STREAMED_PATHS:
+            headers = {**self._headers(started, ident), **extra}
+            return StreamingResponse(events(path, payload, body), 200, headers, "text/event-stream")
+        return self._json(200, payload, started, extra, ident, dialect)
 
     def _broken(self, junk: bytes | None, payload: dict[str, Any], headers: dict[str, str]) -> Response:
         """A 200 with garbage for a body (a marker asked for ``junk``), else one dropped mid-body."""

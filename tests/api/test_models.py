@@ -38,7 +38,7 @@ def test_healthz_needs_no_key(shared_broker: EmbeddedBroker) -> None:
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/v1/nothing-here"),
     ("GET", "/nothing-here"),
-    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/audio/speech"),
     ("GET", "/v1/batches/batch_x/results"),
     ("GET", "/v1/files/file_x/content/more"),
 ])

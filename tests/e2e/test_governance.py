@@ -83,6 +83,11 @@ def test_a_project_allowed_only_model_a_sees_only_it_and_cannot_run_model_b(brok
     assert [(e.code, e.line) for e in refused.errors.data] == [("model_not_allowed", 2)]
     allowed = wait_for(client, submit(client, [line(i, "model-a") for i in range(3)]).id)
     assert allowed.status == "completed"
+    messages: Any = [{"role": "user", "content": "hi"}]
+    assert client.chat.completions.create(model="model-a", messages=messages).choices
+    with pytest.raises(openai.NotFoundError) as interactive:  # as OpenAI answers a model the key may not use
+        client.chat.completions.create(model="model-b", messages=messages)
+    assert interactive.value.code == "model_not_found"
 
 
 def test_spend_per_key_and_a_keys_monthly_budget(broker: EmbeddedBroker, admin: httpx.Client) -> None:

@@ -1,0 +1,132 @@
+"""The real-time gateway: OpenAI's inference endpoints, answered by the catalogue's deployments as they come.
+
+Every call runs under its project's rules (broker/gateway.py) and the providers' shared capacity, ahead of batch
+lines (providers/gateway.py). Extensions in the body: ``priority`` and ``constraints``, as on a batch; a
+``x-broker-max-wait`` header shortens how long the call may wait for capacity. The answer names its deployment in
+``x-broker-provider``.
+"""
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from api.context import ApiContext
+from api.deps import get_project_briefly
+from api.errors import error_response
+from api.openapi import errors
+from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
+from broker.gateway import CallPlan, plan_call
+from schemas.errors import error_envelope
+
+router = APIRouter(tags=["gateway"])
+PROVIDER_HEADER = "x-broker-provider"  #: the deployment that answered
+MAX_WAIT_HEADER = "x-broker-max-wait"  #: seconds this call may wait for capacity (capped by the setting)
+STREAMED = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
+JSON = "application/json"
+KEY_TTL_SECONDS = 5.0  #: how long an API key's project is remembered by an API process
+MAX_KEYS_REMEMBERED = 10_000  #: keys remembered at most (all are forgotten at once past this)
+_OPENAPI = {"requestBody": {"content": {JSON: {"schema": {"type": "object"}}}, "required": True}}
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("We could not parse the JSON body of your request: expected a JSON object.")
+    return body
+
+
+def _max_wait(setting: float, asked: str | None) -> float:
+    if asked is None:
+        return setting
+    try:
+        wait = float(asked)
+    except ValueError:
+        raise InvalidRequest(f"{MAX_WAIT_HEADER} must be a number of seconds.", param=MAX_WAIT_HEADER) from None
+    return max(0.0, min(setting, wait))
+
+
+def _failed(exc: UpstreamError) -> Response:
+    """Every deployment failed: the last upstream answer as it was, or 502 when there was none."""
+    if exc.status is not None and exc.body:
+        return Response(exc.body, exc.status, media_type=JSON)
+    return Response(orjson.dumps(error_envelope(exc.message, "server_error", None, exc.code)), 502, media_type=JSON)
+
+
+def _caller(request: Request) -> str:
+    """What names the caller's project: its key and the ``OpenAI-Project`` header an admin key may send."""
+    return f"{request.headers.get('authorization', '')}|{request.headers.get('openai-project', '')}"
+
+
+def _remembered(ctx: ApiContext, caller: str) -> str | None:
+    seen = ctx.projects_by_key.get(caller)
+    return seen[0] if seen is not None and time.monotonic() - seen[1] < KEY_TTL_SECONDS else None
+
+
+def _project(ctx: ApiContext, request: Request) -> str:
+    """The caller's project, as the key said it less than KEY_TTL_SECONDS ago (a revoked key stops within that),
+    by the same rules as every other route (api/deps.py: key kind, scope, archived project, last use)."""
+    caller = _caller(request)
+    if (remembered := _remembered(ctx, caller)) is not None:
+        return remembered
+    project_id = get_project_briefly(request, ctx, request.headers.get("authorization"),
+                                     request.headers.get("openai-project"))
+    if len(ctx.projects_by_key) >= MAX_KEYS_REMEMBERED:
+        ctx.projects_by_key.clear()
+    ctx.projects_by_key[caller] = (project_id, time.monotonic())
+    return project_id
+
+
+async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str | None) -> Response:
+    body = await _body(request)
+    core, gateway = ctx.core, ctx.gateway()
+
+    def plan() -> CallPlan:
+        return plan_call(gateway.policies, core.catalogue, _project(ctx, request), endpoint, body)
+
+    known = _remembered(ctx, _caller(request))
+    call_plan = plan() if known and gateway.policies.fresh(known) else await run_in_threadpool(plan)
+    wait = _max_wait(core.settings.interactive_max_wait_seconds, max_wait)
+    try:
+        if body.get("stream") is True and endpoint in STREAMED:
+            stream = await gateway.stream(call_plan, endpoint, wait)
+            return StreamingResponse(stream.events, media_type="text/event-stream",
+                                     headers={PROVIDER_HEADER: stream.provider, "cache-control": "no-cache"})
+        answer = await gateway.call(call_plan, endpoint, wait)
+    except ProviderBusy as exc:
+        busy = error_response(429, exc.message, exc.error_type, None, exc.code)
+        busy.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+        return busy
+    except UpstreamError as exc:
+        return _failed(exc)
+    headers = {PROVIDER_HEADER: answer.provider}
+    if answer.request_id:
+        headers["x-upstream-request-id"] = answer.request_id
+    return Response(answer.content, answer.status, headers=headers, media_type=JSON)
+
+
+def _endpoint(path: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:  # no FastAPI dependencies: each would cost a thread hop
+        ctx: ApiContext = request.app.state.context
+        headers = request.headers
+        return await _serve(request, path, ctx, headers.get(MAX_WAIT_HEADER))
+
+    serve.__name__ = path.removeprefix("/v1/")
+    return serve
+
+
+_PARAMETERS = [{"name": MAX_WAIT_HEADER, "in": "header", "required": False, "schema": {"type": "number"},
+                "description": "Seconds this call may wait for provider capacity (capped by the server's setting)."}]
+for _path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"):
+    # 404: a model the catalogue lacks or the project may not use; 429: no capacity in time, or a spent budget;
+    # 502: every deployment failed with no answer to pass on (an upstream's own error answer is passed through)
+    router.add_api_route(_path, _endpoint(_path), methods=["POST"], response_class=Response,
+                         responses=errors(404, 429, 502), openapi_extra={**_OPENAPI, "parameters": _PARAMETERS})

@@ -1,0 +1,286 @@
+"""The gateway's upstream side in an API process: interactive calls through the catalogue's deployments, under the
+providers' shared capacity, with fallback, the circuit breaker and accounting.
+
+A call takes a concurrency slot (providers/slots.py, broker/capacity.py: ahead of batch lines) and a request with its
+tokens from the provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its
+deadline, then goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as
+nothing has reached the client yet (a stream is committed once its first bytes are in). Its usage and cost are
+written (route ``interactive``) off the request path, with other calls'.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+
+from broker import metrics
+from broker.catalogue import ProviderConfig
+from broker.core import Core
+from broker.errors import ProviderBusy, RetryableUpstream, TerminalUpstream, UpstreamError
+from broker.gateway import INTERACTIVE_REPORTER, CallPlan, Policies
+from broker.metrics import INTERACTIVE
+from broker.pricing import Usage, line_cost
+from broker.provider_state import publish
+from broker.tables import ProviderStateRow
+from broker.tokens import admission_tokens
+from broker.usage import Call
+from providers.base import UpstreamResponse, usage_of
+from providers.circuit import CircuitBreaker
+from providers.http import classified
+from providers.limits import Limiter, LocalLimiter, RedisLimiter
+from providers.registry import kind_of
+from providers.slots import Slots
+from providers.sse import Relay, StreamingAdapter, chat_chunks
+from providers.throttle import ProviderThrottle
+
+log = logging.getLogger(__name__)
+PUBLISH_SECONDS = 2.0  #: how often an API process reports its interactive calls per provider
+
+
+def _log_failure(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("publishing interactive provider state failed", exc_info=exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    provider: str
+    status: int
+    content: bytes
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    provider: str
+    events: AsyncIterator[bytes]
+
+
+class Gateway:
+    def __init__(self, core: Core, limiter: Limiter) -> None:
+        self.core, self.limiter = core, limiter
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._throttles: dict[str, ProviderThrottle] = {}
+        self._circuits: dict[str, CircuitBreaker] = {}
+        self.slots = Slots(core.engine)  #: concurrency slots ahead of batch lines
+        self.policies = Policies(core.engine)  #: projects' budgets and regions, as recently read
+        self.reporter_id = f"{INTERACTIVE_REPORTER}{socket.gethostname()}:{os.getpid()}"
+        self._published_at = 0.0
+        self._publishing: asyncio.Future[None] | None = None
+
+    @classmethod
+    def for_process(cls, core: Core, limiter: Limiter | None) -> "Gateway":
+        """Created on the loop that serves the API. ``limiter``: the one the process' workers use (embedded mode);
+        else Redis when configured, else in memory."""
+        if limiter is None:
+            url = core.settings.redis_url
+            limiter = RedisLimiter(aioredis.Redis.from_url(url)) if url else LocalLimiter()
+        return cls(core, limiter)
+
+    # --- per provider ---------------------------------------------------------------------------------------------
+
+    def _client(self, provider: ProviderConfig) -> httpx.AsyncClient:
+        if provider.name not in self._clients:
+            self._clients[provider.name] = kind_of(provider).client(provider)
+        return self._clients[provider.name]
+
+    def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
+        if provider.name not in self._throttles:
+            self._throttles[provider.name] = ProviderThrottle(provider, self.limiter)
+        return self._throttles[provider.name]
+
+    def _circuit(self, provider: ProviderConfig) -> CircuitBreaker:
+        return self._circuits.setdefault(provider.name, CircuitBreaker())
+
+    # --- bookkeeping --------------------------------------------------------------------------------------------
+
+    def _release(self, provider: ProviderConfig, slot: str, plan: CallPlan | None = None,
+                 call: Call | None = None) -> None:
+        self.slots.release(provider.name, slot, plan.project_id if plan else "", call)
+        if time.monotonic() - self._published_at > PUBLISH_SECONDS:
+            self._published_at = time.monotonic()
+            self._publishing = asyncio.ensure_future(self._publish())
+            self._publishing.add_done_callback(_log_failure)
+
+    async def _publish(self) -> None:
+        """This process' interactive calls per provider, beside the workers' reports (``GET /v1/providers``)."""
+        rows = []
+        for name, throttle in self._throttles.items():
+            rpm, tpm = await throttle.limit_in_force()
+            stats = throttle.stats
+            p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
+            rows.append(ProviderStateRow(
+                provider=name, worker_id=self.reporter_id, updated_at=time.time(), rpm_in_force=rpm,
+                tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
+                rate_limited=sum(limited for _, limited in stats.calls),
+                p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None))
+        if rows:
+            await asyncio.to_thread(publish, self.core.engine, rows)
+
+    async def _rate(self, throttle: ProviderThrottle, plan: CallPlan, endpoint: str, deadline: float) -> int:
+        """Take the call's request and tokens ahead of batch lines; wait for them unless that outlasts the
+        deadline (then 429, never a call the provider would refuse). Returns the tokens taken."""
+        tokens = admission_tokens(endpoint, plan.body) if throttle.active else 0
+        wait = await throttle.reserve_first(plan.model, tokens)
+        if wait > deadline - time.monotonic():
+            await throttle.unreserve(plan.model, tokens)
+            raise ProviderBusy(f"{throttle.provider.name} is at its rate limit; try again shortly.", retry_after=wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return tokens
+
+    def _account(self, provider: ProviderConfig, model: str, usage: Usage) -> Call:
+        share = provider.price_multiplier(model, time.time())
+        call = (provider.name, model, INTERACTIVE, usage.input_tokens, usage.output_tokens,
+                line_cost(provider, model, usage) * share)
+        metrics.record_usage(*call)
+        return call
+
+    async def _ended(self, provider: ProviderConfig, plan: CallPlan, started: float, tokens: int,
+                     exc: UpstreamError | None, usage: Usage | None = None,
+                     limits: tuple[int | None, int | None] = (None, None)) -> None:
+        actual = usage.input_tokens + usage.output_tokens if usage is not None else None
+        metrics.record_call(provider.name, plan.model, INTERACTIVE, metrics.call_code(exc) if exc else 200,
+                            time.monotonic() - started)
+        await self.throttle(provider).after(plan.model, time.monotonic() - started, tokens, actual, limits,
+                                            rate_limited=exc is not None and exc.status == 429)
+        self._circuit(provider).record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
+
+    # --- calls ----------------------------------------------------------------------------------------------------
+
+    def _candidates(self, plan: CallPlan) -> list[ProviderConfig]:
+        """Deployments in fallback order; one whose circuit is open is skipped while another remains."""
+        up = [p for p in plan.deployments if not self._circuit(p).down]
+        return up or plan.deployments[-1:]
+
+    @staticmethod
+    def _payload(provider: ProviderConfig, plan: CallPlan, **changes: Any) -> bytes:
+        body = {**plan.body, "model": provider.upstream_name(plan.model), **changes}
+        return orjson.dumps({k: v for k, v in body.items() if v is not None})
+
+    async def call(self, plan: CallPlan, endpoint: str, max_wait: float) -> Answer:
+        """The first deployment's answer that is not a 429/5xx/timeout/connection error (a 4xx is answered as
+        is); raises the last failure, or :class:`ProviderBusy`, when none gives one."""
+        deadline = time.monotonic() + max_wait
+        failure: ProviderBusy | UpstreamError | None = None
+        for provider in self._candidates(plan):
+            try:
+                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
+            except ProviderBusy as exc:
+                failure = failure or exc
+                continue
+            try:
+                resp = await self._post(provider, plan, endpoint, deadline)
+            except (ProviderBusy, RetryableUpstream) as exc:
+                self._release(provider, call_id)
+                failure = exc
+                continue
+            except TerminalUpstream as exc:
+                self._release(provider, call_id)
+                return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id)
+            except BaseException:
+                self._release(provider, call_id)
+                raise
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage_of(resp.json)))
+            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id)
+        assert failure is not None
+        raise failure
+
+    async def _post(self, provider: ProviderConfig, plan: CallPlan, endpoint: str,
+                    deadline: float) -> UpstreamResponse:
+        tokens = await self._rate(self.throttle(provider), plan, endpoint, deadline)
+        started = time.monotonic()
+        try:
+            resp = await kind_of(provider).realtime(self._client(provider)).post(endpoint,
+                                                                                 self._payload(provider, plan))
+        except UpstreamError as exc:
+            await self._ended(provider, plan, started, tokens, exc)
+            raise
+        await self._ended(provider, plan, started, tokens, None, usage_of(resp.json), resp.header_limits)
+        return resp
+
+    async def stream(self, plan: CallPlan, endpoint: str, max_wait: float) -> Stream:
+        """Server-sent events from the first deployment whose stream starts; fallback as :meth:`call` until then."""
+        deadline = time.monotonic() + max_wait
+        failure: ProviderBusy | UpstreamError | None = None
+        for provider in self._candidates(plan):
+            try:
+                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
+            except ProviderBusy as exc:
+                failure = failure or exc
+                continue
+            try:
+                events = await self._open(provider, plan, endpoint, deadline, call_id)
+            except (ProviderBusy, RetryableUpstream) as exc:
+                self._release(provider, call_id)
+                failure = exc
+                continue
+            except BaseException:
+                self._release(provider, call_id)
+                raise
+            return Stream(provider.name, events)
+        assert failure is not None
+        raise failure
+
+    async def _open(self, provider: ProviderConfig, plan: CallPlan, endpoint: str, deadline: float,
+                    call_id: str) -> AsyncIterator[bytes]:
+        """The call's events, its first bytes already in (nothing has reached the client before this returns)."""
+        tokens = await self._rate(self.throttle(provider), plan, endpoint, deadline)
+        started = time.monotonic()
+        options = plan.body.get("stream_options")
+        include = isinstance(options, dict) and options.get("include_usage") is True
+        adapter = kind_of(provider).realtime(self._client(provider))
+        try:
+            if not isinstance(adapter, StreamingAdapter):  # told as chunks from the whole answer
+                resp = await adapter.post(endpoint, self._payload(provider, plan, stream=None, stream_options=None))
+                await self._ended(provider, plan, started, tokens, None, usage_of(resp.json), resp.header_limits)
+                return self._told(plan, provider, call_id, chat_chunks(resp.json, include), usage_of(resp.json))
+            asks = {"stream_options": {**(options or {}), "include_usage": True}} if endpoint != "/v1/responses" \
+                else {}
+            upstream = await adapter.open_stream(endpoint, self._payload(provider, plan, **asks))
+            chunks = upstream.aiter_raw()
+            try:
+                with classified():
+                    first = await anext(chunks)
+            except BaseException:
+                await upstream.aclose()
+                raise
+        except UpstreamError as exc:
+            await self._ended(provider, plan, started, tokens, exc)
+            raise
+        return self._relay(provider, plan, call_id, upstream, chunks, first, Relay(include), started, tokens)
+
+    async def _told(self, plan: CallPlan, provider: ProviderConfig, call_id: str, events: bytes,
+                    usage: Usage) -> AsyncIterator[bytes]:
+        try:
+            yield events
+        finally:
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage))
+
+    async def _relay(self, provider: ProviderConfig, plan: CallPlan, call_id: str, upstream: httpx.Response,
+                     chunks: AsyncIterator[bytes], first: bytes, relay: Relay, started: float,
+                     tokens: int) -> AsyncIterator[bytes]:
+        failure: UpstreamError | None = None
+        try:
+            yield relay.feed(first)
+            with classified():
+                async for data in chunks:
+                    if out := relay.feed(data):
+                        yield out
+            yield relay.rest()
+        except UpstreamError as exc:  # the client already has part of the answer: the stream just ends
+            log.warning("provider %s: stream broke after it started: %s", provider.name, exc.message)
+            failure = exc
+        finally:
+            await upstream.aclose()
+            usage = usage_of({"usage": relay.usage or {}})
+            await self._ended(provider, plan, started, tokens, failure, usage)
+            self._release(provider, call_id, plan, self._account(provider, plan.model, usage))

@@ -1,0 +1,116 @@
+"""An API process' concurrency slots for interactive calls (rows of ``interactive_call``, broker/capacity.py).
+
+A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most. When it ends its slot is kept
+by the process for :data:`IDLE_GRANT_SECONDS`: the next call to the same provider takes it without a query (steady
+traffic costs no admission query per call); a slot idle longer is freed. Freed slots and the calls' usage are
+written together, off the request path, every :data:`WRITE_WAIT_SECONDS`.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy import Engine
+
+from broker.capacity import try_admit
+from broker.catalogue import ProviderConfig
+from broker.errors import ProviderBusy
+from broker.ids import new_id
+from broker.interactive import end, renew
+from broker.usage import Call
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.01  #: a waiting call looks for a free slot this often (at once when a call of this process ends)
+LEASE_SECONDS = 30.0  #: a slot stops counting this long after its process last renewed it (a dead API process)
+RENEW_SECONDS = 10.0  #: how often a process renews its slots
+IDLE_GRANT_SECONDS = 0.05  #: an ended call's slot waits this long for the process' next call before it is freed
+WRITE_WAIT_SECONDS = 0.005  #: freed slots and usage are written together once the first has waited this long
+RETRY_SECONDS = 1.0  #: wait before writing again after the database refused
+
+
+class Slots:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._held: set[str] = set()  #: slots of running calls and idle grants
+        self._idle: dict[str, list[tuple[str, float]]] = {}  #: provider -> (slot, idle since), newest last
+        self._freed = asyncio.Event()
+        self._renewed_at = time.monotonic()
+        self._free: list[str] = []  #: slots to free in SQL
+        self._usage: list[tuple[str, Call]] = []  #: (project, call) to account
+        self._writer: asyncio.Future[None] | None = None
+
+    async def admit(self, provider: ProviderConfig, project_id: str, rank: int, deadline: float) -> str:
+        """A slot of ``provider`` for a call (its id): an idle grant of this process, else one admitted in SQL,
+        waiting until ``deadline`` at most (then :class:`ProviderBusy`)."""
+        if idle := self._idle.get(provider.name):
+            return idle.pop()[0]
+        slot, created = new_id("icall"), time.time()
+        admitted = await asyncio.to_thread(
+            try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
+            lease_until=created + LEASE_SECONDS, at=created, new=True)
+        self._held.add(slot)
+        while not admitted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._held.discard(slot)
+                self._write(free=slot)
+                raise ProviderBusy(f"{provider.name} has no capacity free for this call; try again shortly.",
+                                   retry_after=1.0)
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), min(POLL_SECONDS, left))
+            if idle := self._idle.get(provider.name):  # a call of this process ended meanwhile
+                self._held.discard(slot)
+                self._write(free=slot)
+                return idle.pop()[0]
+            admitted = await asyncio.to_thread(
+                try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
+                lease_until=created + LEASE_SECONDS, at=time.time(), new=False)
+        self._write()  # keeps the slot renewed while it is held
+        return slot
+
+    def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None) -> None:
+        """The call is over: its slot becomes an idle grant, ``call`` (what it used) is accounted."""
+        self._idle.setdefault(provider, []).append((slot, time.monotonic()))
+        self._freed.set()
+        if call is not None:
+            self._usage.append((project_id, call))
+        self._write()
+
+    def _write(self, free: str | None = None) -> None:
+        if free is not None:
+            self._free.append(free)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._writes())
+
+    def _expire_idle(self) -> None:
+        old = time.monotonic() - IDLE_GRANT_SECONDS
+        for provider, idle in self._idle.items():
+            expired = [slot for slot, since in idle if since < old]
+            if expired:
+                self._idle[provider] = [(slot, since) for slot, since in idle if since >= old]
+                self._held.difference_update(expired)
+                self._free.extend(expired)
+
+    async def _writes(self) -> None:
+        """Write freed slots and usage, free idle grants as they expire and renew the slots held, while any are."""
+        while True:
+            await asyncio.sleep(WRITE_WAIT_SECONDS)
+            self._expire_idle()
+            free, usage, self._free, self._usage = self._free, self._usage, [], []
+            renewing = time.monotonic() - self._renewed_at > RENEW_SECONDS
+            if free or usage:
+                try:
+                    await asyncio.to_thread(end, self.engine, free, usage, time.time())
+                except Exception:  # the database is away: keep them and write them again shortly
+                    log.exception("writing %d freed slots and %d calls' usage failed; retrying", len(free), len(usage))
+                    self._free[:0], self._usage[:0] = free, usage
+                    await asyncio.sleep(RETRY_SECONDS)
+            if renewing:
+                self._renewed_at = time.monotonic()
+                await asyncio.to_thread(renew, self.engine, sorted(self._held), time.time() + LEASE_SECONDS,
+                                        time.time())
+            if not self._held and not self._free and not self._usage:  # held: running calls keep being renewed
+                return
+            await asyncio.sleep(IDLE_GRANT_SECONDS / 2)
