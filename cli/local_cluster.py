@@ -5,6 +5,7 @@ With ``separate_data`` each process gets a data folder of its own, as on separat
 the database, Redis and the file store (set ``BROKER_STORAGE_URL`` to a bucket in ``env``)."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+
+from broker.auth import ADMIN_KEY_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0  #: seconds for every API process to answer /healthz (imports are slow on a loaded machine)
@@ -37,10 +40,13 @@ class LocalCluster:
         self.separate_data = separate_data
         self.ports = [free_port() for _ in range(apis)]
         self.port = self.ports[0]
-        # one-off commands (``run``) reach this cluster's API, with the admin key its first start kept in the data dir
+        # one admin key for every process, as compose gives it (each may have a data folder of its own); one-off
+        # commands (``run``) reach this cluster's API with it
+        self.admin_key = ADMIN_KEY_PREFIX + secrets.token_urlsafe(24)
         self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                     "BROKER_PROVIDERS_FILE": str(providers), "BROKER_DATA_DIR": str(workdir / "data"),
-                    "BROKER_URL": self.base_url, "BROKER_METRICS_HOST": "127.0.0.1", **(env or {})}
+                    "BROKER_URL": self.base_url, "BROKER_ADMIN_KEY": self.admin_key,
+                    "BROKER_METRICS_HOST": "127.0.0.1", **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.commands: dict[str, tuple[str, ...]] = {}  #: the ``broker`` arguments each process was started with
         #: where each planner and worker serves its Prometheus /metrics (the API serves its own on its port)

@@ -19,7 +19,10 @@ class StartupError(Exception):
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now: as uvicorn binds (SO_REUSEADDR), a port whose last
+    server just died (its connections in TIME_WAIT) counts as free."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -280,7 +280,12 @@ class Gateway:
             log.warning("provider %s: stream broke after it started: %s", provider.name, exc.message)
             failure = exc
         finally:
-            await upstream.aclose()
+            # accounted before any await: a client that hung up cancels this generator at its next await
             usage = usage_of({"usage": relay.usage or {}})
-            await self._ended(provider, plan, started, tokens, failure, usage)
             self._release(provider, call_id, plan, self._account(provider, plan.model, usage))
+            await asyncio.shield(self._closed(upstream, provider, plan, started, tokens, failure, usage))
+
+    async def _closed(self, upstream: httpx.Response, provider: ProviderConfig, plan: CallPlan, started: float,
+                      tokens: int, failure: UpstreamError | None, usage: Usage) -> None:
+        await upstream.aclose()
+        await self._ended(provider, plan, started, tokens, failure, usage)

@@ -83,7 +83,7 @@ def test_doctor_passes_a_working_embedded_setup(tmp_path: Path, sim: SimulatorSe
     good.write_text(f'[providers.good]\nbase_url = "{sim.base_url}"\n[providers.good.models]\n"gpt-4o-mini" = {{}}\n')
     env = {k: None for k in UNSET} | {"BROKER_PROVIDERS_FILE": str(good), "COLUMNS": "250"}
     runner = CliRunner()
-    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    assert runner.invoke(app, ["db", "upgrade", "--create"], env=env).exit_code == 0
     result = runner.invoke(app, ["doctor", "--embedded"], env=env)
     assert result.exit_code == 0, result.output
     assert "all checks passed" in result.output and "provider good" in result.output

@@ -63,5 +63,7 @@ def test_interactive_calls_go_first_on_the_budget_batches_share(
     assert sim.stats.max_in_flight <= MAX_CONCURRENCY, "one budget across the API and both workers"
     report = client.get("/usage", cast_to=object)
     assert isinstance(report, dict)
-    routes = {row["route"]: row["requests"] for row in report["data"]}
+    routes: dict[str, int] = {}
+    for row in report["data"]:  # a row per day, model and route (and usage by key beside it)
+        routes[row["route"]] = routes.get(row["route"], 0) + row["requests"]
     assert routes == {"realtime": 400, "interactive": 7}
