@@ -29,7 +29,6 @@ from broker.gateway import INTERACTIVE_REPORTER, CallPlan, Policies
 from broker.metrics import INTERACTIVE
 from broker.pricing import Usage, line_cost
 from broker.provider_state import publish
-from broker.tables import ProviderStateRow
 from broker.tokens import admission_tokens
 from broker.usage import Call
 from providers.base import UpstreamResponse, usage_of
@@ -112,16 +111,7 @@ class Gateway:
 
     async def _publish(self) -> None:
         """This process' interactive calls per provider, beside the workers' reports (``GET /v1/providers``)."""
-        rows = []
-        for name, throttle in self._throttles.items():
-            rpm, tpm = await throttle.limit_in_force()
-            stats = throttle.stats
-            p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
-            rows.append(ProviderStateRow(
-                provider=name, worker_id=self.reporter_id, updated_at=time.time(), rpm_in_force=rpm,
-                tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
-                rate_limited=sum(limited for _, limited in stats.calls),
-                p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None))
+        rows = [await throttle.report(self.reporter_id) for throttle in self._throttles.values()]
         if rows:
             await asyncio.to_thread(publish, self.core.engine, rows)
 

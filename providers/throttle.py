@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from broker.catalogue import ProviderConfig
+from broker.tables import ProviderStateRow
 from providers.limits import Limit, Limiter, wait_for_capacity
 
 log = logging.getLogger(__name__)
@@ -116,3 +117,15 @@ class ProviderThrottle:
     async def limit_in_force(self) -> tuple[float | None, float | None]:
         state = await self.limiter.state(self.provider.name, self._limit)
         return state.rpm, state.tpm
+
+    async def report(self, reporter_id: str) -> ProviderStateRow:
+        """This process' view of the provider, as ``GET /v1/providers`` gathers it from every process."""
+        rpm, tpm = await self.limit_in_force()
+        stats = self.stats
+        p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
+        return ProviderStateRow(
+            provider=self.provider.name, worker_id=reporter_id, updated_at=time.time(), rpm_in_force=rpm,
+            tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
+            rate_limited=sum(limited for _, limited in stats.calls),
+            p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None,
+        )

@@ -15,7 +15,6 @@ from broker.catalogue import ProviderConfig
 from broker.core import Core
 from broker.dispatch import LeasedLine, SendChunk
 from broker.provider_state import publish
-from broker.tables import ProviderStateRow
 from providers.circuit import CircuitBreaker
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
@@ -134,21 +133,15 @@ class WorkerRuntime:
     async def publish_state(self) -> None:
         rows = []
         for name, throttle in self._throttles.items():
-            rpm, tpm = await throttle.limit_in_force()
-            stats = throttle.stats
-            p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
-            rows.append(ProviderStateRow(
-                provider=name, worker_id=self.worker_id, updated_at=time.time(), rpm_in_force=rpm,
-                tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
-                rate_limited=sum(limited for _, limited in stats.calls),
-                p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None,
-            ))
-            logged = self._logged_rpm.get(name)
+            row = await throttle.report(self.worker_id)
+            rows.append(row)
+            rpm, logged = row.rpm_in_force, self._logged_rpm.get(name)
             if rpm is not None and (logged is None or abs(rpm - logged) > 0.05 * logged):
                 self._logged_rpm[name] = rpm
                 log.info("provider %s: %.0f rpm in force (configured %s), %.1f%% of calls got 429 in the last "
-                         "minute, p50 %s ms", name, rpm, throttle.provider.rpm, 100 * stats.rate_limited_share(),
-                         f"{p50 * 1000:.0f}" if p50 is not None else "-")
+                         "minute, p50 %s ms", name, rpm, throttle.provider.rpm,
+                         100 * throttle.stats.rate_limited_share(),
+                         f"{row.p50_ms:.0f}" if row.p50_ms is not None else "-")
         if rows:
             await asyncio.to_thread(publish, self.core.engine, rows)
 
