@@ -67,8 +67,8 @@ class _Body(httpx.AsyncByteStream):
 
 
 class NoCookies(http.cookiejar.CookieJar):
-    """A client's cookie jar that keeps nothing: upstream APIs are stateless, and reading every answer's cookies
-    costs httpx's client a fifth of a call's CPU."""
+    """A client's cookie jar that keeps nothing: upstream APIs are stateless, and parsing every answer's cookies
+    was a tenth of httpx's own CPU per call."""
 
     def extract_cookies(self, response: typing.Any, request: typing.Any) -> None:
         pass
