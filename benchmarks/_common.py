@@ -118,6 +118,18 @@ def chat_lines(n: int, model: str = "gpt-4o-mini", max_tokens: int | None = None
             for i in range(n)]
 
 
+def embedding_lines(n: int, model: str = "text-embedding-3-small") -> list[dict[str, object]]:
+    return [{"custom_id": f"emb-{i}", "method": "POST", "url": "/v1/embeddings",
+             "body": {"model": model, "input": f"Document {i}: a paragraph about item {i}."}} for i in range(n)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def jsonl(lines: Sequence[dict[str, object]]) -> io.BytesIO:
     return io.BytesIO(("\n".join(json.dumps(line) for line in lines) + "\n").encode())
 

@@ -22,7 +22,7 @@ import httpx
 import openai
 from openai.types import Batch
 
-from benchmarks._common import broker_serve, chat_lines, jsonl, print_table, simulator
+from benchmarks._common import broker_serve, chat_lines, embedding_lines, jsonl, print_table, simulator
 
 TARGET = 0.55  #: auto's cost as a share of naive's
 PRICES = {  # USD per 1M tokens: (input, output)
@@ -30,12 +30,6 @@ PRICES = {  # USD per 1M tokens: (input, output)
     "offpeak": {"gpt-4o-mini": (0.20, 0.80), "text-embedding-3-small": (0.016, 0.0)},
 }
 OFFPEAK_MULTIPLIER = 0.5
-
-
-def embedding_lines(n: int) -> list[dict[str, object]]:
-    return [{"custom_id": f"emb-{i}", "method": "POST", "url": "/v1/embeddings",
-             "body": {"model": "text-embedding-3-small", "input": f"Document {i}: a paragraph about item {i}."}}
-            for i in range(n)]
 
 
 def catalogue(primary_url: str, offpeak_url: str, opens: dt.datetime, turnaround: float) -> str:

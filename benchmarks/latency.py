@@ -11,7 +11,6 @@ Run: ``python -m benchmarks.latency [--lines 5000] [--concurrency 64 512] [--sig
 import argparse
 import asyncio
 import math
-import os
 import sys
 import time
 
@@ -19,18 +18,11 @@ import httpx
 import openai
 import orjson
 
-from benchmarks._common import broker_serve, chat_lines, jsonl, print_table, simulator
+from benchmarks._common import broker_serve, chat_lines, cpu_seconds, jsonl, print_table, simulator
 
 MEDIAN_MS = 400.0  #: median upstream latency
 TARGET_RATIO = 0.95  #: issue "Dispatch core": the broker reaches this share of the bare client's rate
 BARE_ATTEMPTS = 3  #: the bare client retries a call whose connection dropped, as a hand-written client would
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def set_sigma(sim_url: str, sigma: float) -> None:

@@ -3,9 +3,10 @@
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
 from broker.usage import add_usage
 
@@ -59,6 +60,16 @@ _RETRY_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:e
               "CAST(:rf{n} AS INTEGER), CAST(:mv{n} AS TEXT))")
 
 
+@lru_cache(maxsize=3 * MAX_ROWS_PER_STATEMENT)
+def _statement(template: str, row: str, n: int) -> TextClause:
+    """``template`` with ``n`` VALUES rows, made once per size: building the clause (parsing its binds) cost
+    more CPU than running it."""
+    return text(template.format(rows=", ".join(row.format(n=i) for i in range(n))))
+
+_SEQ_SQL = "UPDATE line SET result_seq = v.column2 FROM (VALUES {rows}) AS v WHERE line.id = v.column1"
+_SEQ_ROW = "(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))"
+
+
 def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
     with engine.begin() as conn:
         return write_outcomes(conn, outcomes, finished_at)
@@ -91,8 +102,7 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
             f"rq{n}": o.request_id, f"ec{n}": o.error_code, f"em{n}": o.error_message,
             f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at, f"co{n}": o.cost_usd,
         })
-    rows = ", ".join(_FINAL_ROW.format(n=n) for n in range(len(outcomes)))
-    updated = {r[0] for r in conn.execute(text(_FINAL_SQL.format(rows=rows)), params)}
+    updated = {r[0] for r in conn.execute(_statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)), params)}
     ended: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         if o.line_id in updated:
@@ -119,12 +129,10 @@ def _roll_up(conn: Connection, batch_id: str, ended: list[Outcome]) -> None:
     add_usage(conn, batch_id, [(o.provider, o.model, o.route, o.input_tokens, o.output_tokens, o.cost_usd)
                                for o in ended if o.provider is not None])
     first = last - len(ended) + 1
-    rows = ", ".join(f"(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))" for n in range(len(ended)))
     params: dict[str, Any] = {}
     for n, o in enumerate(sorted(ended, key=lambda o: o.line_id)):
         params.update({f"i{n}": o.line_id, f"q{n}": first + n})
-    conn.execute(text(f"UPDATE line SET result_seq = v.column2 FROM (VALUES {rows}) AS v WHERE line.id = v.column1"),
-                 params)
+    conn.execute(_statement(_SEQ_SQL, _SEQ_ROW, len(ended)), params)
 
 
 def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
@@ -132,5 +140,4 @@ def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     for n, o in enumerate(outcomes):
         params.update({f"i{n}": o.line_id, f"nb{n}": o.not_before, f"ec{n}": o.error_code,
                        f"em{n}": o.error_message, f"rf{n}": int(o.refund_attempt), f"mv{n}": o.move_to})
-    rows = ", ".join(_RETRY_ROW.format(n=n) for n in range(len(outcomes)))
-    conn.execute(text(_RETRY_SQL.format(rows=rows)), params)
+    conn.execute(_statement(_RETRY_SQL, _RETRY_ROW, len(outcomes)), params)

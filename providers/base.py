@@ -20,7 +20,7 @@ import orjson
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
 from broker.pricing import Usage
-from providers.transport import AsyncioTransport
+from providers.transport import AiohttpTransport, NoCookies
 from schemas.errors import error_envelope
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
@@ -58,8 +58,9 @@ def make_client(provider: ProviderConfig, headers: dict[str, str] | None = None)
     return httpx.AsyncClient(
         base_url=provider.base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
-        transport=AsyncioTransport(limits),
+        transport=AiohttpTransport(limits),
         headers=headers,
+        cookies=NoCookies(),
     )
 
 

@@ -9,6 +9,7 @@ parser, and :func:`int_header` reads a numeric header. Which statuses are retrya
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import httpx
@@ -39,11 +40,18 @@ def int_header(headers: httpx.Headers, name: str) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+@lru_cache(maxsize=1024)
+def _absolute(base_url: httpx.URL, path: str) -> httpx.URL:
+    """``path`` under ``base_url`` as httpx's client joins them; remembered, since httpx parses both URLs again on
+    every request given a relative one (a sixth of httpx's own CPU per call)."""
+    return base_url.copy_with(raw_path=base_url.raw_path + httpx.URL(path).raw_path.lstrip(b"/"))
+
+
 async def send(client: httpx.AsyncClient, method: str, path: str, check: StatusCheck,
                **kwargs: Any) -> httpx.Response:
     """``client.request(method, path, **kwargs)`` with network failures classified and ``check`` applied."""
     with classified():
-        resp = await client.request(method, path, **kwargs)
+        resp = await client.request(method, _absolute(client.base_url, path), **kwargs)
     check(resp)
     return resp
 

@@ -22,7 +22,9 @@ class OpenAICompatible:
         parsed = parse_answer(endpoint, resp.content, resp.status_code)
         limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
                   int_header(resp.headers, "x-ratelimit-limit-tokens"))
-        return UpstreamResponse(resp.status_code, resp.text, parsed, resp.headers.get("x-request-id"), limits)
+        # parsed: the body is UTF-8 (orjson takes nothing else), so no charset sniffing as ``resp.text`` does
+        return UpstreamResponse(resp.status_code, resp.content.decode(), parsed, resp.headers.get("x-request-id"),
+                                limits)
 
     async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response:
         """The upstream's streamed answer, its status checked; the caller reads and closes it."""

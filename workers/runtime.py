@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import time
@@ -27,7 +26,6 @@ from workers.project_limits import ProjectLimits
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  #: seconds between this process' provider-state reports
-CONNECTIONS_PER_CLIENT = 32  #: upstream connections per pooled client; bigger pools cost more CPU per request
 LIMITER_CONNECTIONS = 32  #: Redis connections a worker process uses for shared limits
 
 
@@ -49,8 +47,7 @@ class WorkerRuntime:
     #: shared limits; None until first use (a Redis client belongs to the event loop that made it)
     limiter: Limiter | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _clients: dict[str, list[httpx.AsyncClient]] = field(default_factory=dict)
-    _next_client: dict[str, int] = field(default_factory=dict)
+    _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
     _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
     _flows: dict[str, ProviderFlow] = field(default_factory=dict)
@@ -67,18 +64,10 @@ class WorkerRuntime:
         return RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds)
 
     def client(self, provider: ProviderConfig) -> httpx.AsyncClient:
-        """One of the process' pooled clients for ``provider``, in turn; created on first use, on the worker's loop.
-
-        httpcore's pool does work in proportion to its connections on every request, so a provider with a large
-        ``max_concurrency`` gets several small pools instead of one big one.
-        """
+        """The process' pooled client for ``provider``, created on first use, on the worker's loop."""
         if provider.name not in self._clients:
-            shards = max(1, math.ceil(provider.max_concurrency / CONNECTIONS_PER_CLIENT))
-            self._clients[provider.name] = [kind_of(provider).client(provider) for _ in range(shards)]
-            self._next_client[provider.name] = 0
-        clients, n = self._clients[provider.name], self._next_client[provider.name]
-        self._next_client[provider.name] = (n + 1) % len(clients)
-        return clients[n]
+            self._clients[provider.name] = kind_of(provider).client(provider)
+        return self._clients[provider.name]
 
     def throttle(self, provider: ProviderConfig) -> ProviderThrottle:
         if self.limiter is None:
@@ -154,9 +143,8 @@ class WorkerRuntime:
             await asyncio.gather(self._renewing, return_exceptions=True)
         if self._publishing is not None:
             await asyncio.gather(self._publishing, return_exceptions=True)
-        for clients in self._clients.values():
-            for client in clients:
-                await client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
         self._clients.clear()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.client.aclose()
