@@ -2,14 +2,24 @@
 for what they took."""
 
 import asyncio
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import fakeredis
 import pytest
 
+from providers import limits
 from providers.limits import Limit, Limiter, LocalLimiter, RedisLimiter
 
 LIMIT = Limit(rpm=600, tpm=None)  # 10 requests a second, a burst of 10
+
+
+@pytest.fixture(autouse=True)
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waits below are reckoned from one instant: a loaded machine's pauses between calls refill no bucket."""
+    wall, mono = time.time(), time.monotonic()
+    monkeypatch.setattr(limits, "time", SimpleNamespace(time=lambda: wall, monotonic=lambda: mono))
 
 
 @pytest.fixture(params=["local", "redis"])
