@@ -5,7 +5,6 @@ import httpx
 
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
-from tests.e2e.test_anthropic import PUBLIC, anthropic
 from tests.harness import CHAT_MODEL, chat_line, provider, submit, wait_for
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
@@ -54,16 +53,6 @@ def test_over_the_rate_limit_is_our_429_never_the_providers(start_broker: StartB
     assert [r.status_code for r in answers] == [200, 429, 429]
     assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in answers[1:])
     assert sim.stats.requests == 1 and sim.stats.rate_limited == 0
-
-
-def test_anthropic_answers_a_streamed_chat(start_broker: StartBroker, sim: SimulatorServer) -> None:
-    broker = start_broker(anthropic(sim))
-    client = broker.client()
-    whole = client.chat.completions.create(model=PUBLIC, messages=MESSAGES)  # type: ignore[arg-type]
-    chunks = list(client.chat.completions.create(model=PUBLIC, messages=MESSAGES, stream=True,  # type: ignore[arg-type]
-                                                 stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
-    assert chunks[-1].usage is not None and sim.stats.by_endpoint.get("/v1/messages") == 2
 
 
 def test_bad_max_wait_header_is_400(start_broker: StartBroker, sim: SimulatorServer) -> None:
