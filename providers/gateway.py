@@ -106,7 +106,7 @@ class Gateway:
 
     def _release(self, provider: ProviderConfig, slot: str, plan: CallPlan | None = None,
                  call: Call | None = None) -> None:
-        self.slots.release(provider.name, slot, plan.project_id if plan else "", call)
+        self.slots.release(provider.name, slot, plan.project_id if plan else "", call, plan.key_id if plan else None)
         if time.monotonic() - self._published_at > PUBLISH_SECONDS:
             self._published_at = time.monotonic()
             self._publishing = asyncio.ensure_future(self._publish())

@@ -19,7 +19,7 @@ from broker.capacity import try_admit
 from broker.catalogue import ProviderConfig
 from broker.errors import ProviderBusy
 from broker.ids import new_id
-from broker.interactive import end, renew
+from broker.interactive import KeyedCall, end, renew
 from broker.usage import Call
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Slots:
         self._freed = asyncio.Event()
         self._renewed_at = time.monotonic()
         self._free: list[str] = []  #: slots to free in SQL
-        self._usage: list[tuple[str, Call]] = []  #: (project, call) to account
+        self._usage: list[KeyedCall] = []  #: (project, key, call) to account
         self._writer: asyncio.Future[None] | None = None
 
     async def admit(self, provider: ProviderConfig, project_id: str, rank: int, deadline: float) -> str:
@@ -82,12 +82,14 @@ class Slots:
         self._write()  # keeps the slot renewed while it is held
         return slot
 
-    def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None) -> None:
-        """The call is over: its slot becomes an idle grant, ``call`` (what it used) is accounted."""
+    def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None,
+                key_id: str | None = None) -> None:
+        """The call is over: its slot becomes an idle grant, ``call`` (what it used) is accounted to its project
+        and to the key that made it."""
         self._idle.setdefault(provider, []).append((slot, time.monotonic()))
         self._freed.set()
         if call is not None:
-            self._usage.append((project_id, call))
+            self._usage.append((project_id, key_id, call))
         self._write()
 
     def _write(self, free: str | None = None) -> None:
