@@ -244,15 +244,18 @@ class SimulatorApp:
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
         self.stats.answered(digest)
-        return self._success(path, rendered.payload, body, started, decision.headers, ident, dialect)
+        return await self._success(path, rendered.payload, body, started, decision.headers, ident, dialect)
 
-    def _success(self, path: str, payload: dict[str, Any], body: dict[str, Any], started: float,
-                 extra: dict[str, str], ident: str, dialect: Dialect) -> Response:
-        """The answer as JSON, or with ``stream: true`` as server-sent events (:mod:`.streaming`)."""
+    async def _success(self, path: str, payload: dict[str, Any], body: dict[str, Any], started: float,
+                       extra: dict[str, str], ident: str, dialect: Dialect) -> Response:
+        """The answer as JSON, or with ``stream: true`` as server-sent events (:mod:`.streaming`); with a
+        ``stream_delay_ms``, the JSON answer comes when its stream would have ended."""
         frames = dialect.stream(path, payload, body)
         if frames is not None:
             headers = dialect.headers({**self._headers(started, ident), **extra})
             return StreamingResponse(self._paced(frames), 200, headers, "text/event-stream")
+        if self.config.stream_delay_ms > 0 and (whole := dialect.stream(path, payload, {**body, "stream": True})):
+            await asyncio.sleep((sum(1 for _ in whole) - 1) * self.config.stream_delay_ms / 1000)
         return self._json(200, payload, started, extra, ident, dialect)
 
     async def _paced(self, frames: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -50,7 +50,8 @@ class SimulatorConfig:
     slow_seconds: float = 3.0
     """How long a request marked with ``SIM_SLOW_MARKER`` takes (one slow line among fast ones, in tests)."""
     stream_delay_ms: float = 0.0
-    """Pause between two events of a streamed answer (one per word, as a model emits tokens); 0 sends them at once."""
+    """Pause between two events of a streamed answer (one per word, as a model emits tokens); a whole answer comes
+    when its stream would have ended. 0 answers at once."""
     embedding_dim: int = 64
     """Vector size of embeddings when the request does not give ``dimensions``."""
     max_embedding_inputs: int = 2048
