@@ -26,7 +26,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+STARTUP_TIMEOUT = 120.0  #: seconds a service may take to answer (a loaded 2-core machine can take a minute)
+
+
+def wait_http(url: str, timeout: float = STARTUP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
