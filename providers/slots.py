@@ -3,8 +3,8 @@
 A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most. When it ends its slot is kept
 by the process for :data:`IDLE_GRANT_SECONDS`: the next call to the same provider takes it without a query (steady
 traffic costs no admission query per call), the first in line (rank, then age) among this process' waiting calls if
-any wait; a slot idle longer is freed. Freed slots and the calls' usage are
-written together, off the request path, every :data:`WRITE_WAIT_SECONDS`.
+any wait; a slot idle longer is freed. Freed slots and the calls' usage are written together, off the request path,
+every :data:`WRITE_WAIT_SECONDS`.
 """
 
 import asyncio
