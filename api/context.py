@@ -24,8 +24,8 @@ class ApiContext:
     #: the limiter the process' workers use (embedded mode), so interactive calls share their buckets
     limiter: Limiter | None = None
     _gateway: Gateway | None = None
-    #: Authorization header -> (project id, when read): interactive calls skip the key lookup for a few seconds
-    projects_by_key: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: Authorization header -> (project id, key id, when read): interactive calls skip the key lookup for a few seconds
+    projects_by_key: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
 
     def gateway(self) -> Gateway:
         """The process' gateway, made on first use (on the loop serving the API)."""

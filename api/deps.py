@@ -77,8 +77,15 @@ def get_project_briefly(request: Request, ctx: ContextDep, authorization: Annota
                         openai_project: Annotated[str | None, Header(alias="OpenAI-Project")] = None) -> str:
     """The caller's project, from a session closed before the route runs: for routes that keep the request open
     long (uploads), so that a slow client never holds a database connection."""
+    return project_and_key_briefly(request, ctx, authorization, openai_project)[0]
+
+
+def project_and_key_briefly(request: Request, ctx: ApiContext, authorization: str | None,
+                            openai_project: str | None) -> tuple[str, str | None]:
+    """The caller's project and key id (None with authentication off), as :func:`get_project_briefly` reads them."""
     with session_scope(ctx.core.engine) as session:
-        return get_project(request, get_caller(request, ctx, session, authorization), session, openai_project)
+        caller = get_caller(request, ctx, session, authorization)
+        return get_project(request, caller, session, openai_project), caller.key_id
 
 
 BriefProjectDep = Annotated[str, Depends(get_project_briefly)]

@@ -1,8 +1,8 @@
 """The gateway's rules for one interactive call: who may call which model where, within what budget, at what rank.
 
 :func:`deployments_for` is the one place that resolves a caller's model to the deployments it may use (the access
-rule lives there); :func:`plan_call` adds the project's budget, regions (:class:`Policies`) and the call's
-priority.
+rule lives there); :func:`plan_call` adds the project's and the key's monthly budgets, the project's regions
+(:class:`Policies`) and the call's priority.
 """
 
 import time
@@ -34,6 +34,7 @@ class CallPlan:
     deployments: list[ProviderConfig]  #: in fallback order
     rank: int  #: lower is admitted first (broker/capacity.py)
     body: dict[str, Any]  #: what goes upstream (our extensions removed)
+    key_id: str | None = None  #: the API key that made the call (its usage and budget), None with auth off
 
 
 def deployments_for(catalogue: Catalogue, model: str, endpoint: str, constraints: dict[str, Any],
@@ -68,18 +69,46 @@ class Policy:
     models_blocked: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """An API key's monthly budget and its spend this month, as last read."""
+
+    name: str
+    monthly_budget_usd: float | None
+    spent_this_month: float
+    read_at: float
+
+
 class Policies:
-    """Projects' policies, re-read at most every ``ttl`` seconds per process: a call costs no query when its
-    project was read recently, so a budget just spent, or one just set, applies within ``ttl``."""
+    """Projects' and keys' policies, re-read at most every ``ttl`` seconds per process: a call costs no query when
+    its project and key were read recently, so a budget just spent, or one just set, applies within ``ttl``."""
 
     def __init__(self, engine: Engine, ttl: float = POLICY_TTL_SECONDS) -> None:
         self.engine, self.ttl = engine, ttl
         self._read: dict[str, Policy] = {}
+        self._keys: dict[str, KeyPolicy] = {}
 
-    def fresh(self, project_id: str) -> bool:
-        """Whether :meth:`get` answers without a query."""
+    def fresh(self, project_id: str, key_id: str | None = None) -> bool:
+        """Whether :meth:`get` (and :meth:`key`) answer without a query."""
         policy = self._read.get(project_id)
-        return policy is not None and time.monotonic() - policy.read_at <= self.ttl
+        if policy is None or time.monotonic() - policy.read_at > self.ttl:
+            return False
+        key = self._keys.get(key_id) if key_id is not None else None
+        return key_id is None or (key is not None and time.monotonic() - key.read_at <= self.ttl)
+
+    def key(self, key_id: str) -> KeyPolicy:
+        now = time.monotonic()
+        policy = self._keys.get(key_id)
+        if policy is None or now - policy.read_at > self.ttl:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT name, monthly_budget_usd, (SELECT COALESCE(SUM(cost_usd), 0) FROM usage_key_daily "
+                         "WHERE api_key_id = :k AND day >= :month) FROM api_key WHERE id = :k"),
+                    {"k": key_id, "month": month_start(time.time())}).one_or_none()
+                conn.rollback()
+            policy = KeyPolicy(row[0], row[1], float(row[2]), now) if row else KeyPolicy("", None, 0.0, now)
+            self._keys[key_id] = policy
+        return policy
 
     def get(self, project_id: str) -> Policy:
         now = time.monotonic()
@@ -120,8 +149,9 @@ def _constraints(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_call(policies: Policies, catalogue: Catalogue, project_id: str, endpoint: str,
-              body: dict[str, Any]) -> CallPlan:
-    """Check the call against the project's rules and say where it may go; raises the API error to answer."""
+              body: dict[str, Any], key_id: str | None = None) -> CallPlan:
+    """Check the call against the rules of its project and of the key that made it, and say where it may go;
+    raises the API error to answer."""
     model = body.get("model", DEFAULT_MODERATION_MODEL if endpoint == "/v1/moderations" else None)
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", param="model")
@@ -131,6 +161,10 @@ def plan_call(policies: Policies, catalogue: Catalogue, project_id: str, endpoin
     if budget is not None and policy.spent_this_month >= budget:
         raise QuotaExceeded(f"You exceeded your current quota: project '{policy.name}' has spent its monthly "
                             f"budget of ${budget:.2f}.", code="insufficient_quota")
+    key = policies.key(key_id) if key_id is not None else None
+    if key is not None and key.monthly_budget_usd is not None and key.spent_this_month >= key.monthly_budget_usd:
+        raise QuotaExceeded(f"You exceeded your current quota: API key '{key.name}' has spent its monthly budget "
+                            f"of ${key.monthly_budget_usd:.2f}.", code="insufficient_quota")
     upstream = {k: v for k, v in body.items() if k not in EXTENSIONS}
     upstream.setdefault("model", model)
-    return CallPlan(project_id, model, deployments, _rank(body), upstream)
+    return CallPlan(project_id, model, deployments, _rank(body), upstream, key_id)

@@ -5,7 +5,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
-from broker.usage import Call, add_project_usage
+from broker.usage import Call, add_key_usage, add_project_usage
+
+KeyedCall = tuple[str, str | None, Call]  #: (project id, API key id or None, call) of one interactive call
 
 KEEP_ENDED_SECONDS = 120.0  #: ended rows are kept this long (per-minute counts), then deleted
 
@@ -17,15 +19,16 @@ def held(conn: Connection, provider: str, at: float) -> int:
              "AND lease_until > :now"), {"p": provider, "now": at}).scalar_one())
 
 
-def end(engine: Engine, call_ids: Sequence[str], usage: Sequence[tuple[str, Call]], at: float) -> None:
-    """Free calls' slots, and add what calls used, ``(project id, call)``, to their projects' roll-up, in one
-    transaction."""
+def end(engine: Engine, call_ids: Sequence[str], usage: Sequence[KeyedCall], at: float) -> None:
+    """Free calls' slots, and add what calls used to their projects' and keys' roll-ups, in one transaction."""
     with engine.begin() as conn:
         if call_ids:
             conn.execute(text("UPDATE interactive_call SET state = 'ended', ended_at = :now WHERE id = :id"),
                          [{"id": call_id, "now": at} for call_id in call_ids])
-        for project_id in sorted({project for project, _ in usage}):
-            add_project_usage(conn, project_id, [call for project, call in usage if project == project_id])
+        for project_id in sorted({project for project, _, _ in usage}):
+            add_project_usage(conn, project_id, [call for project, _, call in usage if project == project_id])
+        for project_id, key_id in sorted({(project, key) for project, key, _ in usage if key is not None}):
+            add_key_usage(conn, project_id, key_id, [call for _, key, call in usage if key == key_id])
 
 
 def renew(engine: Engine, call_ids: Sequence[str], until: float, at: float) -> None:

@@ -38,7 +38,7 @@ class ApiKey(SQLModel, table=True):
     #: after a rotation the old value keeps working until ``previous_valid_until``
     previous_hash: str | None = Field(default=None, index=True)
     previous_valid_until: int | None = None
-    monthly_budget_usd: float | None = None  #: dispatch stops for batches created with this key past it
+    monthly_budget_usd: float | None = None  #: past it: its batches' dispatch stops, its interactive calls get 429
 
 
 class ProjectRateLimit(SQLModel, table=True):

@@ -77,6 +77,22 @@ def usage_rows_by_key(session: Session, project_id: str, start: str | None, end:
                                             col(UsageKeyDaily.model))))
 
 
+def add_key_usage(conn: Connection, project_id: str, api_key_id: str, calls: Sequence[Call]) -> None:
+    """Add ended calls that belong to no batch (interactive ones) to their key's daily roll-up."""
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    conn.execute(
+        text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
+             "output_tokens, cost_usd) VALUES (:key, :day, :model, :project, 1, :it, :ot, :cost) "
+             "ON CONFLICT (api_key_id, day, model) DO UPDATE SET "
+             "requests = usage_key_daily.requests + excluded.requests, "
+             "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
+             "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
+             "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
+        [{"key": api_key_id, "project": project_id, "day": day, "model": m or "", "it": i, "ot": o, "cost": c}
+         for _, m, _, i, o, c in calls],
+    )
+
+
 def add_project_usage(conn: Connection, project_id: str, calls: Sequence[Call]) -> None:
     """Add ended calls that belong to no batch (interactive ones) to the project's daily roll-up."""
     day = dt.datetime.now(dt.UTC).date().isoformat()

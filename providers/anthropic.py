@@ -270,10 +270,6 @@ def message_to_chat(message: dict[str, Any], *, created: int | None = None) -> d
     reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     if calls:
         reply["tool_calls"] = calls
-    usage = message.get("usage") or {}
-    cache_read = int(usage.get("cache_read_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + cache_read + int(usage.get("cache_creation_input_tokens") or 0)
-    completion = int(usage.get("output_tokens") or 0)
     return {
         "id": message.get("id"),
         "object": "chat.completion",
@@ -281,9 +277,17 @@ def message_to_chat(message: dict[str, Any], *, created: int | None = None) -> d
         "model": message.get("model"),
         "choices": [{"index": 0, "message": reply, "logprobs": None,
                      "finish_reason": FINISH_REASONS.get(str(message.get("stop_reason")), "stop")}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                  "prompt_tokens_details": {"cached_tokens": cache_read}},
+        "usage": chat_usage(message.get("usage") or {}),
     }
+
+
+def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's usage for Anthropic's: cache reads and writes count as prompt tokens, reads also as cached."""
+    cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    prompt = int(usage.get("input_tokens") or 0) + cache_read + int(usage.get("cache_creation_input_tokens") or 0)
+    completion = int(usage.get("output_tokens") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cache_read}}
 
 
 def openai_error(error: Any) -> dict[str, Any]:
@@ -312,6 +316,25 @@ def raise_for_status(resp: httpx.Response) -> None:
     raise_for_openai_status(resp, request_id_header="request-id", error_text=error_text)
 
 
+def messages_body(endpoint: str, body: bytes, *, stream: bool = False) -> bytes:
+    """The Messages request for an OpenAI chat request's body; ``stream`` asks for server-sent events (the
+    OpenAI request's own ``stream`` and ``stream_options`` are the caller's business, not Anthropic's)."""
+    if endpoint != CHAT_ENDPOINT:
+        raise refused(f"Anthropic providers serve {CHAT_ENDPOINT} only, not {endpoint}.", None,
+                      "unsupported_endpoint")
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        request = None
+    if not isinstance(request, dict):
+        raise refused("The request body is not a JSON object.", None, "invalid_json")
+    if not stream:
+        return orjson.dumps(chat_to_messages(request))
+    request.pop("stream", None)
+    request.pop("stream_options", None)
+    return orjson.dumps({**chat_to_messages(request), "stream": True})
+
+
 class AnthropicMessages:
     """Posts one OpenAI chat request to Anthropic's ``messages`` and answers a translated ``chat.completion``;
     same contract as :class:`~providers.openai.OpenAICompatible`."""
@@ -320,16 +343,7 @@ class AnthropicMessages:
         self.client = client
 
     async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
-        if endpoint != CHAT_ENDPOINT:
-            raise refused(f"Anthropic providers serve {CHAT_ENDPOINT} only, not {endpoint}.", None,
-                          "unsupported_endpoint")
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            request = None
-        if not isinstance(request, dict):
-            raise refused("The request body is not a JSON object.", None, "invalid_json")
-        payload = orjson.dumps(chat_to_messages(request))
+        payload = messages_body(endpoint, body)
         resp = await send(self.client, "POST", "messages", raise_for_status, content=payload,
                           headers={"content-type": "application/json"})
         try:

@@ -4,8 +4,8 @@ providers' shared capacity, with fallback, the circuit breaker and accounting.
 A call takes a concurrency slot (providers/slots.py, broker/capacity.py: ahead of batch lines) and a request with its
 tokens from the provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its
 deadline, then goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as
-nothing has reached the client yet (a stream is committed once its first bytes are in). Its usage and cost are
-written (route ``interactive``) off the request path, with other calls'.
+nothing has reached the client yet (a stream is committed once its first events for the client are in). Its usage
+and cost are written (route ``interactive``) off the request path, with other calls'.
 """
 
 import asyncio
@@ -13,9 +13,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -37,11 +37,14 @@ from providers.http import classified
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
 from providers.slots import Slots
-from providers.sse import Relay, StreamingAdapter, chat_chunks
+from providers.sse import EventRelay
 from providers.throttle import ProviderThrottle
 
 log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 2.0  #: how often an API process reports its interactive calls per provider
+T = TypeVar("T")
+Attempt = Callable[[ProviderConfig, str, float], Awaitable[T]]
+"""One deployment's try at a call: ``(provider, slot, deadline)`` -> its result (see :meth:`Gateway._fallback`)."""
 
 
 def _log_failure(task: "asyncio.Future[None]") -> None:
@@ -103,7 +106,7 @@ class Gateway:
 
     def _release(self, provider: ProviderConfig, slot: str, plan: CallPlan | None = None,
                  call: Call | None = None) -> None:
-        self.slots.release(provider.name, slot, plan.project_id if plan else "", call)
+        self.slots.release(provider.name, slot, plan.project_id if plan else "", call, plan.key_id if plan else None)
         if time.monotonic() - self._published_at > PUBLISH_SECONDS:
             self._published_at = time.monotonic()
             self._publishing = asyncio.ensure_future(self._publish())
@@ -156,33 +159,42 @@ class Gateway:
         body = {**plan.body, "model": provider.upstream_name(plan.model), **changes}
         return orjson.dumps({k: v for k, v in body.items() if v is not None})
 
-    async def call(self, plan: CallPlan, endpoint: str, max_wait: float) -> Answer:
-        """The first deployment's answer that is not a 429/5xx/timeout/connection error (a 4xx is answered as
-        is); raises the last failure, or :class:`ProviderBusy`, when none gives one."""
+    async def _fallback(self, plan: CallPlan, max_wait: float, attempt: Attempt[T]) -> T:
+        """What ``attempt`` makes of the first deployment that neither is full nor fails with a 429, 5xx, timeout or
+        connection error (then the next one is tried); raises the last failure, or :class:`ProviderBusy`, when none
+        does. ``attempt(provider, slot, deadline)`` owns the slot once it returns; a failed attempt's is freed here."""
         deadline = time.monotonic() + max_wait
         failure: ProviderBusy | UpstreamError | None = None
         for provider in self._candidates(plan):
             try:
-                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
+                slot = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
             except ProviderBusy as exc:
                 failure = failure or exc
                 continue
             try:
-                resp = await self._post(provider, plan, endpoint, deadline)
+                return await attempt(provider, slot, deadline)
             except (ProviderBusy, RetryableUpstream) as exc:
-                self._release(provider, call_id)
+                self._release(provider, slot)
                 failure = exc
-                continue
-            except TerminalUpstream as exc:
-                self._release(provider, call_id)
-                return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id)
             except BaseException:
-                self._release(provider, call_id)
+                self._release(provider, slot)
                 raise
-            self._release(provider, call_id, plan, self._account(provider, plan.model, usage_of(resp.json)))
-            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id)
         assert failure is not None
         raise failure
+
+    async def call(self, plan: CallPlan, endpoint: str, max_wait: float) -> Answer:
+        """The first deployment's answer that is not a 429/5xx/timeout/connection error (a 4xx is answered as
+        is), with fallback as :meth:`_fallback` says."""
+        async def answer(provider: ProviderConfig, slot: str, deadline: float) -> Answer:
+            try:
+                resp = await self._post(provider, plan, endpoint, deadline)
+            except TerminalUpstream as exc:
+                self._release(provider, slot)
+                return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id)
+            self._release(provider, slot, plan, self._account(provider, plan.model, usage_of(resp.json)))
+            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id)
+
+        return await self._fallback(plan, max_wait, answer)
 
     async def _post(self, provider: ProviderConfig, plan: CallPlan, endpoint: str,
                     deadline: float) -> UpstreamResponse:
@@ -198,74 +210,56 @@ class Gateway:
         return resp
 
     async def stream(self, plan: CallPlan, endpoint: str, max_wait: float) -> Stream:
-        """Server-sent events from the first deployment whose stream starts; fallback as :meth:`call` until then."""
-        deadline = time.monotonic() + max_wait
-        failure: ProviderBusy | UpstreamError | None = None
-        for provider in self._candidates(plan):
-            try:
-                call_id = await self.slots.admit(provider, plan.project_id, plan.rank, deadline)
-            except ProviderBusy as exc:
-                failure = failure or exc
-                continue
-            try:
-                events = await self._open(provider, plan, endpoint, deadline, call_id)
-            except (ProviderBusy, RetryableUpstream) as exc:
-                self._release(provider, call_id)
-                failure = exc
-                continue
-            except BaseException:
-                self._release(provider, call_id)
-                raise
-            return Stream(provider.name, events)
-        assert failure is not None
-        raise failure
+        """Server-sent events from the first deployment whose stream starts; fallback as :meth:`_fallback` says,
+        until the first events for the client are in (nothing has reached the client before this returns)."""
+        return await self._fallback(plan, max_wait, lambda provider, slot, deadline:
+                                    self._open(provider, plan, endpoint, slot, deadline))
 
-    async def _open(self, provider: ProviderConfig, plan: CallPlan, endpoint: str, deadline: float,
-                    call_id: str) -> AsyncIterator[bytes]:
-        """The call's events, its first bytes already in (nothing has reached the client before this returns)."""
+    async def _open(self, provider: ProviderConfig, plan: CallPlan, endpoint: str, call_id: str,
+                    deadline: float) -> Stream:
         tokens = await self._rate(self.throttle(provider), plan, endpoint, deadline)
         started = time.monotonic()
         options = plan.body.get("stream_options")
         include = isinstance(options, dict) and options.get("include_usage") is True
         adapter = kind_of(provider).realtime(self._client(provider))
+        relay = adapter.relay(include)
+        asks = {"stream_options": {**(options or {}), "include_usage": True}} if endpoint != "/v1/responses" \
+            else {}
         try:
-            if not isinstance(adapter, StreamingAdapter):  # told as chunks from the whole answer
-                resp = await adapter.post(endpoint, self._payload(provider, plan, stream=None, stream_options=None))
-                await self._ended(provider, plan, started, tokens, None, usage_of(resp.json), resp.header_limits)
-                return self._told(plan, provider, call_id, chat_chunks(resp.json, include), usage_of(resp.json))
-            asks = {"stream_options": {**(options or {}), "include_usage": True}} if endpoint != "/v1/responses" \
-                else {}
             upstream = await adapter.open_stream(endpoint, self._payload(provider, plan, **asks))
             chunks = upstream.aiter_raw()
             try:
-                with classified():
-                    first = await anext(chunks)
+                first = await self._first_events(chunks, relay)
             except BaseException:
                 await upstream.aclose()
                 raise
         except UpstreamError as exc:
             await self._ended(provider, plan, started, tokens, exc)
             raise
-        return self._relay(provider, plan, call_id, upstream, chunks, first, Relay(include), started, tokens)
+        events = self._relay(provider, plan, call_id, upstream, chunks, first, relay, started, tokens)
+        return Stream(provider.name, events)
 
-    async def _told(self, plan: CallPlan, provider: ProviderConfig, call_id: str, events: bytes,
-                    usage: Usage) -> AsyncIterator[bytes]:
-        try:
-            yield events
-        finally:
-            self._release(provider, call_id, plan, self._account(provider, plan.model, usage))
+    @staticmethod
+    async def _first_events(chunks: AsyncIterator[bytes], relay: EventRelay) -> bytes:
+        """The stream's first events for the client (an upstream error told before them is raised)."""
+        with classified():
+            async for data in chunks:
+                if out := relay.feed(data):
+                    return out
+        raise RetryableUpstream("Upstream ended its stream before any event.", code="upstream_invalid_response")
 
     async def _relay(self, provider: ProviderConfig, plan: CallPlan, call_id: str, upstream: httpx.Response,
-                     chunks: AsyncIterator[bytes], first: bytes, relay: Relay, started: float,
+                     chunks: AsyncIterator[bytes], first: bytes, relay: EventRelay, started: float,
                      tokens: int) -> AsyncIterator[bytes]:
         failure: UpstreamError | None = None
         try:
-            yield relay.feed(first)
+            yield first
             with classified():
                 async for data in chunks:
                     if out := relay.feed(data):
                         yield out
-            yield relay.rest()
+            if rest := relay.rest():
+                yield rest
         except UpstreamError as exc:  # the client already has part of the answer: the stream just ends
             log.warning("provider %s: stream broke after it started: %s", provider.name, exc.message)
             failure = exc
@@ -273,7 +267,8 @@ class Gateway:
             # accounted before any await: a client that hung up cancels this generator at its next await
             usage = usage_of({"usage": relay.usage or {}})
             self._release(provider, call_id, plan, self._account(provider, plan.model, usage))
-            await asyncio.shield(self._closed(upstream, provider, plan, started, tokens, failure, usage))
+            await asyncio.shield(self._closed(upstream, provider, plan, started, tokens, failure or relay.failure,
+                                              usage))
 
     async def _closed(self, upstream: httpx.Response, provider: ProviderConfig, plan: CallPlan, started: float,
                       tokens: int, failure: UpstreamError | None, usage: Usage) -> None:

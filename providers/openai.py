@@ -7,7 +7,8 @@ import httpx
 
 from providers.answers import parse_answer
 from providers.base import UpstreamResponse, raise_for_status
-from providers.http import classified, int_header, send
+from providers.http import int_header, send
+from providers.sse import Relay, open_events
 
 
 class OpenAICompatible:
@@ -28,15 +29,8 @@ class OpenAICompatible:
 
     async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response:
         """The upstream's streamed answer, its status checked; the caller reads and closes it."""
-        request = self.client.build_request("POST", endpoint.removeprefix("/v1/"), content=body,
-                                            headers={"content-type": "application/json"})
-        with classified():
-            resp = await self.client.send(request, stream=True)
-        if resp.status_code >= 400:
-            try:
-                with classified():
-                    await resp.aread()
-            finally:
-                await resp.aclose()
-            raise_for_status(resp)
-        return resp
+        return await open_events(self.client, endpoint.removeprefix("/v1/"), body, raise_for_status)
+
+    def relay(self, include_usage: bool) -> Relay:
+        """The upstream's events relayed as they are (it speaks OpenAI's)."""
+        return Relay(include_usage)

@@ -11,23 +11,25 @@ from dataclasses import dataclass
 import httpx
 
 from broker.catalogue import KINDS_ENDPOINTS, ProviderConfig
-from providers.anthropic import AnthropicMessages, make_anthropic_client
+from providers.anthropic import make_anthropic_client
 from providers.anthropic_batch import AnthropicBatchClient
-from providers.base import Adapter, NativeBatchApi, make_client
+from providers.anthropic_stream import AnthropicStreamingMessages
+from providers.base import NativeBatchApi, make_client
 from providers.openai import OpenAICompatible
 from providers.openai_batch import NativeBatchClient
+from providers.sse import StreamingAdapter
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderKind:
     client: Callable[[ProviderConfig], httpx.AsyncClient]  #: a pooled client with the kind's auth headers
-    realtime: Callable[[httpx.AsyncClient], Adapter]  #: one call at a time, OpenAI format in and out
+    realtime: Callable[[httpx.AsyncClient], StreamingAdapter]  #: one call at a time, OpenAI format in and out
     native_batch: Callable[[httpx.AsyncClient], NativeBatchApi]  #: the kind's batch API
 
 
 KINDS: dict[str, ProviderKind] = {
     "openai": ProviderKind(make_client, OpenAICompatible, NativeBatchClient),
-    "anthropic": ProviderKind(make_anthropic_client, AnthropicMessages, AnthropicBatchClient),
+    "anthropic": ProviderKind(make_anthropic_client, AnthropicStreamingMessages, AnthropicBatchClient),
 }
 assert KINDS.keys() == KINDS_ENDPOINTS.keys(), "every kind the catalogue accepts has adapters, and no other"
 

@@ -2,11 +2,13 @@
 
 A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most. When it ends its slot is kept
 by the process for :data:`IDLE_GRANT_SECONDS`: the next call to the same provider takes it without a query (steady
-traffic costs no admission query per call); a slot idle longer is freed. Freed slots and the calls' usage are
-written together, off the request path, every :data:`WRITE_WAIT_SECONDS`.
+traffic costs no admission query per call), the first in line (rank, then age) among this process' waiting calls if
+any wait; a slot idle longer is freed. Freed slots and the calls' usage are written together, off the request path,
+every :data:`WRITE_WAIT_SECONDS`.
 """
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -17,7 +19,7 @@ from broker.capacity import try_admit
 from broker.catalogue import ProviderConfig
 from broker.errors import ProviderBusy
 from broker.ids import new_id
-from broker.interactive import end, renew
+from broker.interactive import KeyedCall, end, renew
 from broker.usage import Call
 
 log = logging.getLogger(__name__)
@@ -34,48 +36,60 @@ class Slots:
         self.engine = engine
         self._held: set[str] = set()  #: slots of running calls and idle grants
         self._idle: dict[str, list[tuple[str, float]]] = {}  #: provider -> (slot, idle since), newest last
+        #: provider -> this process' calls waiting for a slot, (rank, created, slot), first in line first
+        self._waiting: dict[str, list[tuple[int, float, str]]] = {}
         self._freed = asyncio.Event()
         self._renewed_at = time.monotonic()
         self._free: list[str] = []  #: slots to free in SQL
-        self._usage: list[tuple[str, Call]] = []  #: (project, call) to account
+        self._usage: list[KeyedCall] = []  #: (project, key, call) to account
         self._writer: asyncio.Future[None] | None = None
 
     async def admit(self, provider: ProviderConfig, project_id: str, rank: int, deadline: float) -> str:
         """A slot of ``provider`` for a call (its id): an idle grant of this process, else one admitted in SQL,
         waiting until ``deadline`` at most (then :class:`ProviderBusy`)."""
-        if idle := self._idle.get(provider.name):
+        queue = self._waiting.setdefault(provider.name, [])
+        if (idle := self._idle.get(provider.name)) and not queue:
             return idle.pop()[0]
         slot, created = new_id("icall"), time.time()
         admitted = await asyncio.to_thread(
             try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
             lease_until=created + LEASE_SECONDS, at=created, new=True)
         self._held.add(slot)
-        while not admitted:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._held.discard(slot)
-                self._write(free=slot)
-                raise ProviderBusy(f"{provider.name} has no capacity free for this call; try again shortly.",
-                                   retry_after=1.0)
-            self._freed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._freed.wait(), min(POLL_SECONDS, left))
-            if idle := self._idle.get(provider.name):  # a call of this process ended meanwhile
-                self._held.discard(slot)
-                self._write(free=slot)
-                return idle.pop()[0]
-            admitted = await asyncio.to_thread(
-                try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
-                lease_until=created + LEASE_SECONDS, at=time.time(), new=False)
+        place = (rank, created, slot)
+        bisect.insort(queue, place)
+        try:
+            while not admitted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._held.discard(slot)
+                    self._write(free=slot)
+                    raise ProviderBusy(f"{provider.name} has no capacity free for this call; try again shortly.",
+                                       retry_after=1.0)
+                self._freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), min(POLL_SECONDS, left))
+                # a call of this process ended meanwhile: its slot goes to the first of ours in line
+                if (idle := self._idle.get(provider.name)) and queue[0] == place:
+                    self._held.discard(slot)
+                    self._write(free=slot)
+                    return idle.pop()[0]
+                admitted = await asyncio.to_thread(
+                    try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
+                    lease_until=created + LEASE_SECONDS, at=time.time(), new=False)
+        finally:
+            queue.remove(place)
+            self._freed.set()  # the next in line may take an idle grant now
         self._write()  # keeps the slot renewed while it is held
         return slot
 
-    def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None) -> None:
-        """The call is over: its slot becomes an idle grant, ``call`` (what it used) is accounted."""
+    def release(self, provider: str, slot: str, project_id: str = "", call: Call | None = None,
+                key_id: str | None = None) -> None:
+        """The call is over: its slot becomes an idle grant, ``call`` (what it used) is accounted to its project
+        and to the key that made it."""
         self._idle.setdefault(provider, []).append((slot, time.monotonic()))
         self._freed.set()
         if call is not None:
-            self._usage.append((project_id, call))
+            self._usage.append((project_id, key_id, call))
         self._write()
 
     def _write(self, free: str | None = None) -> None:

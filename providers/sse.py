@@ -1,29 +1,87 @@
-"""Server-sent events through the gateway: streaming adapters, relaying an upstream's events while reading their
-usage, and a chat completion told as chunks (for adapters that cannot stream)."""
+"""Server-sent events through the gateway: streaming adapters, opening an upstream's stream, and relaying an
+OpenAI-compatible upstream's events while reading their usage."""
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
+from broker.errors import UpstreamError
+from providers.base import Adapter
+from providers.http import StatusCheck, classified
+
 DONE = b"data: [DONE]\n\n"
 
 
-@runtime_checkable
-class StreamingAdapter(Protocol):
-    """An adapter that can stream: the upstream's answer opened, its status checked (errors raised as
-    :class:`~broker.errors.UpstreamError`), its body not yet read."""
+class EventRelay(Protocol):
+    """Turns an upstream's stream, as its bytes come, into the OpenAI events the client gets."""
 
-    async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response: ...
+    usage: dict[str, Any] | None
+    """The call's usage in OpenAI's words, once the upstream has told it."""
+    failure: UpstreamError | None
+    """Why the stream broke after it started, if the upstream said so in an event."""
+
+    def feed(self, data: bytes) -> bytes:
+        """The events for the client that ``data`` completes (raises :class:`UpstreamError` for an upstream error
+        told before anything was sent, so that the call can still go to the next deployment)."""
+        ...
+
+    def rest(self) -> bytes:
+        """What is left for the client once the upstream has ended its stream."""
+        ...
 
 
-def _data(payload: dict[str, Any]) -> bytes:
+class StreamingAdapter(Adapter, Protocol):
+    """A real-time adapter that can stream too (every provider kind's is one)."""
+
+    async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response:
+        """The upstream's answer opened, its status checked (errors raised as :class:`UpstreamError`), its body not
+        yet read."""
+        ...
+
+    def relay(self, include_usage: bool) -> EventRelay:
+        """A relay for one stream; ``include_usage``: the client asked for the usage chunk."""
+        ...
+
+
+async def open_events(client: httpx.AsyncClient, path: str, body: bytes, check: StatusCheck) -> httpx.Response:
+    """POST ``body`` to ``path`` and return the streamed answer once its status is in; ``check`` sees an error
+    answer with its body read (and closed). The caller reads and closes a good one."""
+    request = client.build_request("POST", path, content=body, headers={"content-type": "application/json"})
+    with classified():
+        resp = await client.send(request, stream=True)
+    if resp.status_code >= 400:
+        try:
+            with classified():
+                await resp.aread()
+        finally:
+            await resp.aclose()
+        check(resp)
+    return resp
+
+
+def data_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def event_payload(event: bytes) -> dict[str, Any]:
+    """The JSON object on an event's ``data:`` line ({} if none)."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            try:
+                parsed = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                return {}
+            return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
 class Relay:
-    """Cuts an upstream event stream into whole events, keeps the usage it reports, and drops the usage-only chunk
-    the client did not ask for (the gateway always asks the upstream for usage, to account for the call)."""
+    """An OpenAI-compatible upstream's events as they are: cut into whole events, the usage they report kept, and
+    the usage-only chunk the client did not ask for dropped (the gateway always asks the upstream for usage, to
+    account for the call)."""
+
+    failure: UpstreamError | None = None
 
     def __init__(self, keep_usage_chunk: bool) -> None:
         self.keep_usage_chunk = keep_usage_chunk
@@ -31,13 +89,12 @@ class Relay:
         self._buffer = b""
 
     def feed(self, data: bytes) -> bytes:
-        """The whole events ``data`` completes, as they go to the client."""
         self._buffer += data.replace(b"\r\n", b"\n")
         out: list[bytes] = []
         while (end := self._buffer.find(b"\n\n")) >= 0:
             event, self._buffer = self._buffer[:end + 2], self._buffer[end + 2:]
             if b'"usage":{' in event or b'"usage": {' in event:
-                payload = self._payload(event)
+                payload = event_payload(event)
                 usage = payload.get("usage") or (payload.get("response") or {}).get("usage")
                 if isinstance(usage, dict):
                     self.usage = usage
@@ -50,34 +107,3 @@ class Relay:
         """What the upstream sent after its last whole event."""
         rest, self._buffer = self._buffer, b""
         return rest
-
-    @staticmethod
-    def _payload(event: bytes) -> dict[str, Any]:
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                try:
-                    parsed = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    return {}
-                return parsed if isinstance(parsed, dict) else {}
-        return {}
-
-
-def chat_chunks(completion: dict[str, Any], include_usage: bool) -> bytes:
-    """A chat completion as the events a streamed call would have sent: a role chunk, the content, the finish."""
-    head = {"id": completion.get("id"), "object": "chat.completion.chunk", "created": completion.get("created"),
-            "model": completion.get("model")}
-    extra: dict[str, Any] = {"usage": None} if include_usage else {}
-    events = []
-    for choice in completion.get("choices") or []:
-        message = choice.get("message") or {}
-        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
-        if message.get("tool_calls"):
-            delta["tool_calls"] = [{**call, "index": n} for n, call in enumerate(message["tool_calls"])]
-        index = choice.get("index", 0)
-        events.append(_data({**head, "choices": [{"index": index, "delta": delta, "finish_reason": None}], **extra}))
-        events.append(_data({**head, "choices": [{"index": index, "delta": {},
-                                                  "finish_reason": choice.get("finish_reason")}], **extra}))
-    if include_usage:
-        events.append(_data({**head, "choices": [], "usage": completion.get("usage")}))
-    return b"".join(events) + DONE

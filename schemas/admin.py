@@ -63,7 +63,8 @@ class KeyCreate(BaseModel):
     name: str = Field(default="", max_length=MAX_NAME_CHARS)
     scope: Literal["all", "read_only"] = "all"  #: project keys only; read_only keys get 403 on writes
     expires_at: int | None = Field(default=None, gt=0)  #: unix time the key stops working
-    monthly_budget_usd: float | None = Budget  #: project keys: dispatch stops for its batches past this
+    #: project keys: past this, dispatch stops for its batches and its interactive calls get 429
+    monthly_budget_usd: float | None = Budget
 
 
 class KeyUpdate(BaseModel):

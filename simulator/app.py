@@ -14,7 +14,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -70,6 +70,9 @@ class Dialect(Protocol):
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]: ...
 
+    def stream(self, path: str, payload: dict[str, Any], body: dict[str, Any]) -> Iterator[bytes] | None:
+        """The SSE frames of ``payload`` when ``body`` asks for a stream ``path`` can send; else None."""
+
 
 class OpenAIDialect:
     """OpenAI's endpoints (:mod:`.responses`): errors and headers as the pipeline builds them."""
@@ -85,6 +88,9 @@ class OpenAIDialect:
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         return headers
+
+    def stream(self, path: str, payload: dict[str, Any], body: dict[str, Any]) -> Iterator[bytes] | None:
+        return events(path, payload, body) if body.get("stream") is True and path in STREAMED_PATHS else None
 
 
 OPENAI: Dialect = OpenAIDialect()
@@ -209,6 +215,7 @@ class SimulatorApp:
             prepared = dialect.prepare(path, body, config)
         except RequestError as exc:
             return self._json(exc.status, exc.body(), started, dialect=dialect)
+        self.stats.prompted(prepared.inputs)
         if prepared.model not in self.models:
             self.models[prepared.model] = None
         decision = self.limiter.check(prepared.model, prepared.prompt_tokens + prepared.reserved_tokens)
@@ -237,15 +244,30 @@ class SimulatorApp:
         self.stats.prompt_tokens += prepared.prompt_tokens
         self.stats.completion_tokens += rendered.completion_tokens
         self.stats.answered(digest)
-        return self._success(path, rendered.payload, body, started, decision.headers, ident, dialect)
+        return await self._success(path, rendered.payload, body, started, decision.headers, ident, dialect)
 
-    def _success(self, path: str, payload: dict[str, Any], body: dict[str, Any], started: float,
-                 extra: dict[str, str], ident: str, dialect: Dialect) -> Response:
-        """The answer as JSON, or with ``stream: true`` as server-sent events (:mod:`.streaming`)."""
-        if body.get("stream") is True and dialect is OPENAI and path in STREAMED_PATHS:
-            headers = {**self._headers(started, ident), **extra}
-            return StreamingResponse(events(path, payload, body), 200, headers, "text/event-stream")
+    async def _success(self, path: str, payload: dict[str, Any], body: dict[str, Any], started: float,
+                       extra: dict[str, str], ident: str, dialect: Dialect) -> Response:
+        """The answer as JSON, or with ``stream: true`` as server-sent events (:mod:`.streaming`); with a
+        ``stream_delay_ms``, the JSON answer comes when its stream would have ended."""
+        frames = dialect.stream(path, payload, body)
+        if frames is not None:
+            headers = dialect.headers({**self._headers(started, ident), **extra})
+            return StreamingResponse(self._paced(frames), 200, headers, "text/event-stream")
+        if self.config.stream_delay_ms > 0 and (whole := dialect.stream(path, payload, {**body, "stream": True})):
+            await asyncio.sleep((sum(1 for _ in whole) - 1) * self.config.stream_delay_ms / 1000)
         return self._json(200, payload, started, extra, ident, dialect)
+
+    async def _paced(self, frames: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """``frames`` sent one by one, ``stream_delay_ms`` apart, counted in ``streams_open`` until the last."""
+        self.stats.streams_open += 1
+        try:
+            for n, frame in enumerate(frames):
+                if n and self.config.stream_delay_ms > 0:
+                    await asyncio.sleep(self.config.stream_delay_ms / 1000)
+                yield frame
+        finally:
+            self.stats.streams_open -= 1
 
     def _broken(self, junk: bytes | None, payload: dict[str, Any], headers: dict[str, str]) -> Response:
         """A 200 with garbage for a body (a marker asked for ``junk``), else one dropped mid-body."""

@@ -49,6 +49,9 @@ class SimulatorConfig:
     """How long a "timeout" error hangs before answering normally (it stops early if the client leaves)."""
     slow_seconds: float = 3.0
     """How long a request marked with ``SIM_SLOW_MARKER`` takes (one slow line among fast ones, in tests)."""
+    stream_delay_ms: float = 0.0
+    """Pause between two events of a streamed answer (one per word, as a model emits tokens); a whole answer comes
+    when its stream would have ended. 0 answers at once."""
     embedding_dim: int = 64
     """Vector size of embeddings when the request does not give ``dimensions``."""
     max_embedding_inputs: int = 2048
@@ -80,8 +83,8 @@ class SimulatorConfig:
         unknown = [kind for kind in self.error_kinds if kind not in ERROR_KINDS]
         if unknown or not self.error_kinds:
             raise ValueError(f"error_kinds must be a non-empty subset of {ERROR_KINDS}: {self.error_kinds}")
-        if self.hang_seconds < 0 or self.slow_seconds < 0:
-            raise ValueError("hang_seconds and slow_seconds must be >= 0")
+        if self.hang_seconds < 0 or self.slow_seconds < 0 or self.stream_delay_ms < 0:
+            raise ValueError("hang_seconds, slow_seconds and stream_delay_ms must be >= 0")
         if self.embedding_dim < 1 or self.max_embedding_inputs < 1:
             raise ValueError("embedding_dim and max_embedding_inputs must be >= 1")
         if self.batch_turnaround_seconds < 0:
@@ -122,7 +125,7 @@ class SimulatorConfig:
 
 
 _FLOAT_FIELDS = frozenset({"latency_median_ms", "latency_sigma", "error_rate", "hang_seconds", "slow_seconds",
-                           "batch_turnaround_seconds", "batch_discount"})
+                           "stream_delay_ms", "batch_turnaround_seconds", "batch_discount"})
 _OPTIONAL_FLOAT_FIELDS = frozenset({"batch_expire_after_seconds"})
 _INT_FIELDS = frozenset({"embedding_dim", "max_embedding_inputs", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"rpm", "tpm"})

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 MINUTES_KEPT = 60  #: per-minute request counts kept (older minutes are dropped)
+PROMPTS_KEPT = 1000  #: prompts of the latest requests kept, in arrival order
 
 
 @dataclass
@@ -42,6 +44,10 @@ class SimulatorStats:
     """200 answers given per distinct body, to a client still there to read them."""
     in_flight: int = 0
     max_in_flight: int = 0
+    streams_open: int = 0
+    """Streamed answers whose events are still being sent (a request leaves ``in_flight`` when its stream starts)."""
+    prompts: deque[str] = field(default_factory=lambda: deque(maxlen=PROMPTS_KEPT))
+    """The last user message of the latest valid inference requests, in the order they arrived."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     per_minute: dict[int, int] = field(default_factory=dict)
@@ -85,6 +91,11 @@ class SimulatorStats:
         self.calls_per_body[digest] = self.calls_per_body.get(digest, 0) + 1
         return digest
 
+    def prompted(self, inputs: list[tuple[str, bytes]]) -> None:
+        """Keep a valid request's prompt (its first input's text) in :attr:`prompts`."""
+        if inputs:
+            self.prompts.append(inputs[0][0])
+
     def answered(self, digest: bytes) -> None:
         """Count a 200 answer to the request whose body has ``digest``."""
         self.answers_per_body[digest] = self.answers_per_body.get(digest, 0) + 1
@@ -118,10 +129,11 @@ class SimulatorStats:
 
     def reset(self) -> None:
         """Zero every counter (requests still in flight stay counted as in flight)."""
-        in_flight = self.in_flight
+        in_flight, streams_open = self.in_flight, self.streams_open
         fresh = SimulatorStats()
         self.__dict__.update(fresh.__dict__)
         self.in_flight = self.max_in_flight = in_flight
+        self.streams_open = streams_open
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot."""
@@ -140,6 +152,8 @@ class SimulatorStats:
             "repeated_answers": self.repeated_answers,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "streams_open": self.streams_open,
+            "prompts": list(self.prompts),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "per_minute": {str(minute): count for minute, count in sorted(dict(self.per_minute).items())},

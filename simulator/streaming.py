@@ -19,7 +19,7 @@ STREAMED_PATHS = frozenset({CHAT_PATH, COMPLETIONS_PATH, RESPONSES_PATH})  #: en
 DONE = b"data: [DONE]\n\n"
 
 
-def _pieces(text: str) -> list[str]:
+def pieces(text: str) -> list[str]:
     """Words with their following spaces: the pieces join back to ``text``."""
     return re.findall(r"\S+\s*|\s+", text) or [""]
 
@@ -45,7 +45,7 @@ def chat_events(payload: dict[str, Any], body: dict[str, Any]) -> Iterator[bytes
     for choice in payload["choices"]:
         index, text = choice["index"], choice["message"]["content"] or ""
         yield chunk(index, {"role": "assistant", "content": "", "refusal": None}, None)
-        for piece in _pieces(text):
+        for piece in pieces(text):
             yield chunk(index, {"content": piece}, None)
         yield chunk(index, {}, choice["finish_reason"])
     if usage:
@@ -57,9 +57,9 @@ def completion_events(payload: dict[str, Any], body: dict[str, Any]) -> Iterator
     usage = _include_usage(body)
     head = {k: payload[k] for k in ("id", "object", "created", "model")}
     for choice in payload["choices"]:
-        pieces = _pieces(choice["text"])
-        for n, piece in enumerate(pieces):
-            finish = choice["finish_reason"] if n == len(pieces) - 1 else None
+        parts = pieces(choice["text"])
+        for n, piece in enumerate(parts):
+            finish = choice["finish_reason"] if n == len(parts) - 1 else None
             item = {"index": choice["index"], "text": piece, "logprobs": None, "finish_reason": finish}
             yield _data({**head, "choices": [item], **({"usage": None} if usage else {})})
     if usage:
@@ -83,7 +83,7 @@ def response_events(payload: dict[str, Any]) -> Iterator[bytes]:
         for part_index, part in enumerate(item["content"]):
             ids = {"item_id": item["id"], "output_index": out_index, "content_index": part_index}
             yield event("response.content_part.added", **ids, part={**part, "text": ""})
-            for piece in _pieces(part["text"]):
+            for piece in pieces(part["text"]):
                 yield event("response.output_text.delta", **ids, delta=piece, logprobs=[])
             yield event("response.output_text.done", **ids, text=part["text"], logprobs=[])
             yield event("response.content_part.done", **ids, part=part)

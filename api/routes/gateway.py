@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from api.context import ApiContext
-from api.deps import get_project_briefly
+from api.deps import project_and_key_briefly
 from api.errors import error_response
 from api.openapi import errors
 from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
@@ -66,23 +66,23 @@ def _caller(request: Request) -> str:
     return f"{request.headers.get('authorization', '')}|{request.headers.get('openai-project', '')}"
 
 
-def _remembered(ctx: ApiContext, caller: str) -> str | None:
+def _remembered(ctx: ApiContext, caller: str) -> tuple[str, str | None] | None:
     seen = ctx.projects_by_key.get(caller)
-    return seen[0] if seen is not None and time.monotonic() - seen[1] < KEY_TTL_SECONDS else None
+    return (seen[0], seen[1]) if seen is not None and time.monotonic() - seen[2] < KEY_TTL_SECONDS else None
 
 
-def _project(ctx: ApiContext, request: Request) -> str:
-    """The caller's project, as the key said it less than KEY_TTL_SECONDS ago (a revoked key stops within that),
-    by the same rules as every other route (api/deps.py: key kind, scope, archived project, last use)."""
+def _project(ctx: ApiContext, request: Request) -> tuple[str, str | None]:
+    """The caller's project and key id, as the key said them less than KEY_TTL_SECONDS ago (a revoked key stops
+    within that), by the same rules as every other route (api/deps.py: key kind, scope, archived project, last use)."""
     caller = _caller(request)
     if (remembered := _remembered(ctx, caller)) is not None:
         return remembered
-    project_id = get_project_briefly(request, ctx, request.headers.get("authorization"),
-                                     request.headers.get("openai-project"))
+    project_id, key_id = project_and_key_briefly(request, ctx, request.headers.get("authorization"),
+                                                 request.headers.get("openai-project"))
     if len(ctx.projects_by_key) >= MAX_KEYS_REMEMBERED:
         ctx.projects_by_key.clear()
-    ctx.projects_by_key[caller] = (project_id, time.monotonic())
-    return project_id
+    ctx.projects_by_key[caller] = (project_id, key_id, time.monotonic())
+    return project_id, key_id
 
 
 async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str | None) -> Response:
@@ -90,10 +90,11 @@ async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str
     core, gateway = ctx.core, ctx.gateway()
 
     def plan() -> CallPlan:
-        return plan_call(gateway.policies, core.catalogue, _project(ctx, request), endpoint, body)
+        project_id, key_id = _project(ctx, request)
+        return plan_call(gateway.policies, core.catalogue, project_id, endpoint, body, key_id)
 
     known = _remembered(ctx, _caller(request))
-    call_plan = plan() if known and gateway.policies.fresh(known) else await run_in_threadpool(plan)
+    call_plan = plan() if known and gateway.policies.fresh(*known) else await run_in_threadpool(plan)
     wait = _max_wait(core.settings.interactive_max_wait_seconds, max_wait)
     try:
         if body.get("stream") is True and endpoint in STREAMED:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from simulator.anthropic.streaming import message_events
 from simulator.config import SimulatorConfig
 from simulator.errors import RequestError
 from simulator.limits import ORGANIZATION
@@ -177,6 +179,10 @@ class MessagesDialect:
         inner = payload.get("error")
         message = inner.get("message") if isinstance(inner, dict) else None
         return anthropic_error(status, str(message or "Error"))
+
+    def stream(self, path: str, payload: dict[str, Any], body: dict[str, Any]) -> Iterator[bytes] | None:
+        """Anthropic's events (:mod:`.streaming`) for ``stream: true``."""
+        return message_events(payload) if body.get("stream") is True else None
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         """Anthropic's names for the pipeline's headers; OpenAI-only headers are dropped."""

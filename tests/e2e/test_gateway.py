@@ -1,6 +1,7 @@
 """The real-time gateway through the official SDK: OpenAI's shapes, streaming, fallback, access and budget."""
 
 import time
+from typing import Any
 
 import openai
 import pytest
@@ -78,6 +79,39 @@ def test_spent_budget_is_429_insufficient_quota(broker: EmbeddedBroker) -> None:
         client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     assert caught.value.code == "insufficient_quota"
     assert caught.value.body is not None and caught.value.response.json()["error"]["type"] == "insufficient_quota"
+
+
+def usage_per_key(client: openai.OpenAI) -> Any:
+    return client.get("/usage", cast_to=object, options={"params": {"group_by": "api_key_id"}})
+
+
+def requests_by_key(report: Any) -> dict[str, int]:
+    return {row["api_key_id"]: row["requests"] for row in report["data"]}
+
+
+def test_a_keys_spent_budget_is_429_insufficient_quota_and_spend_is_per_key(broker: EmbeddedBroker) -> None:
+    with broker.admin_http() as admin:
+        project = admin.post("/organization/projects", json={"name": "keyed"}).json()
+        first, second = (admin.post(f"/organization/projects/{project['id']}/api_keys", json={"name": name}).json()
+                         for name in ("first", "second"))
+        a, b = broker.client(first["value"]), broker.client(second["value"])
+        for _ in range(2):
+            a.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        list(b.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 10  # an ended call's usage is written with its slot's release, just after
+        while requests_by_key(report := usage_per_key(a)) != {first["id"]: 2, second["id"]: 1}:
+            assert time.monotonic() < deadline, report
+            time.sleep(0.05)
+        spent = sum(row["cost_usd"] for row in report["data"] if row["api_key_id"] == first["id"])
+        assert spent > 0
+        admin.post(f"/organization/projects/{project['id']}/api_keys/{first['id']}",
+                   json={"monthly_budget_usd": spent / 2}).raise_for_status()
+    time.sleep(POLICY_TTL_SECONDS)  # an API process re-reads a key's budget and spend this often
+    with pytest.raises(openai.RateLimitError) as caught:
+        a.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert caught.value.code == "insufficient_quota" and "API key 'first'" in caught.value.message
+    assert caught.value.response.json()["error"]["type"] == "insufficient_quota"
+    assert b.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES).choices  # type: ignore[arg-type]
 
 
 def test_falls_back_when_the_first_deployment_answers_503(start_broker: StartBroker, sim: SimulatorServer,

@@ -1,12 +1,19 @@
 """Interactive calls and batch lines on one capacity budget: interactive first, batches fill what is left, and a
 call that cannot get capacity in time is answered 429 with Retry-After instead of meeting the provider's 429."""
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import httpx
+import openai
+from sqlalchemy import text
 
 from simulator import SimulatorServer
+from simulator.responses import SIM_SLOW_MARKER
 from tests.e2e.conftest import StartBroker
-from tests.e2e.test_anthropic import PUBLIC, anthropic
-from tests.harness import CHAT_MODEL, chat_line, provider, submit, wait_for
+from tests.harness import CHAT_MODEL, EmbeddedBroker, chat_line, provider, submit, wait_for
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 
@@ -56,18 +63,60 @@ def test_over_the_rate_limit_is_our_429_never_the_providers(start_broker: StartB
     assert sim.stats.requests == 1 and sim.stats.rate_limited == 0
 
 
-def test_anthropic_answers_a_streamed_chat(start_broker: StartBroker, sim: SimulatorServer) -> None:
-    broker = start_broker(anthropic(sim))
-    client = broker.client()
-    whole = client.chat.completions.create(model=PUBLIC, messages=MESSAGES)  # type: ignore[arg-type]
-    chunks = list(client.chat.completions.create(model=PUBLIC, messages=MESSAGES, stream=True,  # type: ignore[arg-type]
-                                                 stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
-    assert chunks[-1].usage is not None and sim.stats.by_endpoint.get("/v1/messages") == 2
-
-
 def test_bad_max_wait_header_is_400(start_broker: StartBroker, sim: SimulatorServer) -> None:
     broker = start_broker(provider("sim", sim))
     resp = httpx.post(broker.base_url + "/chat/completions", json={"model": CHAT_MODEL, "messages": MESSAGES},
                       headers={"Authorization": f"Bearer {broker.key}", "x-broker-max-wait": "soon"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "x-broker-max-wait"
+
+
+def test_waiting_calls_are_admitted_by_priority_then_flex_then_batch_lines(start_broker: StartBroker,
+                                                                           sim: SimulatorServer) -> None:
+    """With the provider full, the calls that wait (queued here in the reverse of the expected order) reach it by
+    ``priority``; ``service_tier: "flex"`` behind every interactive call, even an urgent one, yet ahead of batch
+    lines that were ready all along."""
+    sim.app.apply_config({"slow_seconds": 3})
+    broker = start_broker(provider("sim", sim, max_concurrency=1))
+    client = broker.client()
+    waiting = queued_calls(broker)
+    with ThreadPoolExecutor(5) as pool:
+        blocker = pool.submit(ask, client, SIM_SLOW_MARKER)  # holds the provider's one slot for 3 s
+        wait_until(lambda: sim.stats.in_flight == 1)
+        batch = submit(client, [chat_line(i) for i in range(2)])
+        wait_for(client, batch.id, until=lambda b: b.status == "in_progress")
+        calls = []
+        for n, (prompt, extra) in enumerate([("flex", {"priority": "urgent", "service_tier": "flex"}),
+                                             ("low", {"priority": "low"}), ("normal", {}),
+                                             ("urgent", {"priority": "urgent"})]):
+            calls.append(pool.submit(ask, client, prompt, **extra))
+            wait_until(lambda n=n: waiting() == n + 1)  # type: ignore[misc]
+        assert sim.stats.in_flight == 1 and blocker.running(), "every call queued while the blocker ran"
+        assert [c.result() for c in calls] == ["flex", "low", "normal", "urgent"]
+    assert wait_for(client, batch.id).status == "completed"
+    arrived = list(sim.stats.prompts)
+    assert arrived[:1] == [SIM_SLOW_MARKER] and arrived[1:5] == ["urgent", "normal", "low", "flex"], arrived
+    assert sorted(arrived[5:]) == ["hello 0", "hello 1"], arrived
+
+
+def ask(client: openai.OpenAI, prompt: str, **extra: Any) -> str:
+    service_tier = extra.pop("service_tier", None)
+    answer = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}],
+                                            service_tier=service_tier, extra_body=extra)
+    assert answer.choices[0].message.content
+    return prompt
+
+
+def queued_calls(broker: EmbeddedBroker) -> Callable[[], int]:
+    """How many interactive calls wait for a slot (their rows in SQL)."""
+    def count() -> int:
+        with broker.core.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM interactive_call WHERE state = 'waiting'"))
+                       .scalar_one())
+    return count
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -38,6 +38,22 @@ def test_message_is_deterministic_with_usage(sim: SimulatorServer, client: httpx
     assert stats.prompt_tokens >= 3 * usage["input_tokens"] - 10
 
 
+def test_stream_sends_anthropics_events_that_rebuild_the_message(client: httpx.Client) -> None:
+    whole = message(client).json()
+    resp = message(client, stream=True)
+    assert resp.headers["content-type"].startswith("text/event-stream") and "request-id" in resp.headers
+    events = [(block.split("\n")[0].removeprefix("event: "), orjson.loads(block.split("\n")[1].removeprefix("data: ")))
+              for block in resp.text.strip().split("\n\n")]
+    assert all(name == data["type"] for name, data in events)
+    assert [name for name, _ in events[:3]] == ["message_start", "ping", "content_block_start"]
+    assert [name for name, _ in events[-3:]] == ["content_block_stop", "message_delta", "message_stop"]
+    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+    assert text == whole["content"][0]["text"] and len([n for n, _ in events if n == "content_block_delta"]) > 3
+    assert events[0][1]["message"]["usage"]["input_tokens"] == whole["usage"]["input_tokens"]
+    assert events[-2][1]["usage"]["output_tokens"] == whole["usage"]["output_tokens"]
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+
+
 def test_max_tokens_stop_sequences_and_forced_tools(client: httpx.Client) -> None:
     short = message(client, max_tokens=2).json()
     assert short["stop_reason"] == "max_tokens" and short["usage"]["output_tokens"] == 2
