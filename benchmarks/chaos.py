@@ -135,7 +135,7 @@ def _disturb(scenario: str, cluster: LocalCluster, redis: LocalRedis, db: str, s
     if scenario == "workers":
         for k in range(1, WORKER_KILLS + 1):
             watch.wait(lambda w, k=k: w.done >= n * k // (WORKER_KILLS + 1))
-            victim = cluster.busiest_worker()
+            victim, _ = cluster.busiest_worker()
             cluster.kill(victim)
             with psycopg.connect(db) as conn:  # the dead worker's lines stay leased as they were until their lease ends
                 held.append(dict(conn.execute("SELECT id, attempts FROM line WHERE batch_id = %s AND status = "
