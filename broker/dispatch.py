@@ -23,7 +23,7 @@ from broker.catalogue import ProviderConfig
 from broker.ids import now
 from broker.interactive import held as interactive_held
 from broker.ranking import ActiveBatch, deal, tiers
-from broker.results import Outcome, store_outcomes, write_outcomes
+from broker.results import Outcome, store_outcomes
 from schemas.batches import EMBEDDINGS_ENDPOINT
 
 log = logging.getLogger(__name__)
@@ -150,16 +150,6 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
         {"lease": lease_until, "ids": ids},
     )
     return sorted((r[0], r[1], r[2]) for r in claimed)
-
-
-def finish_and_release(engine: Engine, provider: ProviderConfig, outcomes: Sequence[Outcome],
-                       lease_seconds: float, release_next: bool = True) -> list[Chunk]:
-    """Store outcomes and lease the provider's next lines into the slots they freed, in one transaction."""
-    with engine.connect() as conn, _provider_lock(conn, provider.name):
-        write_outcomes(conn, outcomes, time.time())
-        chunks = release(conn, provider, lease_seconds) if release_next else []
-        conn.commit()
-    return chunks
 
 
 RENEW_BATCH_LINES = 500  #: leases renewed per statement
