@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 LINE_COLUMNS = ("batch_id", "idx", "custom_id", "body", "provider", "status", "attempts", "not_before",
                 "input_tokens", "output_tokens")
@@ -29,3 +29,14 @@ def id_list_match(conn: Connection, column: str, ids: Sequence[int]) -> tuple[st
     if conn.dialect.name == "sqlite":
         return f"{column} IN (SELECT value FROM json_each(:ids))", "[" + ",".join(map(str, ids)) + "]"
     return f"{column} = ANY(CAST(:ids AS BIGINT[]))", list(ids)
+
+
+def lock_lines(conn: Connection, ids: Sequence[int]) -> None:
+    """Lock line rows in id order before a write to many of them (PostgreSQL; SQLite has a single writer).
+
+    An UPDATE locks rows in whatever order its plan visits them; two writers sharing lines could then each hold
+    one the other waits for. Taking the locks first, sorted, makes every writer queue in the same order.
+    """
+    if conn.dialect.name == "postgresql" and ids:
+        conn.execute(text("SELECT id FROM line WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE"),
+                     {"ids": sorted(set(ids))})

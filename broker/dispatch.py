@@ -18,12 +18,12 @@ from sqlalchemy import Connection, Engine, text
 
 from broker import metrics
 from broker.budget import UNDER_CAP, month_params, within_monthly
-from broker.bulk import id_list_match
+from broker.bulk import id_list_match, lock_lines
 from broker.catalogue import ProviderConfig
 from broker.ids import now
 from broker.interactive import held as interactive_held
 from broker.ranking import ActiveBatch, deal, tiers
-from broker.results import Outcome, store_outcomes, write_outcomes
+from broker.results import Outcome, store_outcomes
 from schemas.batches import EMBEDDINGS_ENDPOINT
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
     )]
     if not candidates:
         return []
+    lock_lines(conn, candidates)
     match, ids = id_list_match(conn, "id", candidates)
     claimed = conn.execute(
         text(f"UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
@@ -149,16 +150,6 @@ def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_unt
         {"lease": lease_until, "ids": ids},
     )
     return sorted((r[0], r[1], r[2]) for r in claimed)
-
-
-def finish_and_release(engine: Engine, provider: ProviderConfig, outcomes: Sequence[Outcome],
-                       lease_seconds: float, release_next: bool = True) -> list[Chunk]:
-    """Store outcomes and lease the provider's next lines into the slots they freed, in one transaction."""
-    with engine.connect() as conn, _provider_lock(conn, provider.name):
-        write_outcomes(conn, outcomes, time.time())
-        chunks = release(conn, provider, lease_seconds) if release_next else []
-        conn.commit()
-    return chunks
 
 
 RENEW_BATCH_LINES = 500  #: leases renewed per statement
@@ -169,6 +160,7 @@ def renew_leases(engine: Engine, leases: Sequence[tuple[int, int]], until: float
     renewed. A line missing from the answer has moved on (taken back, or leased again to another worker)."""
     renewed: set[int] = set()
     with engine.begin() as conn:
+        lock_lines(conn, [line_id for line_id, _ in leases])  # the process' own store may be writing some of them
         for start in range(0, len(leases), RENEW_BATCH_LINES):
             part = leases[start:start + RENEW_BATCH_LINES]
             pairs = ", ".join(f"(:i{n}, :a{n})" for n in range(len(part)))
@@ -188,6 +180,7 @@ def give_back(engine: Engine, leases: Sequence[tuple[int, int]]) -> None:
     to its new holder. The attempt is not counted.
     """
     with engine.begin() as conn:
+        lock_lines(conn, [line_id for line_id, _ in leases])
         conn.execute(text("UPDATE line SET status = 'pending', lease_until = NULL, attempts = attempts - 1 "
                           "WHERE id = :id AND attempts = :attempts AND status = 'queued'"),
                      [{"id": line_id, "attempts": attempts} for line_id, attempts in leases])
@@ -239,6 +232,7 @@ def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempt
     failed = store_outcomes(engine, spent, t)
     again = [r[0] for r in rows if r[2] < max_attempts]
     with engine.begin() as conn:
+        lock_lines(conn, again)  # a worker that outlived its lease may be storing some of them right now
         match, ids = id_list_match(conn, "id", again)
         retried = conn.execute(text(f"UPDATE line SET status = 'pending', lease_until = NULL WHERE {match} "
                                     "AND status = 'queued' AND lease_until < :now"), {"now": t, "ids": ids}).rowcount

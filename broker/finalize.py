@@ -87,6 +87,9 @@ def fail_open_lines(engine: Engine, batch_id: str, reason: str) -> int:
     """Close every line not yet ended with the error code of ``reason`` (see _END_MESSAGES); returns how many."""
     code, message = _END_MESSAGES[reason]
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # line locks in id order, as every writer of lines takes them
+            conn.execute(text("SELECT id FROM line WHERE batch_id = :b AND status IN ('pending', 'queued', 'batched') "
+                              "ORDER BY id FOR UPDATE"), {"b": batch_id})
         n = conn.execute(
             text("UPDATE line SET status = 'failed', error_code = :code, error_message = :msg, "
                  "response_status = NULL, response_body = NULL, lease_until = NULL, finished_at = :t "

@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
-from broker.usage import add_usage
+from broker.bulk import lock_lines
+from broker.usage import Call, Owner, add_usage
 
 MAX_ROWS_PER_STATEMENT = 500  #: VALUES rows per UPDATE statement
 
@@ -68,6 +69,10 @@ def _statement(template: str, row: str, n: int) -> TextClause:
 
 _SEQ_SQL = "UPDATE line SET result_seq = v.column2 FROM (VALUES {rows}) AS v WHERE line.id = v.column1"
 _SEQ_ROW = "(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))"
+_ROLL_UP_SQL = text(
+    "UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
+    "output_tokens = output_tokens + :ot, cost_usd = cost_usd + :cost, result_seq = result_seq + :n "
+    "WHERE id = :id RETURNING result_seq, project_id, api_key_id")
 
 
 def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
@@ -78,7 +83,9 @@ def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: flo
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> int:
     """Write outcomes and roll finished lines into their batch's counters, in the caller's transaction.
 
-    Returns how many lines ended now (a line that had already ended is left as it was).
+    Returns how many lines ended now (a line that had already ended is left as it was). Rows are locked in one
+    order every writer of lines follows: line rows by id, then batch rows by id, then usage rows by key; so two
+    stores (or a store and a lease renewal, a take-back, a cancel) never wait on each other in a cycle.
     """
     first: dict[int, Outcome] = {}
     for o in outcomes:
@@ -86,15 +93,18 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: f
             first.setdefault(o.line_id, o)  # the same line twice in one write still ends once
     finals = list(first.values())
     retries = [o for o in outcomes if o.status == "retry"]
-    stored = 0
+    lock_lines(conn, [o.line_id for o in outcomes])
+    updated: set[int] = set()
     for start in range(0, len(finals), MAX_ROWS_PER_STATEMENT):
-        stored += _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
+        updated |= _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
     for start in range(0, len(retries), MAX_ROWS_PER_STATEMENT):
         _store_retries(conn, retries[start:start + MAX_ROWS_PER_STATEMENT])
-    return stored
+    _roll_up(conn, [o for o in finals if o.line_id in updated])
+    return len(updated)
 
 
-def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> int:
+def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> set[int]:
+    """Write final outcomes; returns the ids of the lines that ended now."""
     params: dict[str, Any] = {}
     for n, o in enumerate(outcomes):
         params.update({
@@ -102,37 +112,40 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
             f"rq{n}": o.request_id, f"ec{n}": o.error_code, f"em{n}": o.error_message,
             f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at, f"co{n}": o.cost_usd,
         })
-    updated = {r[0] for r in conn.execute(_statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)), params)}
-    ended: dict[str, list[Outcome]] = defaultdict(list)
-    for o in outcomes:
-        if o.line_id in updated:
-            ended[o.batch_id].append(o)
-    for batch_id, batch_outcomes in sorted(ended.items()):
-        _roll_up(conn, batch_id, batch_outcomes)
-    return len(updated)
+    return {r[0] for r in conn.execute(_statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)), params)}
 
 
-def _roll_up(conn: Connection, batch_id: str, ended: list[Outcome]) -> None:
-    """Add ended lines to the batch's counters and number them after the batch's last ended line.
+def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
+    """Add ended lines to their batches' counters (batch rows in id order) and usage roll-ups, and number them after
+    each batch's last ended line.
 
     The batch row's update serialises writers per batch, so numbers follow commit order and a reader of the
     partial output never finds a line appearing before one it has already read.
     """
-    last = conn.execute(
-        text("UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
-             "output_tokens = output_tokens + :ot, cost_usd = cost_usd + :cost, result_seq = result_seq + :n "
-             "WHERE id = :id RETURNING result_seq"),
-        {"id": batch_id, "c": sum(o.status == "succeeded" for o in ended),
-         "f": sum(o.status != "succeeded" for o in ended), "it": sum(o.input_tokens for o in ended),
-         "ot": sum(o.output_tokens for o in ended), "cost": sum(o.cost_usd for o in ended), "n": len(ended)},
-    ).scalar_one()
-    add_usage(conn, batch_id, [(o.provider, o.model, o.route, o.input_tokens, o.output_tokens, o.cost_usd)
-                               for o in ended if o.provider is not None])
-    first = last - len(ended) + 1
-    params: dict[str, Any] = {}
-    for n, o in enumerate(sorted(ended, key=lambda o: o.line_id)):
-        params.update({f"i{n}": o.line_id, f"q{n}": first + n})
-    conn.execute(_statement(_SEQ_SQL, _SEQ_ROW, len(ended)), params)
+    by_batch: dict[str, list[Outcome]] = defaultdict(list)
+    for o in ended:
+        by_batch[o.batch_id].append(o)
+    usage: list[tuple[Owner, Call]] = []
+    numbered: list[tuple[int, int]] = []
+    for batch_id, batch_ended in sorted(by_batch.items()):
+        last, project_id, api_key_id = conn.execute(
+            _ROLL_UP_SQL,
+            {"id": batch_id, "c": sum(o.status == "succeeded" for o in batch_ended),
+             "f": sum(o.status != "succeeded" for o in batch_ended), "it": sum(o.input_tokens for o in batch_ended),
+             "ot": sum(o.output_tokens for o in batch_ended), "cost": sum(o.cost_usd for o in batch_ended),
+             "n": len(batch_ended)},
+        ).one()
+        usage += [((project_id, api_key_id), (o.provider, o.model, o.route, o.input_tokens, o.output_tokens,
+                                              o.cost_usd)) for o in batch_ended if o.provider is not None]
+        first = last - len(batch_ended) + 1
+        numbered += [(o.line_id, first + n) for n, o in enumerate(sorted(batch_ended, key=lambda o: o.line_id))]
+    add_usage(conn, usage)
+    for start in range(0, len(numbered), MAX_ROWS_PER_STATEMENT):
+        part = numbered[start:start + MAX_ROWS_PER_STATEMENT]
+        params: dict[str, Any] = {}
+        for n, (line_id, seq) in enumerate(part):
+            params.update({f"i{n}": line_id, f"q{n}": seq})
+        conn.execute(_statement(_SEQ_SQL, _SEQ_ROW, len(part)), params)
 
 
 def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:

@@ -19,43 +19,53 @@ def month_start(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).date().replace(day=1).isoformat()
 
 
-def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
-    """Add ended calls of one batch to its project's (and its key's) daily roll-up, in the caller's transaction."""
-    totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
-    for provider, model, route, tokens_in, tokens_out, cost in calls:
-        t = totals[(provider or "", model or "", route)]
-        t[0] += 1
-        t[1] += tokens_in
-        t[2] += tokens_out
-        t[3] += cost
-    if not totals:
-        return
+#: whom a batch's calls are billed to: its project, and the API key that created it (None: none recorded)
+Owner = tuple[str, str | None]
+
+
+def add_usage(conn: Connection, calls: Sequence[tuple[Owner, Call]]) -> None:
+    """Add ended batch calls, ``(owner, call)``, to their project's and key's daily roll-ups, in the caller's
+    transaction.
+
+    Calls are summed per roll-up row first, and rows are written in key order: two stores ending lines of the
+    same project lock its rows in the same order, so they never wait on each other in a cycle.
+    """
     day = dt.datetime.now(dt.UTC).date().isoformat()
-    conn.execute(
-        text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
-             "output_tokens, cost_usd) SELECT project_id, :day, :provider, :model, :route, :n, :it, :ot, :cost "
-             "FROM batch WHERE id = :b ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
-             "requests = usage_daily.requests + excluded.requests, "
-             "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
-             "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
-             "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
-        [{"b": batch_id, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]), "it": int(t[1]),
-          "ot": int(t[2]), "cost": t[3]} for (p, m, r), t in sorted(totals.items())],
-    )
-    by_model: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
-    for (_, model, _), t in totals.items():
-        by_model[model] = [a + b for a, b in zip(by_model[model], t, strict=True)]
-    conn.execute(
-        text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
-             "output_tokens, cost_usd) SELECT api_key_id, :day, :model, project_id, :n, :it, :ot, :cost "
-             "FROM batch WHERE id = :b AND api_key_id IS NOT NULL ON CONFLICT (api_key_id, day, model) DO UPDATE "
-             "SET requests = usage_key_daily.requests + excluded.requests, "
-             "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
-             "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
-             "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
-        [{"b": batch_id, "day": day, "model": m, "n": int(t[0]), "it": int(t[1]), "ot": int(t[2]), "cost": t[3]}
-         for m, t in sorted(by_model.items())],
-    )
+    per_project: dict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    per_key: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for (project_id, api_key_id), (provider, model, route, tokens_in, tokens_out, cost) in calls:
+        rows = [per_project[(project_id, provider or "", model or "", route)]]
+        if api_key_id is not None:
+            rows.append(per_key[(api_key_id, model or "", project_id)])
+        for t in rows:
+            t[0] += 1
+            t[1] += tokens_in
+            t[2] += tokens_out
+            t[3] += cost
+    if per_project:
+        conn.execute(
+            text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
+                 "output_tokens, cost_usd) VALUES (:project, :day, :provider, :model, :route, :n, :it, :ot, :cost) "
+                 "ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
+                 "requests = usage_daily.requests + excluded.requests, "
+                 "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
+                 "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
+                 "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
+            [{"project": project, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]), "it": int(t[1]),
+              "ot": int(t[2]), "cost": t[3]} for (project, p, m, r), t in sorted(per_project.items())],
+        )
+    if per_key:
+        conn.execute(
+            text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
+                 "output_tokens, cost_usd) VALUES (:key, :day, :model, :project, :n, :it, :ot, :cost) "
+                 "ON CONFLICT (api_key_id, day, model) DO UPDATE "
+                 "SET requests = usage_key_daily.requests + excluded.requests, "
+                 "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
+                 "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
+                 "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
+            [{"key": key, "day": day, "model": m, "project": project, "n": int(t[0]), "it": int(t[1]),
+              "ot": int(t[2]), "cost": t[3]} for (key, m, project), t in sorted(per_key.items())],
+        )
 
 
 def usage_rows(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageDaily]:

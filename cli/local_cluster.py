@@ -16,10 +16,12 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from broker.auth import ADMIN_KEY_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_FLIGHT_METRIC = "broker_upstream_in_flight"  #: the gauge of upstream calls running in a process
 STARTUP_TIMEOUT = 120.0  #: seconds for every API process to answer /healthz (imports are slow on a loaded machine)
 
 
@@ -96,30 +98,32 @@ class LocalCluster:
             raise
         return self
 
-    def busiest_worker(self, timeout: float = 30.0) -> str:
-        """The live worker process that made the most upstream calls in the last minute, as it reports them."""
-        from sqlalchemy import text
-
-        from broker.db import make_engine
-
-        engine = make_engine(self.env["DATABASE_URL"])
-        live = {str(proc.pid): name for name, proc in self.procs.items()
-                if name.startswith("worker") and proc.poll() is None}
-        deadline = time.monotonic() + timeout
+    def calls_in_flight(self, name: str) -> int:
+        """Upstream calls running now in process ``name``, as its /metrics shows them (0 if it does not answer)."""
         try:
-            while True:
-                with engine.connect() as conn:
-                    rows = conn.execute(text("SELECT worker_id FROM provider_state WHERE calls > 0 "
-                                             "AND updated_at > :recent ORDER BY calls DESC"),
-                                        {"recent": time.time() - 5}).scalars().all()
-                for worker_id in rows:
-                    if (name := live.get(worker_id.rsplit(":", 1)[1])) is not None:
-                        return name
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no live worker reports calls:\n" + self.logs())
-                time.sleep(0.1)
-        finally:
-            engine.dispose()
+            page = httpx.get(self.metrics_url(name), timeout=2, trust_env=False).text
+        except httpx.HTTPError:
+            return 0
+        return int(sum(sample.value for family in text_string_to_metric_families(page)
+                       if family.name == IN_FLIGHT_METRIC for sample in family.samples))
+
+    def busiest_worker(self, timeout: float = 30.0) -> tuple[str, int]:
+        """The live worker with the most upstream calls in flight right now, and how many; waits until one has some.
+
+        Read from each worker's /metrics at the moment of asking: the queue hands a message to whichever worker
+        polls first, so which one holds the lines swings from one moment to the next, and what a worker did over
+        the last seconds says nothing about what it holds now.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [name for name, proc in self.procs.items() if name.startswith("worker") and proc.poll() is None]
+            counts = {name: self.calls_in_flight(name) for name in live}
+            busiest = max(counts, key=lambda name: counts[name], default=None)
+            if busiest is not None and counts[busiest] > 0:
+                return busiest, counts[busiest]
+            if time.monotonic() > deadline:
+                raise RuntimeError("no live worker has a call in flight:\n" + self.logs())
+            time.sleep(0.05)
 
     def metrics_url(self, name: str) -> str:
         """The /metrics page of process ``name`` (``api``, ``planner``, ``worker1``, ...)."""

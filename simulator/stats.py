@@ -16,6 +16,11 @@ MINUTES_KEPT = 60  #: per-minute request counts kept (older minutes are dropped)
 PROMPTS_KEPT = 1000  #: prompts of the latest requests kept, in arrival order
 
 
+def body_digest(raw: bytes) -> bytes:
+    """The key of a request body in :attr:`SimulatorStats.calls_per_body` and ``answers_per_body``."""
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
 @dataclass
 class SimulatorStats:
     """Counters since start (or the last reset) of the inference endpoints' traffic."""
@@ -87,7 +92,7 @@ class SimulatorStats:
 
     def called(self, raw: bytes) -> bytes:
         """Count a request by its body; returns the body's digest for :meth:`answered`."""
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        digest = body_digest(raw)
         self.calls_per_body[digest] = self.calls_per_body.get(digest, 0) + 1
         return digest
 

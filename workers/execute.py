@@ -58,6 +58,10 @@ class Request:
         return model if isinstance(model, str) else None
 
 
+class LeaseMovedOn(Exception):
+    """A line's lease moved on while its call waited for a limit: the call is not made (DESIGN.md invariant 9)."""
+
+
 #: embedding requests packed into one call: each with its inputs, all sharing the other parameters
 Pack = list[tuple[Request, list[str]]]
 #: one upstream call to run: its outcomes when awaited, and its lines' (id, attempts) as leased
@@ -79,16 +83,21 @@ class LineRunner:
         self.embedding_batch_size = throttle.provider.embedding_batch_size
         self.project_limits = project_limits  #: the limits of the lines' projects; None: none apply
 
-    async def _call(self, endpoint: str, body: dict[str, Any], model: str | None,
-                    payload: bytes | None = None, batch_ids: Sequence[str] = ()) -> UpstreamResponse:
-        """One upstream call of ``model`` for lines of ``batch_ids`` under the shared limits of the provider and
-        of the lines' projects; ``payload`` is ``body`` already encoded."""
+    async def _call(self, endpoint: str, body: dict[str, Any], model: str | None, lines: Sequence[LeasedLine],
+                    payload: bytes | None = None) -> UpstreamResponse:
+        """One upstream call of ``model`` for ``lines`` under the shared limits of the provider and of the lines'
+        projects; ``payload`` is ``body`` already encoded. Raises :class:`LeaseMovedOn`, sending nothing, when a
+        line's lease moved on while the call waited for a limit."""
+        batch_ids = [line.batch_id for line in lines]
         own = await self.project_limits.keys(batch_ids, model) if self.project_limits is not None else []
         estimated = admission_tokens(endpoint, body) if self.throttle.active or own else 0
         upstream = self.provider.upstream_name(model) if model is not None else None
         if upstream != model:  # the provider knows the model by another name
             payload = orjson.dumps({**body, "model": upstream})
         await self.throttle.before(model, estimated, own)
+        if not all(self.held(line.id) for line in lines):
+            await self.throttle.unreserve(model, estimated)
+            raise LeaseMovedOn
         route = OFF_PEAK if self.provider.price_multiplier(model or "", time.time()) < 1.0 else REALTIME
         start = time.monotonic()
         try:
@@ -136,7 +145,8 @@ class LineRunner:
         return [o for outcomes in await asyncio.gather(*(call for call, _ in self.calls(lines))) for o in outcomes]
 
     async def _single_outcomes(self, request: Request) -> list[Outcome]:
-        return [await self._single(request)] if self.held(request.line.id) else []
+        outcome = await self._single(request) if self.held(request.line.id) else None
+        return [outcome] if outcome is not None else []
 
     def _plan(self, requests: Sequence[Request]) -> tuple[list[Request], list[Pack]]:
         singles: list[Request] = []
@@ -171,12 +181,15 @@ class LineRunner:
                        error_message=f"{self.provider.name} is failing; moved to {move[0]}.", not_before=time.time(),
                        refund_attempt=True, move_to=move[0])
 
-    async def _single(self, request: Request) -> Outcome:
+    async def _single(self, request: Request) -> Outcome | None:
+        """The line's outcome; None if its lease moved on before it was sent (it is not ours to end)."""
         if (skipped := self._skip_down_provider(request)) is not None:
             return skipped
         line = request.line
         try:
-            resp = await self._call(line.endpoint, request.body, request.model, line.body.encode(), (line.batch_id,))
+            resp = await self._call(line.endpoint, request.body, request.model, [line], line.body.encode())
+        except LeaseMovedOn:
+            return None
         except UpstreamError as exc:
             return self._failure(request, exc)
         except Exception as exc:  # our own trouble (a limiter's Redis, say): retry the line, never lose the chunk
@@ -200,22 +213,28 @@ class LineRunner:
         if not pack:
             return []
         if len(pack) == 1 or self.circuit.down:
-            return list(await asyncio.gather(*(self._single(request) for request, _ in pack)))
+            return await self._singles(pack)
         first = pack[0][0]
         body = {**first.body, "input": [text for _, inputs in pack for text in inputs]}
         try:
-            resp = await self._call(EMBEDDINGS_ENDPOINT, body, first.model,
-                                    batch_ids=[request.line.batch_id for request, _ in pack])
+            resp = await self._call(EMBEDDINGS_ENDPOINT, body, first.model, [request.line for request, _ in pack])
             return [self._success(request.line, resp.status, text, resp.request_id, usage, first.model)
                     for request, text, usage in _split_embeddings(pack, resp)]
+        except LeaseMovedOn:
+            return []
         except TerminalUpstream:  # one bad input fails the whole call: run them one by one to isolate it
-            return list(await asyncio.gather(*(self._single(request) for request, _ in pack)))
+            return await self._singles(pack)
         except UpstreamError as exc:
             return [self._failure(request, exc) for request, _ in pack]
         except Exception as exc:  # our own trouble: retry the lines, never lose the chunk
             log.exception("packed call failed inside the broker")
             broker_error = RetryableUpstream(f"Broker error before the call: {exc!r}", code="broker_error")
             return [self._failure(request, broker_error) for request, _ in pack]
+
+    async def _singles(self, pack: Pack) -> list[Outcome]:
+        """The pack's lines called one by one."""
+        outcomes = await asyncio.gather(*(self._single(request) for request, _ in pack))
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def _failure(self, request: Request, exc: UpstreamError) -> Outcome:
         line = request.line

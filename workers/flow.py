@@ -1,16 +1,17 @@
 """One provider's lines in a worker process: each upstream call is a task of its own, and the slot it frees is
 refilled the moment it ends, not when the slowest line of its message does.
 
-Outcomes of ended calls are stored, and the provider's next ranked lines leased (broker/dispatch.py), by a single
-flusher per provider: a store starts once :data:`STORE_BATCH_LINES` outcomes wait or the first has waited
-:data:`STORE_WAIT_SECONDS`, and outcomes of calls ending during a store go in the next one, so a busy provider
-stores many lines per transaction while a slot stays idle for a few milliseconds at most. The lines leased go out as
-queue messages (any worker may take them). On close, calls still running are cancelled and their lines handed
-back for another worker to run at once; outcomes already in are stored first.
+An answer is persisted as soon as it arrives: a single storer per provider writes every outcome waiting, in its own
+transaction that takes no lock but the rows it writes (broker/results.py), and outcomes arriving during a store go
+in the next one at once. So an answer the upstream gave, and billed, dies unstored with a crashed worker only if it
+arrived within about two stores' time of the crash. Each store then asks for the provider's next ranked lines to be
+leased into the freed slots (broker/dispatch.py), in a transaction of its own under the provider's release lock,
+while the storer goes on storing; the lines leased go out as queue messages (any worker may take them). On close,
+calls still running are cancelled and their lines handed back for another worker to run at once; outcomes already
+in are stored first.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,14 +19,12 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from broker.catalogue import ProviderConfig
-from broker.dispatch import Chunk, finish_and_release, give_back, send_all
-from broker.results import Outcome
+from broker.dispatch import Chunk, give_back, release_and_send
+from broker.results import Outcome, store_outcomes
 from workers.execute import Call
 from workers.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
-STORE_BATCH_LINES = 32  #: a store starts once this many outcomes wait...
-STORE_WAIT_SECONDS = 0.005  #: ...or once the first of them has waited this long (slots idle briefly, stores stay few)
 STORE_RETRY_SECONDS = 1.0  #: wait before storing again after the database refused a store
 CLOSE_STORE_ATTEMPTS = 3  #: stores tried at close before the outcomes are left to the lease's expiry
 
@@ -37,13 +36,14 @@ class ProviderFlow:
         self.lease_seconds = leases.lease_seconds
         self.send = send
         self.after_store = after_store  #: called on the loop after each store (provider-state reports)
-        self._outcomes: list[Outcome] = []
+        self._outcomes: list[Outcome] = []  #: answered, waiting to be stored
+        self._ended_leases: list[tuple[int, int]] = []  #: leases of the calls those outcomes came from
         #: running call -> its lines' (id, attempts) as leased
         self._calls: dict[asyncio.Task[list[Outcome]], list[tuple[int, int]]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._storer: asyncio.Task[None] | None = None
+        self._releaser: asyncio.Task[None] | None = None
+        self._release_again = False  #: slots were freed while a release ran: run one more after it
         self._closing = False
-        self._waiting_since = 0.0  #: when the oldest outcome waiting to be stored came in (monotonic)
-        self._enough = asyncio.Event()  #: set when STORE_BATCH_LINES outcomes wait
 
     def start(self, calls: list[Call]) -> None:
         """Run each ``(call, its lines' (id, attempts))`` as a task on the running loop."""
@@ -53,41 +53,50 @@ class ProviderFlow:
             task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[list[Outcome]]) -> None:
-        self._calls.pop(task, None)
+        leases = self._calls.pop(task, [])
         if task.cancelled():
             return
         if (exc := task.exception()) is not None:  # calls catch their own errors; the lease takes the line back
             log.error("provider %s: a call failed inside the broker", self.provider.name, exc_info=exc)
             return
-        if not self._outcomes:
-            self._waiting_since = time.monotonic()
         self._outcomes.extend(task.result())
-        if len(self._outcomes) >= STORE_BATCH_LINES:
-            self._enough.set()
-        if not self._closing and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.ensure_future(self._flush())
+        self._ended_leases.extend(leases)
+        if not self._closing and (self._storer is None or self._storer.done()):
+            self._storer = asyncio.ensure_future(self._store())
 
-    async def _flush(self) -> None:
-        while self._outcomes and not self._closing:
-            deadline = self._waiting_since + STORE_WAIT_SECONDS
-            while len(self._outcomes) < STORE_BATCH_LINES and (wait := deadline - time.monotonic()) > 0:
-                self._enough.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._enough.wait(), wait)
-            if self._closing:  # aclose stores what is left, without leasing more
-                break
+    async def _store(self) -> None:
+        while (self._outcomes or self._ended_leases) and not self._closing:  # aclose stores what is left itself
             outcomes, self._outcomes = self._outcomes, []
-            try:
-                chunks = await asyncio.to_thread(finish_and_release, self.engine, self.provider, outcomes,
-                                                 self.lease_seconds)
-            except Exception:  # the database is away: keep the outcomes and store them again shortly
-                log.exception("provider %s: storing %d outcomes failed; retrying", self.provider.name, len(outcomes))
-                self._outcomes[:0] = outcomes
-                await asyncio.sleep(STORE_RETRY_SECONDS)
-                continue
-            self.leases.drop([o.line_id for o in outcomes])
-            send_all(chunks, self.send)
+            ended, self._ended_leases = self._ended_leases, []
+            if outcomes:  # a call whose line's lease moved on before it was sent ends with none
+                try:
+                    await asyncio.to_thread(store_outcomes, self.engine, outcomes, time.time())
+                except Exception:  # the database is away: keep the outcomes and store them again shortly
+                    log.exception("provider %s: storing %d outcomes failed; retrying", self.provider.name,
+                                  len(outcomes))
+                    self._outcomes[:0], self._ended_leases[:0] = outcomes, ended
+                    await asyncio.sleep(STORE_RETRY_SECONDS)
+                    continue
+            self.leases.drop(ended)
+            self._release_soon()
             self.after_store()
+
+    def _release_soon(self) -> None:
+        """Lease the provider's next lines into freed slots: now, or right after the release running now."""
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.ensure_future(self._release())
+        else:
+            self._release_again = True
+
+    async def _release(self) -> None:
+        while not self._closing:
+            self._release_again = False
+            try:
+                await asyncio.to_thread(release_and_send, self.engine, self.provider, self.lease_seconds, self.send)
+            except Exception:  # the planner's next tick releases them
+                log.exception("provider %s: leasing the next lines failed", self.provider.name)
+            if not self._release_again:
+                return
 
     async def aclose(self) -> None:
         """Cancel running calls and hand their lines back; store every outcome already in (nothing released)."""
@@ -96,14 +105,14 @@ class ProviderFlow:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        for step in (self._storer, self._releaser):
+            if step is not None:
+                await asyncio.gather(step, return_exceptions=True)
         for attempt in range(CLOSE_STORE_ATTEMPTS):
             if not self._outcomes:
                 break
             try:
-                await asyncio.to_thread(finish_and_release, self.engine, self.provider, self._outcomes,
-                                        self.lease_seconds, release_next=False)
+                await asyncio.to_thread(store_outcomes, self.engine, self._outcomes, time.time())
                 self._outcomes = []
             except Exception:
                 log.exception("provider %s: storing outcomes at close failed (attempt %d)", self.provider.name,
@@ -111,4 +120,4 @@ class ProviderFlow:
         unfinished = [lease for leases in running.values() for lease in leases]
         if unfinished:
             await asyncio.to_thread(give_back, self.engine, unfinished)
-            self.leases.drop([line_id for line_id, _ in unfinished])
+            self.leases.drop(unfinished)

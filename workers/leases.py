@@ -40,10 +40,12 @@ class LeaseKeeper:
         held = self._held.get(line_id)
         return held is not None and held[1] - self.margin > time.time()
 
-    def drop(self, line_ids: list[int]) -> None:
-        """Stop holding lines whose outcome is stored (or that were handed back)."""
-        for line_id in line_ids:
-            self._held.pop(line_id, None)
+    def drop(self, leases: list[tuple[int, int]]) -> None:
+        """Stop holding leases, ``(line id, attempts)``, whose outcome is stored (or that were handed back); a line
+        leased here again since (a retry) stays held under its new lease."""
+        for line_id, attempts in leases:
+            if (held := self._held.get(line_id)) is not None and held[0] == attempts:
+                del self._held[line_id]
 
     async def renew(self) -> None:
         """Extend every held lease; forget those that moved on."""
@@ -54,10 +56,12 @@ class LeaseKeeper:
         renewed = await asyncio.to_thread(renew_leases, self.engine, leases, until)
         lost = 0
         for line_id, attempts in leases:
+            if (held := self._held.get(line_id)) is None or held[0] != attempts:
+                continue  # dropped meanwhile, or leased here again (a retry) after the renewal read it
             if line_id in renewed:
-                if line_id in self._held:
-                    self._held[line_id] = (attempts, until)
-            elif self._held.pop(line_id, None) is not None:
+                self._held[line_id] = (attempts, until)
+            else:
+                del self._held[line_id]
                 lost += 1
         if lost:
             log.warning("%d leases moved on before their lines ended here; those lines are not sent again", lost)
