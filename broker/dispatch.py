@@ -186,30 +186,68 @@ def give_back(engine: Engine, leases: Sequence[tuple[int, int]]) -> None:
                      [{"id": line_id, "attempts": attempts} for line_id, attempts in leases])
 
 
-def send_all(chunks: Sequence[Chunk], send: SendChunk) -> int:
+class QueueGate:
+    """Sends chunks, and holds leasing back while the queue is away.
+
+    A line leased for a message that could not be sent keeps its slot until its lease ends (see :func:`send_all`),
+    so while Redis is down every slot freed by an ending call would be lost for a lease's length. After a send
+    fails, no line is leased for the queue until it answers ``ping`` again.
+    """
+
+    def __init__(self, send: SendChunk, ping: Callable[[], object]) -> None:
+        self._send, self._ping = send, ping
+        self._away = False
+
+    def __call__(self, chunk: Chunk) -> None:
+        try:
+            self._send(chunk)
+        except Exception:
+            self._away = True
+            raise
+
+    def open(self) -> bool:
+        """Whether lines may be leased for the queue now (pings it once if the last send failed)."""
+        if self._away:
+            try:
+                self._ping()
+            except Exception:
+                return False
+            self._away = False
+            log.info("the queue answers again: leasing resumes")
+        return True
+
+
+def send_all(engine: Engine, chunks: Sequence[Chunk], send: SendChunk) -> int:
     """Send every chunk's message; returns the lines sent.
 
     A message that could not be sent (the queue is away) is not retried: its lines stay leased until their lease
     ends, then the planner takes them back. Leasing them again at once could run a line twice, since a send that
-    failed may still have reached the queue, and a message that arrives within its lease runs.
+    failed may still have reached the queue, and a message that arrives within its lease runs. The chunks after
+    it are not tried: they never left, so their lines go back to ``pending`` at once.
     """
     sent = 0
-    for chunk in chunks:
+    for n, chunk in enumerate(chunks):
         try:
             send(chunk)
             sent += len(chunk.lines)
         except Exception:
             log.warning("provider %s: sending %d lines failed; they run again when their lease ends",
                         chunk.provider, len(chunk.lines), exc_info=True)
+            if unsent := [(line.id, line.attempts) for later in chunks[n + 1:] for line in later.lines]:
+                give_back(engine, unsent)
+            break
     return sent
 
 
 def release_and_send(engine: Engine, provider: ProviderConfig, lease_seconds: float, send: SendChunk) -> int:
-    """Release for one provider and send the messages; returns the number of lines sent."""
+    """Release for one provider and send the messages; returns the number of lines sent (none while the queue is
+    away, see :class:`QueueGate`)."""
+    if isinstance(send, QueueGate) and not send.open():
+        return 0
     with engine.connect() as conn, _provider_lock(conn, provider.name):
         chunks = release(conn, provider, lease_seconds)
         conn.commit()
-    return send_all(chunks, send)
+    return send_all(engine, chunks, send)
 
 
 def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempts: int) -> None:

@@ -16,7 +16,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, Middleware, ShutdownNotifications, TimeLimit
 
 from broker.catalogue import Catalogue
-from broker.dispatch import Chunk, LeasedLine, SendChunk
+from broker.dispatch import Chunk, LeasedLine, QueueGate
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,14 @@ def waiting_messages(broker: dramatiq.Broker, catalogue: Catalogue) -> dict[tupl
     return {(p.name,): broker.queues[p.queue_name].qsize() for p in catalogue.providers.values()}
 
 
-def sender(broker: dramatiq.Broker, catalogue: Catalogue) -> SendChunk:
+def sender(broker: dramatiq.Broker, catalogue: Catalogue) -> QueueGate:
     def send(chunk: Chunk) -> None:
         queue_name = catalogue.get(chunk.provider).queue_name
         lines = [line.to_message() for line in chunk.lines]
         broker.enqueue(dramatiq.Message(queue_name=queue_name, actor_name=ACTOR_NAME,
                                         args=(chunk.provider, lines), kwargs={}, options={}))
-    return send
+    ping = broker.client.ping if isinstance(broker, RedisBroker) else (lambda: None)
+    return QueueGate(send, ping)
 
 
 def native_sender(broker: dramatiq.Broker, catalogue: Catalogue) -> Callable[[str], None]:
