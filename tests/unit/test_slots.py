@@ -9,7 +9,7 @@ from sqlalchemy import text
 from broker.catalogue import ProviderConfig
 from broker.db import make_engine
 from broker.migrate import upgrade
-from providers.slots import IDLE_GRANT_SECONDS, Slots
+from providers.slots import FLUSH_SECONDS, IDLE_GRANT_SECONDS, Slots
 
 PROVIDER = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", max_concurrency=2)
 
@@ -29,7 +29,7 @@ def test_a_freed_slot_is_reused_then_released(tmp_path: Path) -> None:
         second = await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)
         during = await asyncio.to_thread(states)
         slots.release("p", second)
-        await asyncio.sleep(IDLE_GRANT_SECONDS * 4)
+        await asyncio.sleep(IDLE_GRANT_SECONDS + 3 * FLUSH_SECONDS)
         return first, second, during, await asyncio.to_thread(states)
 
     first, second, during, after = asyncio.run(scenario())
