@@ -1,11 +1,12 @@
 """An API process' concurrency slots for interactive calls (rows of ``interactive_call``, broker/capacity.py).
 
-A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most. When it ends its slot is kept
-by the process for :data:`IDLE_GRANT_SECONDS`: the next call to the same provider takes it without a query, so
-steady traffic costs no admission query per call, and neither does a burst as high as one seen within that time (a
-grant shorter than the gaps a loaded machine puts between calls made every burst pay a query per slot); a slot idle
-longer is freed. Batch release leases no line into a slot kept, so batch work waits that long at most for slots
-interactive traffic stopped using.
+A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most; when plenty of slots are free
+and no call waits, the same query takes :data:`SPARE_SLOTS` more for the process' next calls (a burst pays one query
+per few calls, not one per call). When a call ends its slot is kept by the process for :data:`IDLE_GRANT_SECONDS`:
+the next call to the same provider takes it without a query, so steady traffic costs no admission query per call,
+and neither does a burst as high as one seen within that time (a grant shorter than the gaps a loaded machine puts
+between calls made every burst pay a query per slot); a slot idle longer is freed. Batch release leases no line into
+a slot kept, so batch work waits that long at most for slots interactive traffic stopped using.
 
 Freed slots and the calls' usage are written together, off the request path, every :data:`FLUSH_SECONDS`: a process
 that crashes loses the usage of the calls answered in its last :data:`FLUSH_SECONDS` (while the database is away,
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.01  #: a waiting call looks for a free slot this often (at once when a call of this process ends)
 LEASE_SECONDS = 30.0  #: a slot stops counting this long after its process last renewed it (a dead API process)
 RENEW_SECONDS = 10.0  #: how often a process renews its slots
+SPARE_SLOTS = 4  #: an admission query takes this many more slots when plenty are free (the next calls of a burst)
 IDLE_GRANT_SECONDS = 0.5  #: an ended call's slot waits this long for the process' next call before it is freed
 FLUSH_SECONDS = 0.1  #: freed slots and calls' usage are written together this often (what a crash may lose)
 RETRY_SECONDS = 1.0  #: wait before writing again after the database refused
@@ -55,8 +57,11 @@ class Slots:
         slot, created = new_id("icall"), time.time()
         admitted = await asyncio.to_thread(
             try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
-            lease_until=created + LEASE_SECONDS, at=created, new=True)
-        self._held.add(slot)
+            lease_until=created + LEASE_SECONDS, at=created, new=True,
+            spares=[new_id("icall") for _ in range(SPARE_SLOTS)])
+        self._held.update(admitted or [slot])
+        now = time.monotonic()
+        self._idle.setdefault(provider.name, []).extend((spare, now) for spare in admitted[1:])
         while not admitted:
             left = deadline - time.monotonic()
             if left <= 0:
