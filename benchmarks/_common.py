@@ -53,14 +53,15 @@ def simulator(*args: str) -> Iterator[str]:
 
 @contextmanager
 def broker_process(args: Sequence[str], env: dict[str, str], log_path: Path | None = None,
-                   ) -> Iterator[tuple[str, int]]:
-    """``broker <args> --port P`` in its own process; yields its base URL and process id once it answers."""
+                   root: Path = ROOT) -> Iterator[tuple[str, int]]:
+    """``broker <args> --port P`` in its own process, run from the source tree ``root``; yields its base URL and
+    process id once it answers."""
     port = free_port()
     with open(log_path or os.devnull, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=root,
                                 env={**os.environ, **env}, stdout=log, stderr=log)
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
+            wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
             yield f"http://127.0.0.1:{port}/v1", proc.pid
         finally:
             proc.terminate()
@@ -69,16 +70,16 @@ def broker_process(args: Sequence[str], env: dict[str, str], log_path: Path | No
 
 @contextmanager
 def broker_serve(providers_toml: str, env: dict[str, str] | None = None, threads: int = 32,
-                 with_pid: bool = False) -> Iterator[Any]:
-    """``broker serve --no-auth`` in its own process with the given catalogue; yields its base URL (and its
-    process id, ``with_pid``)."""
+                 with_pid: bool = False, root: Path = ROOT) -> Iterator[Any]:
+    """``broker serve --no-auth`` in its own process with the given catalogue (``root``: another checkout's
+    source tree to run instead); yields its base URL (and its process id, ``with_pid``)."""
     with tempfile.TemporaryDirectory() as tmp:
         catalogue = Path(tmp) / "providers.toml"
         catalogue.write_text(providers_toml)
         full_env = {"BROKER_DATA_DIR": tmp, "BROKER_PROVIDERS_FILE": str(catalogue),
                     "DATABASE_URL": f"sqlite:///{tmp}/broker.db", **(env or {})}
         with broker_process(["serve", "--no-auth", "--threads", str(threads)], full_env,
-                            Path(tmp) / "serve.log") as (url, pid):
+                            Path(tmp) / "serve.log", root) as (url, pid):
             yield (url, pid) if with_pid else url
 
 
