@@ -38,3 +38,20 @@ def test_a_freed_slot_is_reused_then_released(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT requests, input_tokens, output_tokens, cost_usd, route FROM usage_daily "
                                  "WHERE project_id = 'proj'")).one() == (1, 3, 4, 0.5, "interactive")
+
+
+def test_a_stopping_process_writes_what_is_pending_and_frees_its_slots(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/slots.db")
+    upgrade(engine)
+    slots = Slots(engine)
+
+    async def calls() -> None:
+        first = await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)
+        await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)  # still running when the loop ends
+        slots.release("p", first, "proj", ("p", "m", "interactive", 3, 4, 0.5))  # not written yet
+
+    asyncio.run(calls())
+    slots.flush()
+    with engine.connect() as conn:
+        assert {r[0] for r in conn.execute(text("SELECT state FROM interactive_call"))} == {"ended"}
+        assert conn.execute(text("SELECT requests FROM usage_daily WHERE project_id = 'proj'")).scalar_one() == 1
