@@ -32,3 +32,13 @@ class ApiContext:
         if self._gateway is None:
             self._gateway = Gateway.for_process(self.core, self.limiter)
         return self._gateway
+
+    def forget_keys(self) -> None:
+        """A key was revoked or a project archived through this process: its next call looks the key up again
+        (other API processes do within the gateway's KEY_TTL_SECONDS)."""
+        self.projects_by_key.clear()
+
+    def close(self) -> None:
+        """The API has stopped serving: write what its gateway has not written yet."""
+        if self._gateway is not None:
+            self._gateway.slots.flush()

@@ -64,7 +64,7 @@ def broker_process(args: Sequence[str], env: dict[str, str], log_path: Path | No
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=root,
                                 env={**os.environ, **env}, stdout=log, stderr=log)
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
+            wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
             yield f"http://127.0.0.1:{port}/v1", proc.pid
         finally:
             proc.terminate()

@@ -4,20 +4,25 @@
 Added latency is the broker's p50 / p99 minus the direct p50 / p99 at a fixed open-loop rate (requests sent on a
 clock, not after the previous answer); the highest sustained rate is a closed loop at fixed concurrency. The
 simulator and ``broker serve --no-auth`` (embedded: SQLite) run in their own processes; the client is one pooled
-``httpx.AsyncClient``. Run: ``python -m benchmarks.gateway [--seconds 10] [--rates 100,400] [--concurrency 32]``.
+``httpx.AsyncClient``. With ``--before DIR`` a broker from another checkout takes the same load too, window for
+window in turn with this one (a before/after in one run on a noisy machine; ``--rounds`` windows each).
+Run: ``python -m benchmarks.gateway [--seconds 10] [--rates 100,400] [--concurrency 32] [--rounds 1]
+[--before ../earlier-checkout]``.
 """
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import orjson
 
-from benchmarks._common import broker_serve, print_table, simulator
+from benchmarks._common import ROOT, broker_serve, print_table, simulator
 
 TARGET_ADDED_P50_MS, TARGET_ADDED_P99_MS = 1.0, 5.0  #: issue #14, at 100 requests/s
 TARGET_RATIO = 0.7  #: sustained rate through the broker vs direct
@@ -84,41 +89,83 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q * 100) - 1] * 1000
 
 
+@dataclass
+class Target:
+    """One server the load goes to: the simulator itself, or a broker in front of it (its process id for CPU)."""
+
+    name: str
+    url: str
+    pid: int | None = None
+    latencies: dict[float, list[float]] = field(default_factory=dict)
+    failed: dict[float, int] = field(default_factory=dict)
+    cpu_ms: dict[float, float] = field(default_factory=dict)  #: broker CPU per call at each rate
+    sustained: float = 0.0
+
+
+def _window(target: Target, rate: float, seconds: float) -> float:
+    """One open-loop window at ``rate``; returns the rate actually sent."""
+    cpu0 = cpu_seconds(target.pid) if target.pid else 0.0
+    latencies, sent, failed = asyncio.run(open_loop(target.url, rate, seconds))
+    target.latencies.setdefault(rate, []).extend(latencies)
+    target.failed[rate] = target.failed.get(rate, 0) + failed
+    if target.pid and latencies:
+        spent = (cpu_seconds(target.pid) - cpu0) * 1000 / len(latencies)
+        target.cpu_ms[rate] = (target.cpu_ms.get(rate, spent) + spent) / 2
+    return sent
+
+
+def _rows(targets: list[Target], rates: list[float], concurrency: int) -> list[list[str]]:
+    direct, rows = targets[0], []
+    for rate in rates:
+        d50, d99 = pct(direct.latencies[rate], 0.5), pct(direct.latencies[rate], 0.99)
+        target = f"<= {TARGET_ADDED_P50_MS:g} / <= {TARGET_ADDED_P99_MS:g} ms" if rate == 100 else ""
+        rows.append([f"{rate:g} req/s", "direct", f"{d50:.2f} / {d99:.2f}", "", "", f"{direct.failed[rate]}", ""])
+        for t in targets[1:]:
+            b50, b99 = pct(t.latencies[rate], 0.5), pct(t.latencies[rate], 0.99)
+            rows.append(["", t.name, f"{b50:.2f} / {b99:.2f}", f"{b50 - d50:.2f} / {b99 - d99:.2f}",
+                         f"{t.cpu_ms.get(rate, 0):.2f}", f"{t.failed[rate]}", target])
+    rows.append([f"sustained, {concurrency} in flight", "direct", f"{direct.sustained:,.0f} req/s", "", "", "", ""])
+    for t in targets[1:]:
+        rows.append(["", t.name, f"{t.sustained:,.0f} req/s", f"{t.sustained / direct.sustained:.2f}x direct", "",
+                     "", f">= {TARGET_RATIO}x"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per window")
     parser.add_argument("--rates", default="100,400")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1, help="windows per rate and target, taken in turn")
+    parser.add_argument("--before", type=Path, help="also run a broker from this checkout (e.g. an earlier commit's "
+                        "`git worktree`), its windows taken in turn with this one's")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    rows = []
-    with simulator() as sim_url:
+    with simulator() as sim_url, contextlib.ExitStack() as stack:
         providers = f"""
 [providers.sim]
 base_url = "{sim_url}"
 max_concurrency = 512
 models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
 """
-        with broker_serve(providers, with_pid=True) as (broker_url, pid):
-            for rate in rates:
-                direct, _, direct_failed = asyncio.run(open_loop(sim_url, rate, args.seconds))
-                brokered, achieved, failed = asyncio.run(open_loop(broker_url, rate, args.seconds))
-                p50 = pct(brokered, 0.5) - pct(direct, 0.5)
-                p99 = pct(brokered, 0.99) - pct(direct, 0.99)
-                target = (f"<= {TARGET_ADDED_P50_MS:g} / <= {TARGET_ADDED_P99_MS:g} ms" if rate == 100 else "")
-                rows.append([f"{rate:g} req/s (sent {achieved:,.0f}/s; failed {direct_failed} / {failed})",
-                             f"{pct(direct, 0.5):.2f} / "
-                             f"{pct(direct, 0.99):.2f}", f"{pct(brokered, 0.5):.2f} / {pct(brokered, 0.99):.2f}",
-                             f"{p50:.2f} / {p99:.2f}", target])
-            direct_rate = asyncio.run(closed_loop(sim_url, args.concurrency, args.seconds))
-            cpu0 = cpu_seconds(pid)
-            broker_rate = asyncio.run(closed_loop(broker_url, args.concurrency, args.seconds))
-            cpu_ms = (cpu_seconds(pid) - cpu0) / (broker_rate * args.seconds) * 1000
-    rows.append([f"sustained, concurrency {args.concurrency}", f"{direct_rate:,.0f} req/s",
-                 f"{broker_rate:,.0f} req/s", f"{broker_rate / direct_rate:.2f}x direct", f">= {TARGET_RATIO}x"])
-    rows.append(["broker CPU per call (all its threads)", "", f"{cpu_ms:.2f} ms", "", ""])
-    print_table("Gateway overhead: /v1/chat/completions, zero-latency simulator",
-                ["load", "direct p50 / p99 ms", "broker p50 / p99 ms", "added p50 / p99 ms", "target"], rows)
+        targets = [Target("direct", sim_url)]
+        for name, root in ([("before", args.before)] if args.before else []) + [("broker", ROOT)]:
+            url, pid = stack.enter_context(broker_serve(providers, with_pid=True, root=root))
+            targets.append(Target(name, url, pid))
+        sent = {}
+        for rate in rates:
+            for _ in range(args.rounds):
+                for target in targets:
+                    sent[rate] = _window(target, rate, args.seconds)
+        for _ in range(args.rounds):
+            for target in targets:
+                rate = asyncio.run(closed_loop(target.url, args.concurrency, args.seconds))
+                target.sustained += rate / args.rounds
+    print_table(f"Gateway overhead: /v1/chat/completions, zero-latency simulator ({args.rounds} x {args.seconds:g} s "
+                f"per rate and target; last window sent {', '.join(f'{v:,.0f}/s' for v in sent.values())}; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+                ["load", "through", "p50 / p99 ms", "added p50 / p99 ms", "broker CPU per call ms", "failed", "target"],
+                _rows(targets, rates, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class Processes:
     metrics_server: Any = None  #: the WSGI server of serve_metrics
     #: without Redis, the API's interactive calls and the in-process workers share these buckets
     local_limiter: LocalLimiter = field(default_factory=LocalLimiter)
+    context: ApiContext | None = None  #: the API's, once made
 
     @property
     def shared_limiter(self) -> LocalLimiter | None:
@@ -93,13 +94,17 @@ class Processes:
         self.metrics_server, _ = start_http_server(port, host, registry=exposition(*self.collectors))
 
     def api_context(self) -> ApiContext:
-        return ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors),
-                          limiter=self.shared_limiter)
+        self.context = ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors),
+                                  limiter=self.shared_limiter)
+        return self.context
 
     def app(self) -> Any:
         return create_app(self.api_context())
 
     def stop(self) -> None:
+        if self.context is not None:
+            self.context.close()
+            self.context = None
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

@@ -1,10 +1,18 @@
 """An API process' concurrency slots for interactive calls (rows of ``interactive_call``, broker/capacity.py).
 
-A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most. When it ends its slot is kept
-by the process for :data:`IDLE_GRANT_SECONDS`: the next call to the same provider takes it without a query (steady
-traffic costs no admission query per call), the first in line (rank, then age) among this process' waiting calls if
-any wait; a slot idle longer is freed. Freed slots and the calls' usage are written together, off the request path,
-every :data:`WRITE_WAIT_SECONDS`.
+A call is admitted in SQL, ahead of batch lines, waiting until its deadline at most; when plenty of slots are free
+and no call waits, the same query takes :data:`SPARE_SLOTS` more for the process' next calls (a burst pays one query
+per few calls, not one per call). When a call ends its slot is kept by the process for :data:`IDLE_GRANT_SECONDS`:
+the next call to the same provider takes it without a query, so steady traffic costs no admission query per call,
+and neither does a burst as high as one seen within that time (a grant shorter than the gaps a loaded machine puts
+between calls made every burst pay a query per slot); if calls of this process wait, the first in line (rank, then
+age) takes it. A slot idle longer is freed. Batch release leases no line into a slot kept, so batch work waits that
+long at most for slots interactive traffic stopped using.
+
+Freed slots and the calls' usage are written together, off the request path, every :data:`FLUSH_SECONDS`: a process
+that crashes loses the usage of the calls answered in its last :data:`FLUSH_SECONDS` (while the database is away,
+of every call answered since), and its slots count until their lease ends. A process that stops writes them all
+(:meth:`Slots.flush`).
 """
 
 import asyncio
@@ -26,8 +34,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.01  #: a waiting call looks for a free slot this often (at once when a call of this process ends)
 LEASE_SECONDS = 30.0  #: a slot stops counting this long after its process last renewed it (a dead API process)
 RENEW_SECONDS = 10.0  #: how often a process renews its slots
-IDLE_GRANT_SECONDS = 0.05  #: an ended call's slot waits this long for the process' next call before it is freed
-WRITE_WAIT_SECONDS = 0.005  #: freed slots and usage are written together once the first has waited this long
+SPARE_SLOTS = 4  #: an admission query takes this many more slots when plenty are free (the next calls of a burst)
+IDLE_GRANT_SECONDS = 0.5  #: an ended call's slot waits this long for the process' next call before it is freed
+FLUSH_SECONDS = 0.1  #: freed slots and calls' usage are written together this often (what a crash may lose)
 RETRY_SECONDS = 1.0  #: wait before writing again after the database refused
 
 
@@ -53,8 +62,14 @@ class Slots:
         slot, created = new_id("icall"), time.time()
         admitted = await asyncio.to_thread(
             try_admit, self.engine, provider, slot, project_id=project_id, rank=rank, created_at=created,
-            lease_until=created + LEASE_SECONDS, at=created, new=True)
-        self._held.add(slot)
+            lease_until=created + LEASE_SECONDS, at=created, new=True,
+            spares=[new_id("icall") for _ in range(SPARE_SLOTS)])
+        self._held.update(admitted or [slot])
+        now = time.monotonic()
+        self._idle.setdefault(provider.name, []).extend((spare, now) for spare in admitted[1:])
+        if admitted:
+            self._write()  # keeps the slot renewed while it is held
+            return slot
         place = (rank, created, slot)
         bisect.insort(queue, place)
         try:
@@ -107,10 +122,17 @@ class Slots:
                 self._held.difference_update(expired)
                 self._free.extend(expired)
 
+    def flush(self) -> None:
+        """The process stops (its loop is over): free every slot it holds and write the usage not yet written."""
+        free, usage = [*self._free, *self._held], self._usage
+        self._free, self._usage, self._held, self._idle = [], [], set(), {}
+        if free or usage:
+            end(self.engine, free, usage, time.time())
+
     async def _writes(self) -> None:
         """Write freed slots and usage, free idle grants as they expire and renew the slots held, while any are."""
         while True:
-            await asyncio.sleep(WRITE_WAIT_SECONDS)
+            await asyncio.sleep(FLUSH_SECONDS)
             self._expire_idle()
             free, usage, self._free, self._usage = self._free, self._usage, [], []
             renewing = time.monotonic() - self._renewed_at > RENEW_SECONDS
@@ -127,4 +149,3 @@ class Slots:
                                         time.time())
             if not self._held and not self._free and not self._usage:  # held: running calls keep being renewed
                 return
-            await asyncio.sleep(IDLE_GRANT_SECONDS / 2)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, ContextDep, SessionDep
 from broker import keys as service
 from broker.projects import get_project
 from schemas import admin as wire
@@ -50,9 +50,11 @@ def modify_project_key(project_id: str, key_id: str, body: wire.KeyUpdate, admin
 
 
 @router.delete(PROJECT_KEYS + "/{key_id}", response_model=wire.KeyDeleted)
-def delete_project_key(project_id: str, key_id: str, admin: AdminDep, session: SessionDep) -> wire.KeyDeleted:
+def delete_project_key(project_id: str, key_id: str, admin: AdminDep, session: SessionDep,
+                       ctx: ContextDep) -> wire.KeyDeleted:
     service.revoke(session, admin.actor, service.get_key(session, project_id, key_id))
     session.commit()
+    ctx.forget_keys()
     return wire.KeyDeleted(id=key_id, object="organization.project.api_key.deleted")
 
 
@@ -85,9 +87,10 @@ def retrieve_admin_key(key_id: str, _: AdminDep, session: SessionDep) -> wire.Ad
 
 
 @router.delete(ADMIN_KEYS + "/{key_id}", response_model=wire.KeyDeleted)
-def delete_admin_key(key_id: str, admin: AdminDep, session: SessionDep) -> wire.KeyDeleted:
+def delete_admin_key(key_id: str, admin: AdminDep, session: SessionDep, ctx: ContextDep) -> wire.KeyDeleted:
     service.revoke(session, admin.actor, service.get_key(session, None, key_id))
     session.commit()
+    ctx.forget_keys()
     return wire.KeyDeleted(id=key_id, object="organization.admin_api_key.deleted")
 
 

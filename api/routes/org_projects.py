@@ -45,10 +45,11 @@ def modify_project(project_id: str, body: ProjectUpdate, admin: AdminDep, sessio
 
 
 @router.post("/{project_id}/archive", response_model=Project)
-def archive_project(project_id: str, admin: AdminDep, session: SessionDep) -> Project:
+def archive_project(project_id: str, admin: AdminDep, session: SessionDep, ctx: ContextDep) -> Project:
     """Its keys stop working at once; its files and batches stay readable with an admin key."""
     row = service.archive_project(session, project_id, admin.actor)
     session.commit()
+    ctx.forget_keys()
     return service.to_wire(session, row)
 
 

@@ -49,10 +49,13 @@ def test_a_revoked_key_gets_401_on_its_next_call(broker: EmbeddedBroker, admin: 
     pid, key = project_with_key(admin, "revoked")
     client = broker.client(key["value"])
     assert [m.id for m in client.models.list()] == ["model-a", "model-b"]
+    chat = {"model": "model-a", "messages": [{"role": "user", "content": "hi"}]}
+    assert client.chat.completions.create(**chat).choices  # the gateway now remembers the key for a few seconds
     admin.delete(f"/organization/projects/{pid}/api_keys/{key['id']}")
-    with pytest.raises(openai.AuthenticationError) as info:
-        client.models.list()
-    assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
+    for call in (client.models.list, lambda: client.chat.completions.create(**chat)):
+        with pytest.raises(openai.AuthenticationError) as info:
+            call()
+        assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
 
 
 def test_a_rotated_keys_old_value_works_until_the_grace_period_ends(broker: EmbeddedBroker,

@@ -24,8 +24,8 @@ def _engine(tmp_path: Path) -> Engine:
 
 
 def _admit(engine: Engine, call_id: str, rank: int, at: float, new: bool = True) -> bool:
-    return try_admit(engine, PROVIDER, call_id, project_id="proj", rank=rank, created_at=at, lease_until=at + 60,
-                     at=at, new=new)
+    return bool(try_admit(engine, PROVIDER, call_id, project_id="proj", rank=rank, created_at=at,
+                          lease_until=at + 60, at=at, new=new))
 
 
 def test_freed_slots_go_by_rank_then_arrival(tmp_path: Path) -> None:
@@ -61,3 +61,19 @@ def test_batch_release_leaves_interactive_slots_alone(tmp_path: Path) -> None:
     assert not _admit(engine, "i2", 20, now + 0.001), "the provider is full: the second call waits"
     with engine.connect() as conn:
         assert release(conn, PROVIDER, 60) == [], "and the batch does not take the slot it waits for"
+
+
+def test_an_admission_takes_spare_slots_only_from_plenty_and_when_no_call_waits(tmp_path: Path) -> None:
+    engine, t = _engine(tmp_path), 1000.0
+    roomy = PROVIDER.model_copy(update={"max_concurrency": 8})
+
+    def admit(call_id: str, at: float, spares: int) -> list[str]:
+        return try_admit(engine, roomy, call_id, project_id="proj", rank=20, created_at=at, lease_until=at + 60,
+                         at=at, new=True, spares=[f"{call_id}-spare{i}" for i in range(spares)])
+
+    assert admit("a", t, 4) == ["a", "a-spare0", "a-spare1", "a-spare2"]  # 7 left: at most half of them
+    assert admit("b", t + 1, 4) == ["b", "b-spare0"]  # 4 left after a's: b takes one, and one of the other 3
+    assert admit("c", t + 2, 4) == ["c"]  # 2 left: nothing spare
+    assert admit("d", t + 3, 4) == ["d"] and admit("w", t + 3.5, 4) == []  # the last slot; then a call waits
+    end(engine, ["a", "a-spare0", "a-spare1"], [], t + 4)
+    assert admit("e", t + 5, 4) == ["e"], "a call waits: no spares taken ahead of it"

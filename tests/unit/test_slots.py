@@ -9,7 +9,7 @@ from sqlalchemy import text
 from broker.catalogue import ProviderConfig
 from broker.db import make_engine
 from broker.migrate import upgrade
-from providers.slots import IDLE_GRANT_SECONDS, Slots
+from providers.slots import FLUSH_SECONDS, IDLE_GRANT_SECONDS, Slots
 
 PROVIDER = ProviderConfig(name="p", base_url="http://127.0.0.1:9/v1", max_concurrency=2)
 
@@ -29,7 +29,7 @@ def test_a_freed_slot_is_reused_then_released(tmp_path: Path) -> None:
         second = await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)
         during = await asyncio.to_thread(states)
         slots.release("p", second)
-        await asyncio.sleep(IDLE_GRANT_SECONDS * 4)
+        await asyncio.sleep(IDLE_GRANT_SECONDS + 3 * FLUSH_SECONDS)
         return first, second, during, await asyncio.to_thread(states)
 
     first, second, during, after = asyncio.run(scenario())
@@ -38,3 +38,20 @@ def test_a_freed_slot_is_reused_then_released(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT requests, input_tokens, output_tokens, cost_usd, route FROM usage_daily "
                                  "WHERE project_id = 'proj'")).one() == (1, 3, 4, 0.5, "interactive")
+
+
+def test_a_stopping_process_writes_what_is_pending_and_frees_its_slots(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/slots.db")
+    upgrade(engine)
+    slots = Slots(engine)
+
+    async def calls() -> None:
+        first = await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)
+        await slots.admit(PROVIDER, "proj", 20, time.monotonic() + 1)  # still running when the loop ends
+        slots.release("p", first, "proj", ("p", "m", "interactive", 3, 4, 0.5))  # not written yet
+
+    asyncio.run(calls())
+    slots.flush()
+    with engine.connect() as conn:
+        assert {r[0] for r in conn.execute(text("SELECT state FROM interactive_call"))} == {"ended"}
+        assert conn.execute(text("SELECT requests FROM usage_daily WHERE project_id = 'proj'")).scalar_one() == 1
