@@ -103,6 +103,7 @@ class BatchRow(SQLModel, table=True):
         Index("ix_batch_project_id_id", "project_id", "id"),
         Index("ix_batch_status_provider", "status", "provider"),
         Index("ix_batch_output_file_id", "output_file_id"),
+        Index("ix_batch_project_id_status_id", "project_id", "status", "id"),  # the dashboard's filtered lists
     )
 
     id: str = Field(primary_key=True)
@@ -163,6 +164,8 @@ class Line(SQLModel, table=True):
         Index("ix_line_provider_status_lease", "provider", "status", "lease_until"),
         Index("ix_line_batch_status_seq", "batch_id", "status", "result_seq"),
         Index("ix_line_remote_batch_id", "remote_batch_id"),
+        #: lines ended lately (lines/s now) and recent failures by code, without reading the whole table
+        Index("ix_line_status_finished_at", "status", "finished_at", "error_code"),
     )
 
     #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes it the auto-assigned rowid
@@ -258,6 +261,24 @@ class ProviderStateRow(SQLModel, table=True):
     in_flight: int = 0
     calls: int = 0  #: calls in the last minute
     rate_limited: int = 0  #: of which answered 429
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    circuit_open: bool = False  #: the process' circuit breaker skips this provider while another deployment remains
+
+
+class ProviderMinuteRow(SQLModel, table=True):
+    """One process' view of one provider in one minute: the last report it published in that minute, kept for the
+    last hour only (GET /v1/providers/{id}/history plots it)."""
+
+    __tablename__ = "provider_minute"
+    __table_args__ = (Index("ix_provider_minute_minute", "minute"),)
+
+    provider: str = Field(primary_key=True)
+    minute: int = Field(primary_key=True)  #: unix time of the minute's start
+    worker_id: str = Field(primary_key=True)
+    in_flight: int = 0
+    calls: int = 0  #: calls in the minute before the report
+    rate_limited: int = 0
     p50_ms: float | None = None
     p95_ms: float | None = None
 

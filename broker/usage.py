@@ -58,8 +58,11 @@ def add_usage(conn: Connection, batch_id: str, calls: Sequence[Call]) -> None:
     )
 
 
-def usage_rows(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageDaily]:
-    query = select(UsageDaily).where(col(UsageDaily.project_id) == project_id)
+def usage_rows(session: Session, project_id: str | None, start: str | None, end: str | None) -> list[UsageDaily]:
+    """The project's daily rows (every project's when ``project_id`` is None) between two days, included."""
+    query = select(UsageDaily)
+    if project_id is not None:
+        query = query.where(col(UsageDaily.project_id) == project_id)
     if start:
         query = query.where(col(UsageDaily.day) >= start)
     if end:
@@ -67,8 +70,11 @@ def usage_rows(session: Session, project_id: str, start: str | None, end: str | 
     return list(session.exec(query.order_by(col(UsageDaily.day), col(UsageDaily.provider), col(UsageDaily.model))))
 
 
-def usage_rows_by_key(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageKeyDaily]:
-    query = select(UsageKeyDaily).where(col(UsageKeyDaily.project_id) == project_id)
+def usage_rows_by_key(session: Session, project_id: str | None, start: str | None,
+                      end: str | None) -> list[UsageKeyDaily]:
+    query = select(UsageKeyDaily)
+    if project_id is not None:
+        query = query.where(col(UsageKeyDaily.project_id) == project_id)
     if start:
         query = query.where(col(UsageKeyDaily.day) >= start)
     if end:

@@ -10,6 +10,7 @@ class UsageRow(BaseModel):
 
     object: Literal["usage.daily"] = "usage.daily"
     day: str
+    project_id: str | None = None
     provider: str | None = None
     model: str
     route: str | None = None

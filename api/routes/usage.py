@@ -5,8 +5,10 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from sqlmodel import select
 
-from api.deps import ProjectDep, SessionDep
+from api.deps import ScopeDep, SessionDep
+from api.openapi import errors
 from broker.errors import InvalidRequest
 from broker.projects import month_to_date_cost
 from broker.tables import Project
@@ -25,8 +27,8 @@ def _day(value: str | None, param: str) -> str | None:
         raise InvalidRequest(f"{param} must be a date like 2026-11-25.", param=param) from None
 
 
-@router.get("/v1/usage", response_model=UsageReport)
-def usage(project_id: ProjectDep, session: SessionDep,
+@router.get("/v1/usage", response_model=UsageReport, responses=errors(404))
+def usage(project_id: ScopeDep, session: SessionDep,
           start_date: Annotated[str | None, Query(description="First UTC day, YYYY-MM-DD")] = None,
           end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None,
           group_by: Annotated[Literal["api_key_id"] | None, Query(description="api_key_id: spend per key")] = None,
@@ -34,8 +36,14 @@ def usage(project_id: ProjectDep, session: SessionDep,
     read = usage_rows_by_key if group_by == "api_key_id" else usage_rows
     rows = [UsageRow.model_validate(r, from_attributes=True)
             for r in read(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
-    project = session.get(Project, project_id)
+    if project_id is None:  # every project: the month's spend and budgets of them all
+        projects = list(session.exec(select(Project)))
+        spent = sum(month_to_date_cost(session, p.id) for p in projects)
+        budgets = [p.monthly_budget_usd for p in projects if p.monthly_budget_usd is not None]
+        budget = sum(budgets) if budgets else None
+    else:
+        project = session.get(Project, project_id)
+        spent, budget = month_to_date_cost(session, project_id), project.monthly_budget_usd if project else None
     return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
                        total_cost_usd=round(sum(r.cost_usd for r in rows), 8),
-                       month_to_date_cost_usd=round(month_to_date_cost(session, project_id), 8),
-                       monthly_budget_usd=project.monthly_budget_usd if project else None)
+                       month_to_date_cost_usd=round(spent, 8), monthly_budget_usd=budget)
