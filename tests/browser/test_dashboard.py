@@ -84,7 +84,7 @@ def test_a_project_key_sees_only_its_project(page: Page, dash_broker: EmbeddedBr
     expect(page.get_by_role("link", name=theirs.id)).to_have_count(0)
     expect(page.locator("#project")).to_be_disabled()
     expect(page.get_by_role("link", name="Admin")).to_be_hidden()
-    page.goto(dash_broker.server.url + f"/dashboard#/batch/{theirs.id}?project={getattr(theirs, 'project_id')}")
+    page.goto(dash_broker.server.url + f"/dashboard#/batch/{theirs.id}?project={theirs.project_id}")
     expect(page.get_by_role("alert")).to_contain_text("No such Batch")
 
 
