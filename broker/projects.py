@@ -26,10 +26,11 @@ def regions_of(project: Project) -> list[str] | None:
     return orjson.loads(project.regions_json) if project.regions_json else None
 
 
-def month_to_date_cost(session: Session, project_id: str, at: float | None = None) -> float:
-    """What the project's lines have cost since the first of this month (UTC)."""
+def month_to_date_cost(session: Session, project_id: str | None, at: float | None = None) -> float:
+    """What the project's lines (every project's, for None) have cost since the first of this month (UTC)."""
+    scope = "" if project_id is None else "project_id = :p AND "
     spent = session.connection().execute(
-        text("SELECT COALESCE(SUM(cost_usd), 0) FROM usage_daily WHERE project_id = :p AND day >= :month"),
+        text(f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_daily WHERE {scope}day >= :month"),
         {"p": project_id, "month": month_start(at or time.time())},
     ).scalar_one()
     return float(spent)

@@ -320,6 +320,7 @@ class UsageDaily(SQLModel, table=True):
     """Usage and cost per project, day (UTC), provider, model and route, rolled up as lines end."""
 
     __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_day", "day"),)  # a month's spend over every project
 
     project_id: str = Field(primary_key=True)
     day: str = Field(primary_key=True)  #: YYYY-MM-DD

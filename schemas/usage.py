@@ -12,7 +12,7 @@ class UsageRow(BaseModel):
     day: str
     project_id: str | None = None
     provider: str | None = None
-    model: str
+    model: str | None = None  #: None when totalled by another column (``group_by``)
     route: str | None = None
     api_key_id: str | None = None
     requests: int

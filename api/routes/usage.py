@@ -5,17 +5,18 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlmodel import select
+from sqlmodel import func, select
 
 from api.deps import ScopeDep, SessionDep
 from api.openapi import errors
 from broker.errors import InvalidRequest
 from broker.projects import month_to_date_cost
 from broker.tables import Project
-from broker.usage import usage_rows, usage_rows_by_key
+from broker.usage import usage_rows, usage_rows_by_key, usage_totals
 from schemas.usage import UsageReport, UsageRow
 
 router = APIRouter(tags=["usage"])
+GroupBy = Literal["api_key_id", "model", "provider", "route", "project_id"]
 
 
 def _day(value: str | None, param: str) -> str | None:
@@ -31,19 +32,22 @@ def _day(value: str | None, param: str) -> str | None:
 def usage(project_id: ScopeDep, session: SessionDep,
           start_date: Annotated[str | None, Query(description="First UTC day, YYYY-MM-DD")] = None,
           end_date: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD")] = None,
-          group_by: Annotated[Literal["api_key_id"] | None, Query(description="api_key_id: spend per key")] = None,
+          group_by: Annotated[GroupBy | None, Query(description=(
+              "api_key_id: spend per key, day and model; model, provider, route or project_id: totals per day and "
+              "that column only (what a chart stacks)"))] = None,
           ) -> UsageReport:
-    read = usage_rows_by_key if group_by == "api_key_id" else usage_rows
-    rows = [UsageRow.model_validate(r, from_attributes=True)
-            for r in read(session, project_id, _day(start_date, "start_date"), _day(end_date, "end_date"))]
-    if project_id is None:  # every project: the month's spend and budgets of them all
-        projects = list(session.exec(select(Project)))
-        spent = sum(month_to_date_cost(session, p.id) for p in projects)
-        budgets = [p.monthly_budget_usd for p in projects if p.monthly_budget_usd is not None]
-        budget = sum(budgets) if budgets else None
+    start, end = _day(start_date, "start_date"), _day(end_date, "end_date")
+    if group_by is None or group_by == "api_key_id":
+        read = usage_rows_by_key if group_by == "api_key_id" else usage_rows
+        rows = [UsageRow.model_validate(r, from_attributes=True) for r in read(session, project_id, start, end)]
+    else:
+        rows = [UsageRow(**r) for r in usage_totals(session, project_id, start, end, group_by)]
+    spent = month_to_date_cost(session, project_id)
+    if project_id is None:  # every project: the sum of their budgets
+        budget = session.exec(select(func.sum(Project.monthly_budget_usd))).one()
     else:
         project = session.get(Project, project_id)
-        spent, budget = month_to_date_cost(session, project_id), project.monthly_budget_usd if project else None
+        budget = project.monthly_budget_usd if project else None
     return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
                        total_cost_usd=round(sum(r.cost_usd for r in rows), 8),
                        month_to_date_cost_usd=round(spent, 8), monthly_budget_usd=budget)

@@ -83,3 +83,21 @@ def test_provider_history_keeps_each_minute_of_the_reports(shared_broker: Embedd
     assert_error(tenant.http.get("/providers/nope/history"), 404, param="provider_id")
     assert_error(tenant.http.get("/providers/sim/history", params={"minutes": 0}), 400)
     assert httpx.get(shared_broker.base_url + "/overview", trust_env=False).status_code == 401
+
+
+def test_usage_totals_per_day_by_a_column_match_the_detailed_rows(shared_broker: EmbeddedBroker, tenant: Tenant,
+                                                                  other_tenant: Tenant) -> None:
+    for t in (tenant, other_tenant):
+        wait_for(t.client, submit(t.client, [chat_line(i) for i in range(4)]).id)
+    detail = tenant.http.get("/usage").json()
+    for by in ("model", "provider", "route", "project_id"):
+        totals = tenant.http.get("/usage", params={"group_by": by}).json()
+        assert totals["total_cost_usd"] == detail["total_cost_usd"] > 0
+        assert totals["total_requests"] == detail["total_requests"] == 4
+        assert len({(row["day"], row[by]) for row in totals["data"]}) == len(totals["data"])
+    with shared_broker.admin_http() as admin:
+        every = admin.get("/usage", params={"project_id": "all", "group_by": "project_id"}).json()
+    projects = {row["project_id"] for row in every["data"]}
+    assert {project_of(tenant), project_of(other_tenant)} <= projects
+    assert every["month_to_date_cost_usd"] >= 2 * detail["month_to_date_cost_usd"]
+    assert_error(tenant.http.get("/usage", params={"group_by": "colour"}), 400)

@@ -34,7 +34,7 @@ export async function render(root, { query }) {
   const end = query.get("end_date") || new Date().toISOString().slice(0, 10);
   const start = query.get("start_date") || new Date(Date.now() - 29 * 86400000).toISOString().slice(0, 10);
   const by = DIMENSIONS.includes(query.get("by")) ? query.get("by") : "model";
-  const params = { ...scope(), start_date: start, end_date: end };
+  const params = { ...scope(), start_date: start, end_date: end, group_by: by };
   const keyParams = { ...params, group_by: "api_key_id" };
   const [report, perKey] = await Promise.all([api("/v1/usage", { params }), api("/v1/usage", { params: keyParams })]);
   const bars = days(start, end).map((day) => ({ label: day.slice(5), parts: {} }));
@@ -50,7 +50,9 @@ export async function render(root, { query }) {
       .map((d) => h("option", { value: d, selected: d === by || null }, d.replace("_id", ""))))),
     h("button", { type: "submit" }, "Show"),
     h("button", { type: "button", id: "csv", onclick: () => saveBlob(
-      new Blob([csv([...report.data, ...perKey.data])], { type: "text/csv" }), `usage-${start}-${end}.csv`) }, "Export CSV"));
+      new Blob([csv(report.data)], { type: "text/csv" }), `usage-by-${by}-${start}-${end}.csv`) }, "Export CSV"),
+    h("button", { type: "button", onclick: () => saveBlob(
+      new Blob([csv(perKey.data)], { type: "text/csv" }), `usage-by-key-${start}-${end}.csv`) }, "Export per key"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     location.hash = `#/usage?${new URLSearchParams(new FormData(form))}`;

@@ -31,9 +31,11 @@ def upgrade() -> None:
     op.create_index("ix_provider_minute_minute", "provider_minute", ["minute"])
     op.create_index("ix_batch_project_id_status_id", "batch", ["project_id", "status", "id"])
     op.create_index("ix_line_status_finished_at", "line", ["status", "finished_at", "error_code"])
+    op.create_index("ix_usage_daily_day", "usage_daily", ["day"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_usage_daily_day", table_name="usage_daily")
     op.drop_index("ix_line_status_finished_at", table_name="line")
     op.drop_index("ix_batch_project_id_status_id", table_name="batch")
     op.drop_index("ix_provider_minute_minute", table_name="provider_minute")
