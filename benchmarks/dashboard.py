@@ -12,7 +12,8 @@ Reference, in the same run on the same data: the same requests after dropping th
 adds (what the pages would cost without them).
 
 Run: ``python -m benchmarks.dashboard [--batches 10000] [--lines 1000000] [--rounds 20]
-[--postgres postgresql://postgres@127.0.0.1:5432/test]``. Seeding 1M lines takes about a minute per database.
+[--postgres postgresql://postgres@127.0.0.1:5432/test] [--screenshots docs/screenshots]``. Seeding 1M lines takes
+one to four minutes per database. ``--screenshots`` pictures every page on the seeded SQLite data (the README's).
 """
 
 import argparse
@@ -141,8 +142,10 @@ def seed(engine: Engine, batches: int, lines: int) -> dict[str, Any]:
         for m in MODELS])
     minutes = [(now // 60 - m) * 60 for m in range(60)]
     bulk(engine, ProviderMinuteRow.__table__, [
-        {"provider": p, "minute": m, "worker_id": f"w{w}", "in_flight": 40, "calls": 600, "rate_limited": 3,
-         "p50_ms": 400.0, "p95_ms": 900.0} for p in PROVIDERS for m in minutes for w in range(2)])
+        {"provider": p, "minute": m, "worker_id": f"w{w}", "in_flight": rnd.randrange(20, 64),
+         "calls": rnd.randrange(400, 800), "rate_limited": rnd.choice((0, 0, 0, 2, 9)),
+         "p50_ms": 350 + 100 * rnd.random(), "p95_ms": 800 + 300 * rnd.random()}
+        for p in PROVIDERS for m in minutes for w in range(2)])
     bulk(engine, ProviderStateRow.__table__, [
         {"provider": p, "worker_id": f"w{w}", "updated_at": now + 3600, "in_flight": 40, "calls": 600,
          "rate_limited": 3, "p50_ms": 400.0, "p95_ms": 900.0, "circuit_open": False} for p in PROVIDERS
@@ -225,6 +228,34 @@ def serving(database_url: str, folder: Path) -> Iterator[tuple[Core, str]]:
         core.engine.dispose()
 
 
+def screenshots(base_url: str, seeded: dict[str, Any], folder: Path) -> None:
+    """A picture of every page on the seeded data, as an admin (Debian's chromium, driven by Playwright)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"))
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(base_url + "/dashboard")
+        page.get_by_label("API key").fill(seeded["admin"])
+        page.get_by_role("button", name="Sign in").click()
+        shots = [("overview", "#/overview"), ("batches", "#/batches"), ("providers", "#/providers"),
+                 ("usage", "#/usage?by=project_id"), ("batch", f"#/batch/{seeded['large']}?project="
+                                                             f"{seeded['large_project']}"),
+                 ("admin", f"#/admin/{seeded['project_id']}"), ("schedules", "#/schedules"), ("webhooks", "#/webhooks")]
+        for name, route in shots:
+            if name == "schedules":
+                page.get_by_label("Project").select_option(seeded["project_id"])
+            page.goto(f"{base_url}/dashboard{route}")
+            page.locator(f"[data-page={route[2:].split('/')[0].split('?')[0]}] h1").wait_for()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=name not in ("batches", "webhooks"))
+        browser.close()
+    print(f"screenshots in {folder}")
+
+
 def run(database_url: str, label: str, args: argparse.Namespace) -> list[list[object]]:
     with tempfile.TemporaryDirectory() as folder, serving(database_url, Path(folder)) as (core, url):
         started = time.perf_counter()
@@ -233,6 +264,8 @@ def run(database_url: str, label: str, args: argparse.Namespace) -> list[list[ob
             conn.execute(text("ANALYZE"))
         print(f"{label}: seeded {args.batches:,} batches and {args.lines:,}+ lines in "
               f"{time.perf_counter() - started:.0f} s")
+        if args.screenshots and label == "SQLite":
+            screenshots(url, seeded, args.screenshots)
         after = time_pages(url, seeded, args.rounds)
         with core.engine.begin() as conn:
             for index in DASHBOARD_INDEXES:
@@ -248,9 +281,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=10_000)
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds per page (at least 2)")
     parser.add_argument("--postgres", help="also run on a fresh database of this PostgreSQL server")
+    parser.add_argument("--screenshots", type=Path, help="save a picture of every page on the seeded data here")
     args = parser.parse_args()
+    args.rounds = max(2, args.rounds)
     with tempfile.TemporaryDirectory() as folder:
         rows = run(f"sqlite:///{folder}/bench.db", "SQLite", args)
     if args.postgres:

@@ -18,7 +18,10 @@ def sign_in(page: Page, broker: EmbeddedBroker, key: str) -> None:
 
 
 def shoot(page: Page, folder: Path, name: str) -> None:
+    """Save the page's picture, once it shows no value the page failed to fill in."""
     page.wait_for_load_state("networkidle")
+    shown = page.locator("#page").inner_text()
+    assert not re.search(r"\b(null|undefined|NaN)\b|\[object ", shown), shown
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 

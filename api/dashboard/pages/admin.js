@@ -103,7 +103,8 @@ export async function render(root, { args }) {
     try {
       const cards = [await projectsCard()];
       if (args[0]) cards.push(...await projectCards(args[0], draw));
-      root.replaceChildren(h("h1", {}, "Admin"), newKey ? secret(newKey) : null, h("div", { class: "stack" }, cards));
+      root.replaceChildren(...[h("h1", {}, "Admin"), newKey ? secret(newKey) : null, h("div", { class: "stack" }, cards)]
+        .filter(Boolean));
     } catch (error) {
       root.replaceChildren(h("h1", {}, "Admin"), errorBox(error));
     }

@@ -3,6 +3,8 @@ import { api, scope } from "../api.js";
 import { apiRef, card, count, h, relative, table, usd } from "../dom.js";
 import { every } from "./poll.js";
 
+const AT_RISK_SHOWN = 10;
+
 function stat(label, value, note) {
   return h("div", { class: "stat" }, h("span", { class: "label" }, label), h("strong", {}, value),
     note ? h("small", {}, note) : null);
@@ -40,13 +42,15 @@ function view(data, providers) {
       ], providers.data, "No providers configured."),
       apiRef("/v1/providers")),
     card("Batches at risk of missing their window",
+      data.at_risk.length > AT_RISK_SHOWN ?
+        h("p", {}, `${data.at_risk.length} batches at risk; the ${AT_RISK_SHOWN} oldest:`) : null,
       table([
         ["Batch", (b) => h("a", { href: `#/batch/${b.id}?project=${b.project_id}` }, b.id)],
         ["Project", (b) => b.project_id],
         ["Done", (b) => `${count(b.done)} / ${count(b.total)}`],
         ["Expected end", (b) => relative(b.estimated_completion_at)],
         ["Window ends", (b) => relative(b.expires_at)],
-      ], data.at_risk, "No batch is at risk."),
+      ], data.at_risk.slice(0, AT_RISK_SHOWN), "No batch is at risk."),
       apiRef("/v1/overview", scope())),
     card("Failures in the last hour, by error code",
       table([["Code", (f) => h("code", {}, f.code)], ["Lines", (f) => count(f.count)]],
