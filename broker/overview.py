@@ -9,7 +9,8 @@ from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from broker.batches import RUNNING, progress
-from broker.tables import BatchRow, Project
+from broker.projects import monthly_budget
+from broker.tables import BatchRow
 from broker.usage import month_start
 from schemas.overview import AtRiskBatch, FailureCount, Overview
 
@@ -61,13 +62,9 @@ def overview(session: Session, project_id: str | None, at: float | None = None) 
              "FROM usage_daily WHERE day >= :month" + (" AND project_id = :p" if project_id else "")),
         {**params, "today": today, "month": month_start(t)},
     ).one()
-    budgets = select(func.sum(Project.monthly_budget_usd))
-    if project_id:
-        budgets = budgets.where(col(Project.id) == project_id)
-    budget = session.exec(budgets).one()
     return Overview(
         project_id=project_id, lines_per_second=round(ended / RATE_WINDOW_SECONDS, 3), batches_by_status=by_status,
         cost_today_usd=round(float(spend[0]), 8), month_to_date_cost_usd=round(float(spend[1]), 8),
-        monthly_budget_usd=float(budget) if budget is not None else None, at_risk=at_risk,
+        monthly_budget_usd=monthly_budget(session, project_id), at_risk=at_risk,
         failures_last_hour=[FailureCount(code=code or "unknown", count=int(n)) for code, n in failures],
     )

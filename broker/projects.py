@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from broker.access import page
 from broker.audit import Actor, record
@@ -34,6 +34,15 @@ def month_to_date_cost(session: Session, project_id: str | None, at: float | Non
         {"p": project_id, "month": month_start(at or time.time())},
     ).scalar_one()
     return float(spent)
+
+
+def monthly_budget(session: Session, project_id: str | None) -> float | None:
+    """The project's monthly budget; for None, the sum of every project's (None when none has one)."""
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        return project.monthly_budget_usd if project else None
+    total = session.exec(select(func.sum(Project.monthly_budget_usd))).one()
+    return float(total) if total is not None else None
 
 
 def to_wire(session: Session, row: Project) -> wire.Project:

@@ -52,7 +52,7 @@ export async function api(path, { method = "GET", params, body, project = acting
   const response = await fetch(url(path, params), init);
   const data = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   if (!response.ok) {
-    if (response.status === 401 && path !== "/v1/overview") auth.onSignOut();
+    if (response.status === 401) auth.onSignOut();
     throw new ApiError(response.status, data?.error);
   }
   return data;

@@ -98,7 +98,9 @@ $("signin").addEventListener("submit", async (event) => {
 $("signout").addEventListener("click", () => showSignIn());
 $("project").addEventListener("change", (event) => { auth.project = event.target.value; route(); });
 window.addEventListener("hashchange", route);
-auth.onSignOut = () => showSignIn("The key is no longer accepted: sign in again.");
+auth.onSignOut = () => { // a key revoked or expired while signed in (a wrong key at sign-in is told there)
+  if (!$("nav").hidden) showSignIn("The key is no longer accepted: sign in again.");
+};
 
 if (auth.key) signIn().catch((error) => showSignIn(error.message));
 else showSignIn();

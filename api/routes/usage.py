@@ -5,13 +5,11 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlmodel import func, select
 
 from api.deps import ScopeDep, SessionDep
 from api.openapi import errors
 from broker.errors import InvalidRequest
-from broker.projects import month_to_date_cost
-from broker.tables import Project
+from broker.projects import month_to_date_cost, monthly_budget
 from broker.usage import usage_rows, usage_rows_by_key, usage_totals
 from schemas.usage import UsageReport, UsageRow
 
@@ -42,12 +40,7 @@ def usage(project_id: ScopeDep, session: SessionDep,
         rows = [UsageRow.model_validate(r, from_attributes=True) for r in read(session, project_id, start, end)]
     else:
         rows = [UsageRow(**r) for r in usage_totals(session, project_id, start, end, group_by)]
-    spent = month_to_date_cost(session, project_id)
-    if project_id is None:  # every project: the sum of their budgets
-        budget = session.exec(select(func.sum(Project.monthly_budget_usd))).one()
-    else:
-        project = session.get(Project, project_id)
-        budget = project.monthly_budget_usd if project else None
     return UsageReport(data=rows, total_requests=sum(r.requests for r in rows),
                        total_cost_usd=round(sum(r.cost_usd for r in rows), 8),
-                       month_to_date_cost_usd=round(spent, 8), monthly_budget_usd=budget)
+                       month_to_date_cost_usd=round(month_to_date_cost(session, project_id), 8),
+                       monthly_budget_usd=monthly_budget(session, project_id))

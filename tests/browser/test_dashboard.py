@@ -99,6 +99,8 @@ def test_an_admin_revokes_a_key_and_the_next_call_with_it_fails(page: Page, dash
     assert dash_broker.http(victim).get("/models").status_code == 200
     sign_in(page, dash_broker, dash_broker.admin_key)
     expect(page.locator("#role")).to_have_text("admin key")
+    page.goto(dash_broker.server.url + "/dashboard#/admin")
+    expect(page.locator("section.card:has(h2:text-is('Admin keys')) tbody tr")).not_to_have_count(0)
     page.goto(dash_broker.server.url + f"/dashboard#/admin/{projects['contractors']}")
     keys = page.locator("section.card:has(h2:text-is('API keys')) tbody tr")
     expect(keys).to_have_count(1)

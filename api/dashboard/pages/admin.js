@@ -1,4 +1,5 @@
-// Admin (admin keys): projects, their keys (create, revoke, rotate), model access, budgets and rate limits.
+// Admin (admin keys): projects, their keys (create, revoke, rotate), model access, budgets and rate limits;
+// admin keys on the page without a project.
 import { api } from "../api.js";
 import { act, apiRef, card, errorBox, h, table, usd, when } from "../dom.js";
 
@@ -39,6 +40,28 @@ async function projectsCard() {
         location.hash = `#/admin/${made.id}`;
       }, "create-project"),
     apiRef(`${ORG}/projects`, { limit: 100, include_archived: true }));
+}
+
+async function adminKeysCard(rerender) {
+  const keys = await api(`${ORG}/admin_api_keys`, { params: { limit: 100 }, project: null });
+  const action = (label, path, method, cls) => (k) => h("button", {
+    type: "button", class: cls, dataset: { key: k.id },
+    onclick: (e) => act(e.target, async () => {
+      const answer = await api(`${ORG}/admin_api_keys/${k.id}${path}`, { method, project: null });
+      await rerender(answer.value);
+    }),
+  }, label);
+  return card("Admin keys",
+    table([
+      ["Key", (k) => h("code", {}, k.redacted_value)], ["Name", (k) => k.name || "–"],
+      ["Created", (k) => when(k.created_at)], ["Last used", (k) => when(k.last_used_at)],
+      ["", action("Rotate", "/rotate", "POST")], ["", action("Revoke", "", "DELETE", "danger")],
+    ], keys.data),
+    form([input("name", "Name")], "Create admin key", async (v) => {
+      const made = await api(`${ORG}/admin_api_keys`, { method: "POST", project: null, body: { name: v.name } });
+      await rerender(made.value);
+    }, "create-admin-key"),
+    apiRef(`${ORG}/admin_api_keys`, { limit: 100 }));
 }
 
 async function projectCards(projectId, rerender) {
@@ -103,6 +126,7 @@ export async function render(root, { args }) {
     try {
       const cards = [await projectsCard()];
       if (args[0]) cards.push(...await projectCards(args[0], draw));
+      else cards.push(await adminKeysCard(draw));
       root.replaceChildren(...[h("h1", {}, "Admin"), newKey ? secret(newKey) : null, h("div", { class: "stack" }, cards)]
         .filter(Boolean));
     } catch (error) {
