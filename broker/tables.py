@@ -3,6 +3,8 @@
 from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from broker.history_tables import ProviderMinuteRow as ProviderMinuteRow  # one metadata: every table
+
 
 class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
@@ -264,23 +266,6 @@ class ProviderStateRow(SQLModel, table=True):
     p50_ms: float | None = None
     p95_ms: float | None = None
     circuit_open: bool = False  #: the process' circuit breaker skips this provider while another deployment remains
-
-
-class ProviderMinuteRow(SQLModel, table=True):
-    """One process' view of one provider in one minute: the last report it published in that minute, kept for the
-    last hour only (GET /v1/providers/{id}/history plots it)."""
-
-    __tablename__ = "provider_minute"
-    __table_args__ = (Index("ix_provider_minute_minute", "minute"),)
-
-    provider: str = Field(primary_key=True)
-    minute: int = Field(primary_key=True)  #: unix time of the minute's start
-    worker_id: str = Field(primary_key=True)
-    in_flight: int = 0
-    calls: int = 0  #: calls in the minute before the report
-    rate_limited: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
 
 
 class ScheduleRow(SQLModel, table=True):
