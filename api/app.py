@@ -19,11 +19,13 @@ from api.routes import (
     models,
     org_keys,
     org_projects,
+    overview,
     providers,
     schedules,
     usage,
     webhooks,
 )
+from api.routes.dashboard import install_dashboard
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -36,6 +38,7 @@ def create_app(context: ApiContext) -> FastAPI:
     install_openapi(app)
     # the gateway's routes first: they are the hot ones
     for module in (gateway, files, estimates, batches, failures, models, providers, webhooks, schedules, usage,
-                   org_projects, org_keys, audit_logs, metrics):
+                   org_projects, org_keys, audit_logs, overview, metrics):
         app.include_router(module.router)
+    install_dashboard(app)
     return app

@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlmodel import Session
 
 from api.context import ApiContext
@@ -89,6 +89,32 @@ def project_and_key_briefly(request: Request, ctx: ApiContext, authorization: st
 
 
 BriefProjectDep = Annotated[str, Depends(get_project_briefly)]
+
+EVERY_PROJECT = "all"  #: ``project_id=all``: an admin key reads across every project
+
+
+def get_scope(request: Request, caller: CallerDep, session: SessionDep,
+              project_id: Annotated[str | None, Query(description=(
+                  "Extension for reads across projects: admin keys may name any project, or `all` for every "
+                  "project; without it, the project of the key (or of the OpenAI-Project header)."))] = None,
+              openai_project: Annotated[str | None, Header(alias="OpenAI-Project")] = None) -> str | None:
+    """The project a read covers, or None for every project (an admin's ``project_id=all``). A project key naming
+    another project gets a 404, as for any object of another tenant."""
+    if project_id is None:
+        return get_project(request, caller, session, openai_project)
+    if caller.kind == ADMIN:
+        if project_id == EVERY_PROJECT:
+            return None
+        if session.get(Project, project_id) is None:
+            raise NotFound(f"No such project: {project_id}", param="project_id")
+        return project_id
+    own = get_project(request, caller, session, openai_project)
+    if project_id != own:
+        raise NotFound(f"No such project: {project_id}", param="project_id")
+    return own
+
+
+ScopeDep = Annotated[str | None, Depends(get_scope)]
 
 
 def require_admin(caller: CallerDep) -> Caller:

@@ -101,10 +101,16 @@ def get_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
     return get_owned(session, BatchRow, batch_id, project_id, "Batch")
 
 
-def list_batches(session: Session, project_id: str, after: str | None, limit: int) -> tuple[list[BatchRow], bool]:
+def list_batches(session: Session, project_id: str | None, after: str | None, limit: int, *,
+                 status: str | None = None, model: str | None = None, route: str | None = None,
+                 ) -> tuple[list[BatchRow], bool]:
+    """A page of the project's batches (every project's when ``project_id`` is None), newest first, filtered."""
     if not 1 <= limit <= 100:
         raise InvalidRequest("limit must be between 1 and 100.", param="limit")
-    return page(session, BatchRow, col(BatchRow.project_id) == project_id, after=after, limit=limit)
+    filters = [col(column) == value for column, value in (
+        (BatchRow.project_id, project_id), (BatchRow.status, status), (BatchRow.model, model),
+        (BatchRow.route, route)) if value is not None]
+    return page(session, BatchRow, *filters, after=after, limit=limit)
 
 
 def cancel_batch(session: Session, project_id: str, batch_id: str) -> BatchRow:
@@ -180,11 +186,11 @@ def to_wire(row: BatchRow) -> Batch:
         constraints=Constraints.model_validate_json(row.constraints_json) if row.constraints_json else None,
         webhook_url=row.webhook_url, max_cost_usd=row.max_cost_usd, route=row.route, provider=row.provider,
         routes=orjson.loads(row.plan_json) if row.plan_json else None,
-        cost_usd=round(row.cost_usd, 8), **_progress(row),
+        cost_usd=round(row.cost_usd, 8), project_id=row.project_id, **progress(row),
     )
 
 
-def _progress(row: BatchRow) -> dict[str, Any]:
+def progress(row: BatchRow) -> dict[str, Any]:
     """Live completion estimate and risk flag: from the batch's own pace once it runs, else the admission guess."""
     if row.status == "validating":
         late = row.estimated_completion_at is not None and row.expires_at is not None and \

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from broker.access import page
 from broker.audit import Actor, record
@@ -26,13 +26,23 @@ def regions_of(project: Project) -> list[str] | None:
     return orjson.loads(project.regions_json) if project.regions_json else None
 
 
-def month_to_date_cost(session: Session, project_id: str, at: float | None = None) -> float:
-    """What the project's lines have cost since the first of this month (UTC)."""
+def month_to_date_cost(session: Session, project_id: str | None, at: float | None = None) -> float:
+    """What the project's lines (every project's, for None) have cost since the first of this month (UTC)."""
+    scope = "" if project_id is None else "project_id = :p AND "
     spent = session.connection().execute(
-        text("SELECT COALESCE(SUM(cost_usd), 0) FROM usage_daily WHERE project_id = :p AND day >= :month"),
+        text(f"SELECT COALESCE(SUM(cost_usd), 0) FROM usage_daily WHERE {scope}day >= :month"),
         {"p": project_id, "month": month_start(at or time.time())},
     ).scalar_one()
     return float(spent)
+
+
+def monthly_budget(session: Session, project_id: str | None) -> float | None:
+    """The project's monthly budget; for None, the sum of every project's (None when none has one)."""
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        return project.monthly_budget_usd if project else None
+    total = session.exec(select(func.sum(Project.monthly_budget_usd))).one()
+    return float(total) if total is not None else None
 
 
 def to_wire(session: Session, row: Project) -> wire.Project:

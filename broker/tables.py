@@ -3,6 +3,8 @@
 from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from broker.history_tables import ProviderMinuteRow as ProviderMinuteRow  # one metadata: every table
+
 
 class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
@@ -103,6 +105,7 @@ class BatchRow(SQLModel, table=True):
         Index("ix_batch_project_id_id", "project_id", "id"),
         Index("ix_batch_status_provider", "status", "provider"),
         Index("ix_batch_output_file_id", "output_file_id"),
+        Index("ix_batch_project_id_status_id", "project_id", "status", "id"),  # the dashboard's filtered lists
     )
 
     id: str = Field(primary_key=True)
@@ -163,6 +166,8 @@ class Line(SQLModel, table=True):
         Index("ix_line_provider_status_lease", "provider", "status", "lease_until"),
         Index("ix_line_batch_status_seq", "batch_id", "status", "result_seq"),
         Index("ix_line_remote_batch_id", "remote_batch_id"),
+        #: lines ended lately (lines/s now) and recent failures by code, without reading the whole table
+        Index("ix_line_status_finished_at", "status", "finished_at", "error_code"),
     )
 
     #: BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes it the auto-assigned rowid
@@ -260,6 +265,7 @@ class ProviderStateRow(SQLModel, table=True):
     rate_limited: int = 0  #: of which answered 429
     p50_ms: float | None = None
     p95_ms: float | None = None
+    circuit_open: bool = False  #: the process' circuit breaker skips this provider while another deployment remains
 
 
 class ScheduleRow(SQLModel, table=True):
@@ -299,6 +305,7 @@ class UsageDaily(SQLModel, table=True):
     """Usage and cost per project, day (UTC), provider, model and route, rolled up as lines end."""
 
     __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_day", "day"),)  # a month's spend over every project
 
     project_id: str = Field(primary_key=True)
     day: str = Field(primary_key=True)  #: YYYY-MM-DD

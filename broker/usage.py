@@ -4,6 +4,7 @@
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlmodel import Session, col, select
@@ -68,8 +69,11 @@ def add_usage(conn: Connection, calls: Sequence[tuple[Owner, Call]]) -> None:
         )
 
 
-def usage_rows(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageDaily]:
-    query = select(UsageDaily).where(col(UsageDaily.project_id) == project_id)
+def usage_rows(session: Session, project_id: str | None, start: str | None, end: str | None) -> list[UsageDaily]:
+    """The project's daily rows (every project's when ``project_id`` is None) between two days, included."""
+    query = select(UsageDaily)
+    if project_id is not None:
+        query = query.where(col(UsageDaily.project_id) == project_id)
     if start:
         query = query.where(col(UsageDaily.day) >= start)
     if end:
@@ -77,8 +81,31 @@ def usage_rows(session: Session, project_id: str, start: str | None, end: str | 
     return list(session.exec(query.order_by(col(UsageDaily.day), col(UsageDaily.provider), col(UsageDaily.model))))
 
 
-def usage_rows_by_key(session: Session, project_id: str, start: str | None, end: str | None) -> list[UsageKeyDaily]:
-    query = select(UsageKeyDaily).where(col(UsageKeyDaily.project_id) == project_id)
+TOTALS = ("model", "provider", "route", "project_id")  #: usage_daily columns the usage report can total by, per day
+
+
+def usage_totals(session: Session, project_id: str | None, start: str | None, end: str | None,
+                 by: str) -> list[dict[str, Any]]:
+    """Usage per day and one of TOTALS, added up in SQL: a chart's worth of rows however many projects there are."""
+    if by not in TOTALS:
+        raise ValueError(by)
+    clauses = [clause for clause, value in (("project_id = :p", project_id), ("day >= :start", start),
+                                            ("day <= :end", end)) if value is not None]
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = session.connection().execute(
+        text(f"SELECT day, {by}, SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd) "
+             f"FROM usage_daily{where} GROUP BY day, {by} ORDER BY day, {by}"),
+        {"p": project_id, "start": start, "end": end},
+    )
+    return [{"day": day, by: value, "requests": int(n), "input_tokens": int(i), "output_tokens": int(o),
+             "cost_usd": float(c)} for day, value, n, i, o, c in rows]
+
+
+def usage_rows_by_key(session: Session, project_id: str | None, start: str | None,
+                      end: str | None) -> list[UsageKeyDaily]:
+    query = select(UsageKeyDaily)
+    if project_id is not None:
+        query = query.where(col(UsageKeyDaily.project_id) == project_id)
     if start:
         query = query.where(col(UsageKeyDaily.day) >= start)
     if end:

@@ -123,6 +123,7 @@ class Batch(BaseModel):
     cost_usd: float = 0.0  #: what the batch's lines have cost so far: usage x the price of the route taken
     estimated_completion_at: int | None = None  #: when the broker expects the batch done (at create, then live)
     at_risk: bool = False  #: the batch will miss its window at its current pace (it gets escalated)
+    project_id: str | None = None  #: the project the batch belongs to (admin reads across projects show it)
 
 
 class BatchList(BaseModel):

@@ -38,8 +38,28 @@ class Provider(BaseModel):
     workers: int  #: worker processes that reported in the last 30 s
     interactive: Traffic = Traffic()  #: gateway calls (/v1/chat/completions, ...)
     batch: Traffic = Traffic()  #: batch lines in real time
+    circuit_open: bool = False  #: a process' circuit breaker skips this provider for now (after failures)
+    native_batches_in_flight: int = 0  #: submissions to the provider's native batch API not yet collected
 
 
 class ProviderList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Provider]
+
+
+class ProviderMinute(BaseModel):
+    """One minute of a provider's traffic, every process' reports added up."""
+
+    object: Literal["provider.minute"] = "provider.minute"
+    minute: int  #: unix time of the minute's start
+    in_flight: int
+    calls: int
+    rate_limited: int  #: of those, answered 429
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
+class ProviderHistory(BaseModel):
+    object: Literal["list"] = "list"
+    provider: str
+    data: list[ProviderMinute]  #: oldest first; a minute no process reported in is absent

@@ -10,8 +10,9 @@ class UsageRow(BaseModel):
 
     object: Literal["usage.daily"] = "usage.daily"
     day: str
+    project_id: str | None = None
     provider: str | None = None
-    model: str
+    model: str | None = None  #: None when totalled by another column (``group_by``)
     route: str | None = None
     api_key_id: str | None = None
     requests: int

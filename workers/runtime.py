@@ -123,6 +123,7 @@ class WorkerRuntime:
         rows = []
         for name, throttle in self._throttles.items():
             row = await throttle.report(self.worker_id)
+            row.circuit_open = name in self._circuits and self._circuits[name].down
             rows.append(row)
             rpm, logged = row.rpm_in_force, self._logged_rpm.get(name)
             if rpm is not None and (logged is None or abs(rpm - logged) > 0.05 * logged):

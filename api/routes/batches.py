@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from api.context import ApiContext
-from api.deps import CallerDep, ContextDep, ProjectDep, SessionDep
+from api.deps import CallerDep, ContextDep, ProjectDep, ScopeDep, SessionDep
 from api.openapi import errors
 from broker import batches as service
 from broker.intake import validate_batch
-from schemas.batches import Batch, BatchCreate, BatchList
+from schemas.batches import Batch, BatchCreate, BatchList, BatchStatus, Route
 from schemas.pages import cursor_page
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -32,10 +32,15 @@ def create_batch(body: BatchCreate, background: BackgroundTasks, ctx: ContextDep
     return service.to_wire(row)
 
 
-@router.get("", response_model=BatchList)
-def list_batches(project_id: ProjectDep, session: SessionDep, after: str | None = None,
-                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchList:
-    rows, has_more = service.list_batches(session, project_id, after, limit)
+@router.get("", response_model=BatchList, responses=errors(404))
+def list_batches(scope: ScopeDep, session: SessionDep, after: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 status: Annotated[BatchStatus | None, Query(description="Extension: only batches in this status")]
+                 = None,
+                 model: Annotated[str | None, Query(description="Extension: only batches of this model")] = None,
+                 route: Annotated[Route | None, Query(description="Extension: only batches asking this route")] = None,
+                 ) -> BatchList:
+    rows, has_more = service.list_batches(session, scope, after, limit, status=status, model=model, route=route)
     data = [service.to_wire(r) for r in rows]
     return cursor_page(BatchList, data, has_more)
 
