@@ -108,17 +108,19 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, threads: Threads = None,
         if simulator and not settings.providers_file:
             sim, settings = start_simulator(settings, simulator_port, console)
         core = Core.open(settings)
-        procs = Processes(core)
-        procs.start_workers(threads or settings.worker_threads)
-        procs.start_planner()
-    key = "API key: any key (--no-auth)" if no_auth else _bootstrap(core)
-    config = _config(procs, settings, host, port)  # before "API key:", the line that says the API is about to answer
-    console.print(f"[bold green]inference-broker[/] on http://{host}:{port}/v1  "
-                  f"database={settings.database_url}  queue={'redis' if settings.redis_url else 'in-process'}")
-    if sim is not None:
-        console.print(f"demo provider (simulator) on {sim.base_url}; models: {', '.join(core.catalogue.model_names())}")
-    console.print(key)
-    try:
+    procs = Processes(core)
+    try:  # from the first thread on: a Ctrl-C at any point stops them all (a non-daemon thread left would hang exit)
+        with startup_errors(console):
+            procs.start_workers(threads or settings.worker_threads)
+            procs.start_planner()
+        key = "API key: any key (--no-auth)" if no_auth else _bootstrap(core)
+        config = _config(procs, settings, host, port)  # before "API key:", the line that says the API answers
+        console.print(f"[bold green]inference-broker[/] on http://{host}:{port}/v1  "
+                      f"database={settings.database_url}  queue={'redis' if settings.redis_url else 'in-process'}")
+        if sim is not None:
+            console.print(f"demo provider (simulator) on {sim.base_url}; "
+                          f"models: {', '.join(core.catalogue.model_names())}")
+        console.print(key)
         uvicorn.Server(config).run()
     finally:
         procs.stop()
@@ -145,9 +147,9 @@ def api(host: Host = "0.0.0.0", port: Port = 8000, single_host: SingleHost = Fal
         require_free_port(host, port)
         core = Core.open(settings)
     procs = Processes(core)
-    config = _config(procs, settings, host, port)
-    console.print(_bootstrap(core))
     try:
+        config = _config(procs, settings, host, port)
+        console.print(_bootstrap(core))
         uvicorn.Server(config).run()
     finally:
         procs.stop()
@@ -167,9 +169,10 @@ def worker(threads: Threads = None, single_host: SingleHost = False, metrics_por
     _logging()
     with startup_errors(console):
         procs = Processes(Core.open(settings))
-        procs.start_workers(threads or settings.worker_threads)
-    console.print(f"worker started with {threads or settings.worker_threads} threads")
     try:
+        with startup_errors(console):
+            procs.start_workers(threads or settings.worker_threads)
+        console.print(f"worker started with {threads or settings.worker_threads} threads")
         _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:
@@ -184,8 +187,9 @@ def planner(single_host: SingleHost = False, metrics_port: MetricsPort = None) -
     _logging()
     with startup_errors(console):
         procs = Processes(Core.open(settings))
-        procs.start_planner()
     try:
+        with startup_errors(console):
+            procs.start_planner()
         _serve_metrics(procs, metrics_port)
         _wait_for_signal()
     finally:

@@ -6,6 +6,7 @@ once its threads have stopped; the actors reach it through that middleware, not 
 """
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -110,4 +111,17 @@ def start_worker(broker: dramatiq.Broker, threads: int,
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=WORKER_POLL_MS)
     worker.queue_prefetch = threads  # prefetched messages hide work from other workers
     worker.start()
+    _until_running(worker)
     return worker, process
+
+
+def _until_running(worker: dramatiq.Worker, timeout: float = 10.0) -> None:
+    """Wait until every thread of ``worker`` has begun its loop.
+
+    Dramatiq's threads set ``running = True`` as their first step: a ``stop()`` that comes before it is undone, and
+    that thread (and the process' shutdown, joining it) never ends. A process stopped right after it started hung so.
+    """
+    threads = [*worker.workers, *worker.consumers.values()]
+    deadline = time.monotonic() + timeout
+    while not all(getattr(thread, "running", False) for thread in threads) and time.monotonic() < deadline:
+        time.sleep(0.005)
