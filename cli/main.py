@@ -12,6 +12,7 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import IntegrityError
 
 from broker.bootstrap import admin_key_file, ensure_admin_key
 from broker.core import Core
@@ -83,8 +84,12 @@ def _config(procs: Processes, settings: Settings, host: str, port: int) -> uvico
 
 def _bootstrap(core: Core) -> str:
     """Make sure an admin key exists; what to print about it (its value only the first time)."""
-    with session_scope(core.engine) as session:
-        value = ensure_admin_key(session, core.settings)
+    try:
+        with session_scope(core.engine) as session:
+            value = ensure_admin_key(session, core.settings)
+    except IntegrityError:  # another API process stored the same BROKER_ADMIN_KEY at the same moment: it exists now
+        with session_scope(core.engine) as session:
+            value = ensure_admin_key(session, core.settings)
     if core.settings.admin_key:
         return "admin key: the value of BROKER_ADMIN_KEY"
     path = admin_key_file(core.settings)
