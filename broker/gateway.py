@@ -90,16 +90,15 @@ class Policies:
 
     def fresh(self, project_id: str, key_id: str | None = None) -> bool:
         """Whether :meth:`get` (and :meth:`key`) answer without a query."""
-        policy = self._read.get(project_id)
-        if policy is None or time.monotonic() - policy.read_at > self.ttl:
-            return False
-        key = self._keys.get(key_id) if key_id is not None else None
-        return key_id is None or (key is not None and time.monotonic() - key.read_at <= self.ttl)
+        return self._recent(self._read.get(project_id)) and (key_id is None or self._recent(self._keys.get(key_id)))
+
+    def _recent(self, policy: Policy | KeyPolicy | None) -> bool:
+        return policy is not None and time.monotonic() - policy.read_at <= self.ttl
 
     def key(self, key_id: str) -> KeyPolicy:
-        now = time.monotonic()
         policy = self._keys.get(key_id)
-        if policy is None or now - policy.read_at > self.ttl:
+        if not self._recent(policy):
+            now = time.monotonic()
             with self.engine.connect() as conn:
                 row = conn.execute(
                     text("SELECT name, monthly_budget_usd, (SELECT COALESCE(SUM(cost_usd), 0) FROM usage_key_daily "
@@ -108,12 +107,13 @@ class Policies:
                 conn.rollback()
             policy = KeyPolicy(row[0], row[1], float(row[2]), now) if row else KeyPolicy("", None, 0.0, now)
             self._keys[key_id] = policy
+        assert policy is not None
         return policy
 
     def get(self, project_id: str) -> Policy:
-        now = time.monotonic()
         policy = self._read.get(project_id)
-        if policy is None or now - policy.read_at > self.ttl:
+        if not self._recent(policy):
+            now = time.monotonic()
             with self.engine.connect() as conn:
                 row = conn.execute(
                     text("SELECT name, monthly_budget_usd, regions_json, (SELECT COALESCE(SUM(cost_usd), 0) FROM "
@@ -125,6 +125,7 @@ class Policies:
             policy = Policy(row[0], row[1], regions, float(row[3]), now,
                             orjson.loads(row[4]) if row[4] else None, tuple(orjson.loads(row[5]) if row[5] else ()))
             self._read[project_id] = policy
+        assert policy is not None
         return policy
 
 
