@@ -31,6 +31,7 @@ _END_MESSAGES = {
     "monthly_budget": ("budget_exceeded",
                        "This request was not executed: the project or API key reached its monthly budget."),
 }  #: why open lines were closed -> their error code and message
+_ENDING = "('in_progress', 'cancelling', 'finalizing')"  #: statuses a batch is ended from (once)
 
 
 def advance_batches(core: Core) -> None:
@@ -76,10 +77,12 @@ def _end(core: Core, batch_id: str, status: str, final_status: str, close_reason
             fail_open_lines(engine, batch_id, reason)
         if final_status == "completed":
             with engine.begin() as conn:
-                conn.execute(
-                    text("UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id"),
+                if not conn.execute(
+                    text(f"UPDATE batch SET status = 'finalizing', finalizing_at = :t WHERE id = :id "
+                         f"AND status IN {_ENDING}"),
                     {"t": now(), "id": batch_id},
-                )
+                ).rowcount:
+                    return  # we stalled past our claim and another process ended the batch meanwhile
         write_results(engine, core.store, batch_id, final_status)
 
 
@@ -125,11 +128,18 @@ def write_results(engine: Engine, store: FileStore, batch_id: str, final_status:
             if err_id is not None:
                 record_file(session, file_id=err_id, size=sizes[err_id], project_id=project_id,
                             filename=f"{batch_id}_error.jsonl", purpose="batch_output", expires_after=expires_after)
-            conn.execute(
+            ended = conn.execute(
                 text(f"UPDATE batch SET status = :s, {final_status}_at = :t, output_file_id = :o, "
-                     "error_file_id = :e, claimed_until = NULL WHERE id = :id"),
+                     f"error_file_id = :e, claimed_until = NULL WHERE id = :id AND status IN {_ENDING}"),
                 {"s": final_status, "t": now(), "o": out_id, "e": err_id, "id": batch_id},
-            )
+            ).rowcount
+            if not ended:  # we stalled past our claim and another process ended the batch: its files stand
+                session.rollback()
+                for key in (err_id, None if announced else out_id):  # an announced id's bytes are the winner's
+                    if key is not None:
+                        store.remove(key)
+                log.warning("batch %s was ended by another process while this one wrote its files", batch_id)
+                return
             enqueue_batch_event(conn, batch_id)  # same transaction: a batch never ends without its event
             session.commit()
     finally:
