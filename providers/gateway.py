@@ -77,7 +77,7 @@ class Gateway:
         self.policies = Policies(core.engine)  #: projects' budgets and regions, as recently read
         self.reporter_id = f"{INTERACTIVE_REPORTER}{socket.gethostname()}:{os.getpid()}"
         self._published_at = 0.0
-        self._publishing: asyncio.Future[None] | None = None
+        self._publishing: set[asyncio.Future[None]] = set()  #: reports being written (held: a task is weakly held)
 
     @classmethod
     def for_process(cls, core: Core, limiter: Limiter | None, circuits: Circuits | None = None) -> "Gateway":
@@ -114,8 +114,10 @@ class Gateway:
     def _report(self) -> None:
         """Publish this process' provider state now, in a task of its own."""
         self._published_at = time.monotonic()
-        self._publishing = asyncio.ensure_future(self._publish())
-        self._publishing.add_done_callback(_log_failure)
+        task = asyncio.ensure_future(self._publish())
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        task.add_done_callback(_log_failure)
 
     def _circuit_opened(self) -> None:
         """Said at once, not with the next call's report (there may be none for a while); and again when the
