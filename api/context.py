@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from prometheus_client.registry import Collector
 
 from broker.core import Core
+from providers.circuit import Circuits
 from providers.gateway import Gateway
 from providers.limits import Limiter
 
@@ -23,6 +24,8 @@ class ApiContext:
     collectors: tuple[Collector, ...] = ()
     #: the limiter the process' workers use (embedded mode), so interactive calls share their buckets
     limiter: Limiter | None = None
+    #: the circuit breakers the process' workers use (embedded mode), so both paths of a process skip a failing provider
+    circuits: Circuits | None = None
     _gateway: Gateway | None = None
     #: Authorization header -> (project id, key id, when read): interactive calls skip the key lookup for a few seconds
     projects_by_key: dict[str, tuple[str, str | None, float]] = field(default_factory=dict)
@@ -30,7 +33,7 @@ class ApiContext:
     def gateway(self) -> Gateway:
         """The process' gateway, made on first use (on the loop serving the API)."""
         if self._gateway is None:
-            self._gateway = Gateway.for_process(self.core, self.limiter)
+            self._gateway = Gateway.for_process(self.core, self.limiter, self.circuits)
         return self._gateway
 
     def forget_keys(self) -> None:

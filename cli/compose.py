@@ -17,6 +17,7 @@ from broker.leadership import Leadership
 from broker.metrics import exposition
 from broker.planner import Planner
 from broker.webhooks.delivery import Deliverer
+from providers.circuit import Circuits
 from providers.limits import LocalLimiter
 from workers.queue import WorkerProcess, make_broker, native_sender, sender, start_worker, waiting_messages
 from workers.runtime import WorkerRuntime
@@ -42,6 +43,8 @@ class Processes:
     metrics_server: Any = None  #: the WSGI server of serve_metrics
     #: without Redis, the API's interactive calls and the in-process workers share these buckets
     local_limiter: LocalLimiter = field(default_factory=LocalLimiter)
+    #: one breaker per provider for the process' batch lines and interactive calls alike
+    circuits: Circuits = field(default_factory=Circuits)
     context: ApiContext | None = None  #: the API's, once made
 
     @property
@@ -57,7 +60,7 @@ class Processes:
         queue = self._queue()
         self.worker, self.worker_process = start_worker(
             queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue),
-                                        limiter=self.shared_limiter))
+                                        limiter=self.shared_limiter, circuits=self.circuits))
 
     def planner(self, leadership: Leadership | None = None) -> Planner:
         c = self.core
@@ -95,7 +98,7 @@ class Processes:
 
     def api_context(self) -> ApiContext:
         self.context = ApiContext(self.core, wake_planner=self.wake_event.set, collectors=tuple(self.collectors),
-                                  limiter=self.shared_limiter)
+                                  limiter=self.shared_limiter, circuits=self.circuits)
         return self.context
 
     def app(self) -> Any:

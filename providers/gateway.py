@@ -31,8 +31,9 @@ from broker.pricing import Usage, line_cost
 from broker.provider_state import publish
 from broker.tokens import admission_tokens
 from broker.usage import Call
+from providers import circuit
 from providers.base import UpstreamResponse, usage_of
-from providers.circuit import CircuitBreaker
+from providers.circuit import CircuitBreaker, Circuits
 from providers.http import classified
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
@@ -67,25 +68,25 @@ class Stream:
 
 
 class Gateway:
-    def __init__(self, core: Core, limiter: Limiter) -> None:
+    def __init__(self, core: Core, limiter: Limiter, circuits: Circuits | None = None) -> None:
         self.core, self.limiter = core, limiter
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._throttles: dict[str, ProviderThrottle] = {}
-        self._circuits: dict[str, CircuitBreaker] = {}
+        self.circuits = circuits or Circuits()  #: the process' breakers (its workers' too, in embedded mode)
         self.slots = Slots(core.engine)  #: concurrency slots ahead of batch lines
         self.policies = Policies(core.engine)  #: projects' budgets and regions, as recently read
         self.reporter_id = f"{INTERACTIVE_REPORTER}{socket.gethostname()}:{os.getpid()}"
         self._published_at = 0.0
-        self._publishing: asyncio.Future[None] | None = None
+        self._publishing: set[asyncio.Future[None]] = set()  #: reports being written (held: a task is weakly held)
 
     @classmethod
-    def for_process(cls, core: Core, limiter: Limiter | None) -> "Gateway":
+    def for_process(cls, core: Core, limiter: Limiter | None, circuits: Circuits | None = None) -> "Gateway":
         """Created on the loop that serves the API. ``limiter``: the one the process' workers use (embedded mode);
-        else Redis when configured, else in memory."""
+        else Redis when configured, else in memory. ``circuits``: the breakers of the process' workers, if any."""
         if limiter is None:
             url = core.settings.redis_url
             limiter = RedisLimiter(aioredis.Redis.from_url(url)) if url else LocalLimiter()
-        return cls(core, limiter)
+        return cls(core, limiter, circuits)
 
     # --- per provider ---------------------------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class Gateway:
         return self._throttles[provider.name]
 
     def _circuit(self, provider: ProviderConfig) -> CircuitBreaker:
-        return self._circuits.setdefault(provider.name, CircuitBreaker())
+        return self.circuits(provider.name)
 
     # --- bookkeeping --------------------------------------------------------------------------------------------
 
@@ -108,13 +109,30 @@ class Gateway:
                  call: Call | None = None) -> None:
         self.slots.release(provider.name, slot, plan.project_id if plan else "", call, plan.key_id if plan else None)
         if time.monotonic() - self._published_at > PUBLISH_SECONDS:
-            self._published_at = time.monotonic()
-            self._publishing = asyncio.ensure_future(self._publish())
-            self._publishing.add_done_callback(_log_failure)
+            self._report()
+
+    def _report(self) -> None:
+        """Publish this process' provider state now, in a task of its own."""
+        self._published_at = time.monotonic()
+        task = asyncio.ensure_future(self._publish())
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        task.add_done_callback(_log_failure)
+
+    def _circuit_opened(self) -> None:
+        """Said at once, not with the next call's report (there may be none for a while); and again when the
+        cooldown ends, so the open circuit does not outlive it in the report."""
+        self._report()
+        asyncio.get_running_loop().call_later(circuit.CIRCUIT_COOLDOWN_SECONDS + PUBLISH_SECONDS, self._report)
 
     async def _publish(self) -> None:
-        """This process' interactive calls per provider, beside the workers' reports (``GET /v1/providers``)."""
-        rows = [await throttle.report(self.reporter_id) for throttle in self._throttles.values()]
+        """This process' interactive calls and circuit state per provider, beside the workers' reports
+        (``GET /v1/providers``)."""
+        rows = []
+        for name, throttle in self._throttles.items():
+            row = await throttle.report(self.reporter_id)
+            row.circuit_open = self.circuits.down(name)
+            rows.append(row)
         if rows:
             await asyncio.to_thread(publish, self.core.engine, rows)
 
@@ -145,7 +163,8 @@ class Gateway:
                             time.monotonic() - started)
         await self.throttle(provider).after(plan.model, time.monotonic() - started, tokens, actual, limits,
                                             rate_limited=exc is not None and exc.status == 429)
-        self._circuit(provider).record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429)
+        if self._circuit(provider).record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429):
+            self._circuit_opened()
 
     # --- calls ----------------------------------------------------------------------------------------------------
 

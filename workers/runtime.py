@@ -14,7 +14,7 @@ from broker.catalogue import ProviderConfig
 from broker.core import Core
 from broker.dispatch import LeasedLine, SendChunk
 from broker.provider_state import publish
-from providers.circuit import CircuitBreaker
+from providers.circuit import Circuits
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
 from providers.registry import kind_of
 from providers.throttle import ProviderThrottle
@@ -49,7 +49,8 @@ class WorkerRuntime:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     _throttles: dict[str, ProviderThrottle] = field(default_factory=dict)
-    _circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
+    #: the process' circuit breakers, shared with its API's interactive calls in embedded mode
+    circuits: Circuits = field(default_factory=Circuits)
     _flows: dict[str, ProviderFlow] = field(default_factory=dict)
     _leases: LeaseKeeper | None = None
     _project_limits: ProjectLimits | None = None
@@ -86,7 +87,7 @@ class WorkerRuntime:
             log.info("dropped %d lines whose lease ended before their message arrived", len(lines) - len(held))
         provider = self.core.catalogue.get(provider_name)
         adapter = kind_of(provider).realtime(self.client(provider))
-        circuit = self._circuits.setdefault(provider.name, CircuitBreaker())
+        circuit = self.circuits(provider.name)
         if self._project_limits is None:
             self._project_limits = ProjectLimits(self.core.engine)
         runner = LineRunner(adapter, self.policy, self.throttle(provider), self.core.catalogue, circuit, leases.holds,
@@ -123,7 +124,7 @@ class WorkerRuntime:
         rows = []
         for name, throttle in self._throttles.items():
             row = await throttle.report(self.worker_id)
-            row.circuit_open = name in self._circuits and self._circuits[name].down
+            row.circuit_open = self.circuits.down(name)
             rows.append(row)
             rpm, logged = row.rpm_in_force, self._logged_rpm.get(name)
             if rpm is not None and (logged is None or abs(rpm - logged) > 0.05 * logged):

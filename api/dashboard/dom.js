@@ -64,6 +64,19 @@ export function table(columns, rows, empty = "Nothing here yet.") {
     h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))))));
 }
 
+/** "First page" and "Next page" links of a list the API pages with ``after`` and ``has_more``: ``page`` is the
+ * page's hash path ("batches"), ``query`` its query (filters are kept), ``cursor`` the parameter holding ``after``. */
+export function pageLinks(list, page, query, cursor = "after") {
+  const link = (params, text) => h("a", { href: `#/${page}${params.toString() ? `?${params}` : ""}`, class: "button" },
+    text);
+  const first = new URLSearchParams(query);
+  first.delete(cursor);
+  const next = new URLSearchParams(query);
+  next.set(cursor, list.last_id || "");
+  return [query.get(cursor) ? link(first, "First page") : null, list.has_more ? link(next, "Next page") : null]
+    .filter(Boolean);
+}
+
 export function progressBar(done, failed, total) {
   const share = total ? Math.min(1, (done + failed) / total) : 0;
   const failedShare = total ? Math.min(1, failed / total) : 0;

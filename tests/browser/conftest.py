@@ -43,10 +43,11 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def dash_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """An embedded broker whose provider answers in ~40 ms, two calls at a time: a batch of a few hundred lines
-    runs for seconds, long enough to watch and to cancel."""
+    runs for seconds, long enough to watch and to cancel. Webhooks may go to loopback (a receiver the test runs)."""
     with SimulatorServer(SimulatorConfig(latency_median_ms=40, latency_sigma=0.1)) as sim:
         catalogue = sim_catalogue(sim, max_concurrency=2)
-        broker = EmbeddedBroker(test_settings(tmp_path_factory.mktemp("dash")), catalogue).start()
+        settings = test_settings(tmp_path_factory.mktemp("dash"), webhook_allow_hosts=["127.0.0.1"])
+        broker = EmbeddedBroker(settings, catalogue).start()
         yield broker
         broker.stop()
 

@@ -1,13 +1,21 @@
-"""The dashboard in a real browser: sign in, watch a batch run, cancel it, tenants apart, an admin revoking a key."""
+"""The dashboard in a real browser: sign in, watch a batch run, cancel it, tenants apart, an admin revoking a key,
+paging through schedules and webhook deliveries."""
 
 import re
+import time
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from tests.harness import EmbeddedBroker, chat_line, submit, upload
+from simulator.serving import ThreadedServer
+from tests.harness import EmbeddedBroker, chat_line, submit, upload, wait_for
 
 LINES = 400  #: at two calls at a time of ~40 ms each: about 8 s of running, ample to watch and cancel
+PAGE = 20  #: rows the dashboard's lists show at a time
 
 
 def sign_in(page: Page, broker: EmbeddedBroker, key: str) -> None:
@@ -136,3 +144,62 @@ def test_signing_in_with_a_wrong_key_says_so(page: Page, dash_broker: EmbeddedBr
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#signin-error")).to_have_text("That key was not accepted.")
     expect(page.locator("#nav")).to_be_hidden()
+
+
+async def _accept(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+def _shown(rows: Locator, columns: int) -> set[str]:
+    """Each row's first ``columns`` cells, tab-separated."""
+    return set(rows.evaluate_all("(rows, n) => rows.map((r) => [...r.cells].slice(0, n).map((c) => c.innerText)"
+                                 ".join('\\t'))", columns))
+
+
+def _page_through(page: Page, rows: Locator, columns: int, expected: set[str]) -> None:
+    """The list shows ``expected`` (more than a page; a row told by its first ``columns`` cells) in two pages, none
+    twice; First page comes back to the first."""
+    expect(rows).to_have_count(PAGE)
+    first = _shown(rows, columns)
+    expect(page.get_by_role("link", name="First page")).to_have_count(0)
+    page.get_by_role("link", name="Next page").click()
+    expect(rows).to_have_count(len(expected) - PAGE)
+    second = _shown(rows, columns)
+    assert first | second == expected and not first & second
+    expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+    page.get_by_role("link", name="First page").click()
+    expect(rows).to_have_count(PAGE)
+    assert _shown(rows, columns) == first
+
+
+def test_schedules_and_webhook_deliveries_page_through_more_than_a_page(page: Page,
+                                                                        dash_broker: EmbeddedBroker) -> None:
+    key = dash_broker.new_key("paging")
+    client = dash_broker.client(key)
+    file_id = upload(client, [chat_line(0)])
+    with ThreadedServer(Starlette(routes=[Route("/hook/{n}", _accept, methods=["POST"])]), name="hooks") as hooks, \
+            dash_broker.http(key) as http:
+        schedules = set()
+        for _ in range(PAGE + 5):
+            made = http.post("/schedules", json={"cron": "0 3 * * *", "input_file_id": file_id,
+                                                 "endpoint": "/v1/chat/completions"}).json()
+            schedules.add(made["id"])
+            assert http.post(f"/schedules/{made['id']}", json={"enabled": False}).status_code == 200  # never runs
+        for n in range(3):
+            assert http.post("/webhooks", json={"url": f"{hooks.url}/hook/{n}"}).status_code == 200
+        for _ in range(8):  # each batch's end is one delivery to each of the three endpoints
+            wait_for(client, submit(client, [chat_line(0)]).id)
+        deadline = time.monotonic() + 15
+        while len(deliveries := http.get("/webhooks/deliveries", params={"limit": 100}).json()["data"]) < 24:
+            assert time.monotonic() < deadline, deliveries
+            time.sleep(0.05)
+        events = {f"{d['event_type']} ({d['event_id']})\t{d['url']}" for d in deliveries}
+        assert len(events) == 24
+
+        sign_in(page, dash_broker, key)
+        page.goto(dash_broker.server.url + "/dashboard#/schedules")
+        _page_through(page, page.locator("section.card tbody tr"), 1, schedules)
+        page.goto(dash_broker.server.url + "/dashboard#/webhooks")
+        expect(page.locator("section.card:has(h2:text-is('Endpoints')) tbody tr")).to_have_count(3)
+        rows = page.locator("section.card:has(h2:text-is('Recent deliveries')) tbody tr")
+        _page_through(page, rows, 2, events)

@@ -7,6 +7,8 @@ import openai
 import pytest
 
 from broker.gateway import POLICY_TTL_SECONDS
+from providers import circuit
+from providers.circuit import CIRCUIT_FAILURES
 from providers.gateway import PUBLISH_SECONDS
 from simulator import SimulatorServer
 from tests.e2e.conftest import StartBroker
@@ -125,6 +127,46 @@ def test_falls_back_when_the_first_deployment_answers_503(start_broker: StartBro
     chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert sim.app.stats.injected_errors == 2, "the first deployment was tried by both calls"
+
+
+def test_interactive_calls_open_the_circuit_that_providers_show_and_batch_lines_obey(
+        start_broker: StartBroker, sim: SimulatorServer, other_sim: SimulatorServer) -> None:
+    sim.app.apply_config({"error_rate": 1.0, "error_kinds": ["503"]})
+    broker = start_broker(provider("flaky", sim), provider("backup", other_sim))
+    client = broker.client()
+    for _ in range(CIRCUIT_FAILURES):  # each call tries the first deployment, then falls back
+        raw = client.chat.completions.with_raw_response.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        assert raw.headers["x-broker-provider"] == "backup"
+    assert sim.app.stats.injected_errors == CIRCUIT_FAILURES
+    deadline = time.monotonic() + 10
+    with broker.http() as http:
+        while not (flaky := http.get("/providers").json()["data"][0])["circuit_open"]:
+            assert time.monotonic() < deadline, flaky
+            time.sleep(0.05)
+    assert flaky["id"] == "flaky" and flaky["interactive"]["calls_last_minute"] == CIRCUIT_FAILURES
+    # the process' batch lines use the same breaker: they skip the failing provider without trying it first
+    batch = wait_for(client, submit(client, [chat_line(i) for i in range(10)]).id)
+    assert batch.status == "completed" and batch.request_counts is not None and batch.request_counts.completed == 10
+    assert sim.app.stats.injected_errors == CIRCUIT_FAILURES
+
+
+def test_providers_show_the_circuit_closed_again_after_its_cooldown_without_further_calls(
+        start_broker: StartBroker, sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(circuit, "CIRCUIT_COOLDOWN_SECONDS", 1.0)
+    sim.app.apply_config({"error_rate": 1.0, "error_kinds": ["503"]})
+    broker = start_broker(provider("flaky", sim))
+    client = broker.client().with_options(max_retries=0)
+    for _ in range(CIRCUIT_FAILURES):
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    seen = []
+    deadline = time.monotonic() + 10  # well within the 30 s after which a silent process' report no longer counts
+    with broker.http() as http:
+        while True not in seen or seen[-1]:
+            seen.append(http.get("/providers").json()["data"][0]["circuit_open"])
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+    assert True in seen
 
 
 def test_providers_show_interactive_and_batch_calls(broker: EmbeddedBroker) -> None:

@@ -1,6 +1,6 @@
 // Batches: filtered, paginated list with live progress, ETA, risk and cost so far.
 import { api, auth, scope } from "../api.js";
-import { apiRef, card, h, progressBar, relative, table, usd, when } from "../dom.js";
+import { apiRef, card, h, pageLinks, progressBar, relative, table, usd, when } from "../dom.js";
 import { every } from "./poll.js";
 
 const STATUSES = ["", "validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
@@ -56,11 +56,7 @@ export async function render(root, { query }) {
   const load = async () => {
     const list = await api("/v1/batches", { params });
     body.replaceChildren(rows(list));
-    const next = new URLSearchParams(query);
-    next.set("after", list.last_id || "");
-    pager.replaceChildren(...[
-      query.get("after") ? h("a", { href: "#/batches", class: "button" }, "First page") : null,
-      list.has_more ? h("a", { href: `#/batches?${next}`, class: "button" }, "Next page") : null].filter(Boolean));
+    pager.replaceChildren(...pageLinks(list, "batches", query));
   };
   await load();
   root.replaceChildren(h("h1", {}, "Batches"),

@@ -1,6 +1,6 @@
-// Schedules: next and last run with its outcome; pause and resume.
+// Schedules: next and last run with its outcome; pause and resume; 20 a page.
 import { actingProject, api } from "../api.js";
-import { act, apiRef, card, h, relative, table, when } from "../dom.js";
+import { act, apiRef, card, h, pageLinks, relative, table, when } from "../dom.js";
 
 export function needsProject(root, title) {
   if (actingProject()) return false;
@@ -9,10 +9,11 @@ export function needsProject(root, title) {
   return true;
 }
 
-export async function render(root) {
+export async function render(root, { query }) {
   if (needsProject(root, "Schedules")) return;
+  const params = { limit: 20, after: query.get("after") };
   const load = async () => {
-    const list = await api("/v1/schedules", { params: { limit: 100 } });
+    const list = await api("/v1/schedules", { params });
     root.replaceChildren(h("h1", {}, "Schedules"), card("Schedules", table([
       ["Schedule", (s) => h("code", {}, s.id)],
       ["Cron", (s) => `${s.cron} (${s.timezone})`],
@@ -27,7 +28,8 @@ export async function render(root) {
           await load();
         }),
       }, s.enabled ? "Pause" : "Resume")],
-    ], list.data, "No schedule in this project."), apiRef("/v1/schedules", { limit: 100 }, actingProject())));
+    ], list.data, "No schedule in this project."), h("div", { class: "pager" }, pageLinks(list, "schedules", query)),
+    apiRef("/v1/schedules", params, actingProject())));
   };
   await load();
 }
