@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.context import ApiContext
 from api.deps import project_and_key_briefly
@@ -22,6 +23,7 @@ from api.errors import error_response
 from api.openapi import errors
 from broker.errors import InvalidRequest, ProviderBusy, UpstreamError
 from broker.gateway import CallPlan, plan_call
+from providers.gateway import Answer
 from schemas.errors import error_envelope
 
 router = APIRouter(tags=["gateway"])
@@ -108,10 +110,24 @@ async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str
         return busy
     except UpstreamError as exc:
         return _failed(exc)
-    headers = {PROVIDER_HEADER: answer.provider}
-    if answer.request_id:
-        headers["x-upstream-request-id"] = answer.request_id
-    return Response(answer.content, answer.status, headers=headers, media_type=JSON)
+    return _Answered(answer)
+
+
+class _Answered(Response):
+    """An upstream's answer, passed on as it came; its call is settled once it is written (or the client left)."""
+
+    def __init__(self, answer: Answer) -> None:
+        headers = {PROVIDER_HEADER: answer.provider}
+        if answer.request_id:
+            headers["x-upstream-request-id"] = answer.request_id
+        super().__init__(answer.content, answer.status, headers=headers, media_type=JSON)
+        self.settle = answer.settle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.settle()
 
 
 def _endpoint(path: str) -> Callable[[Request], Awaitable[Response]]:
