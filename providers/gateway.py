@@ -4,8 +4,9 @@ providers' shared capacity, with fallback, the circuit breaker and accounting.
 A call takes a concurrency slot (providers/slots.py, broker/capacity.py: ahead of batch lines) and a request with its
 tokens from the provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its
 deadline, then goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as
-nothing has reached the client yet (a stream is committed once its first events for the client are in). Its usage
-and cost are written (route ``interactive``) off the request path, with other calls'.
+nothing has reached the client yet (a stream is committed once its first events for the client are in). Once the
+answer is written (:attr:`Answer.settle`; a stream when it ends) the slot is freed, the usage and cost accounted
+(route ``interactive``, written to SQL off the request path with other calls') and the shared limits told.
 """
 
 import asyncio
