@@ -76,7 +76,8 @@ async def closed_loop(base_url: str, concurrency: int, seconds: float) -> float:
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < stop:
-                done += await _one(client, base_url) is not None
+                ok = await _one(client, base_url) is not None  # awaited first: ``done += await …`` reads done
+                done += ok  # before the await, so 32 workers' increments overwrote each other (1/32 counted)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -4,8 +4,9 @@ providers' shared capacity, with fallback, the circuit breaker and accounting.
 A call takes a concurrency slot (providers/slots.py, broker/capacity.py: ahead of batch lines) and a request with its
 tokens from the provider's shared buckets (the lane of calls that go ahead of batch lines), waiting at most until its
 deadline, then goes upstream. A 429, 5xx, timeout or dropped connection moves it to the next deployment, as long as
-nothing has reached the client yet (a stream is committed once its first events for the client are in). Its usage
-and cost are written (route ``interactive``) off the request path, with other calls'.
+nothing has reached the client yet (a stream is committed once its first events for the client are in). Once the
+answer is written (:attr:`Answer.settle`; a stream when it ends) the slot is freed, the usage and cost accounted
+(route ``interactive``, written to SQL off the request path with other calls') and the shared limits told.
 """
 
 import asyncio
@@ -32,7 +33,7 @@ from broker.provider_state import publish
 from broker.tokens import admission_tokens
 from broker.usage import Call
 from providers import circuit
-from providers.base import UpstreamResponse, usage_of
+from providers.base import usage_of
 from providers.circuit import CircuitBreaker, Circuits
 from providers.http import classified
 from providers.limits import Limiter, LocalLimiter, RedisLimiter
@@ -53,12 +54,19 @@ def _log_failure(task: "asyncio.Future[None]") -> None:
         log.error("publishing interactive provider state failed", exc_info=exc)
 
 
+async def _settled() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     provider: str
     status: int
     content: bytes
     request_id: str | None = None
+    #: what is left of the call once its answer is written (or its client is gone): its slot freed and its usage
+    #: accounted before the first await, then the shared limits told how it went. Whoever gets an Answer awaits it.
+    settle: Callable[[], Awaitable[None]] = _settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +165,13 @@ class Gateway:
 
     async def _ended(self, provider: ProviderConfig, plan: CallPlan, started: float, tokens: int,
                      exc: UpstreamError | None, usage: Usage | None = None,
-                     limits: tuple[int | None, int | None] = (None, None)) -> None:
+                     limits: tuple[int | None, int | None] = (None, None), latency: float | None = None) -> None:
+        """The call's outcome to the metrics, the shared limits and the circuit; ``latency``: the upstream's,
+        when the call ended a while ago (its answer was written first)."""
         actual = usage.input_tokens + usage.output_tokens if usage is not None else None
-        metrics.record_call(provider.name, plan.model, INTERACTIVE, metrics.call_code(exc) if exc else 200,
-                            time.monotonic() - started)
-        await self.throttle(provider).after(plan.model, time.monotonic() - started, tokens, actual, limits,
+        latency = time.monotonic() - started if latency is None else latency
+        metrics.record_call(provider.name, plan.model, INTERACTIVE, metrics.call_code(exc) if exc else 200, latency)
+        await self.throttle(provider).after(plan.model, latency, tokens, actual, limits,
                                             rate_limited=exc is not None and exc.status == 429)
         if self._circuit(provider).record(failed=isinstance(exc, RetryableUpstream) and exc.status != 429):
             self._circuit_opened()
@@ -203,30 +213,38 @@ class Gateway:
 
     async def call(self, plan: CallPlan, endpoint: str, max_wait: float) -> Answer:
         """The first deployment's answer that is not a 429/5xx/timeout/connection error (a 4xx is answered as
-        is), with fallback as :meth:`_fallback` says."""
+        is), with fallback as :meth:`_fallback` says. The caller writes it, then awaits its ``settle``: nothing
+        between the upstream's answer and the client's waits for the bookkeeping."""
         async def answer(provider: ProviderConfig, slot: str, deadline: float) -> Answer:
+            tokens = await self._rate(self.throttle(provider), plan, endpoint, deadline)
+            started = time.monotonic()
             try:
-                resp = await self._post(provider, plan, endpoint, deadline)
+                resp = await kind_of(provider).realtime(self._client(provider)).post(endpoint,
+                                                                                     self._payload(provider, plan))
             except TerminalUpstream as exc:
-                self._release(provider, slot)
-                return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id)
-            self._release(provider, slot, plan, self._account(provider, plan.model, usage_of(resp.json)))
-            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id)
+                return Answer(provider.name, exc.status or 400, (exc.body or "").encode(), exc.request_id,
+                              self._settle(provider, plan, slot, started, tokens, exc))
+            except UpstreamError as exc:
+                await self._ended(provider, plan, started, tokens, exc)
+                raise
+            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id,
+                          self._settle(provider, plan, slot, started, tokens, None, usage_of(resp.json),
+                                       resp.header_limits))
 
         return await self._fallback(plan, max_wait, answer)
 
-    async def _post(self, provider: ProviderConfig, plan: CallPlan, endpoint: str,
-                    deadline: float) -> UpstreamResponse:
-        tokens = await self._rate(self.throttle(provider), plan, endpoint, deadline)
-        started = time.monotonic()
-        try:
-            resp = await kind_of(provider).realtime(self._client(provider)).post(endpoint,
-                                                                                 self._payload(provider, plan))
-        except UpstreamError as exc:
-            await self._ended(provider, plan, started, tokens, exc)
-            raise
-        await self._ended(provider, plan, started, tokens, None, usage_of(resp.json), resp.header_limits)
-        return resp
+    def _settle(self, provider: ProviderConfig, plan: CallPlan, slot: str, started: float, tokens: int,
+                exc: TerminalUpstream | None, usage: Usage | None = None,
+                limits: tuple[int | None, int | None] = (None, None)) -> Callable[[], Awaitable[None]]:
+        """An answered call's bookkeeping (see :attr:`Answer.settle`); a refused one (``exc``) costs nothing."""
+        latency = time.monotonic() - started
+
+        async def settle() -> None:
+            account = self._account(provider, plan.model, usage) if usage is not None else None
+            self._release(provider, slot, plan, account)
+            await self._ended(provider, plan, started, tokens, exc, usage, limits, latency)
+
+        return settle
 
     async def stream(self, plan: CallPlan, endpoint: str, max_wait: float) -> Stream:
         """Server-sent events from the first deployment whose stream starts; fallback as :meth:`_fallback` says,

@@ -12,6 +12,8 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from simulator.one_write import OneWriteProtocol
+
 DEFAULT_HEADER_TIMEOUT = 10.0  #: seconds a request line and headers may take to arrive, from their first byte
 DEFAULT_BODY_TIMEOUT = 30.0  #: seconds a request body may go without a byte arriving
 
@@ -76,7 +78,8 @@ class _ReadTimeouts:
 
 def guarded_protocol(http: str, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                      body_timeout: float = DEFAULT_BODY_TIMEOUT) -> type:
-    """uvicorn's ``http`` protocol class (``"h11"`` or ``"httptools"``) with read timeouts."""
+    """uvicorn's ``http`` protocol class (``"h11"`` or ``"httptools"``) with read timeouts, each response's head
+    and body written together (simulator/one_write.py)."""
     base: type
     if http == "httptools":
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -84,5 +87,5 @@ def guarded_protocol(http: str, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         base = HttpToolsProtocol
     else:
         base = H11Protocol
-    return type(f"Guarded{base.__name__}", (_ReadTimeouts, base),
+    return type(f"Guarded{base.__name__}", (_ReadTimeouts, OneWriteProtocol, base),
                 {"header_timeout": header_timeout, "body_timeout": body_timeout})
