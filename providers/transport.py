@@ -1,4 +1,5 @@
-"""httpx's API over aiohttp's connection pool: the transport of every upstream client (:func:`make_client`).
+"""httpx's API over aiohttp's connection pool: the transport of every upstream client (:func:`make_client`), and
+the shortcut past httpx's client that every batch line's call takes (:class:`UpstreamClient`).
 
 Why: httpcore's pool (httpx's default transport) spends about 2-3 ms of CPU per request with dozens of pooled
 connections, ten to twenty times what aiohttp spends on the same request; that was nearly all of the broker's CPU
@@ -11,6 +12,12 @@ What carries over from httpx's settings: connect, read and pool timeouts (aiohtt
 that stalls ends at the read timeout), the connection limit and keep-alive expiry, certificate checks with
 ``SSL_CERT_FILE``/``SSL_CERT_DIR``, and ``HTTP(S)_PROXY``/``NO_PROXY`` from the environment. HTTP/1.1 only, as
 before (httpx's HTTP/2 needs ``h2``, which the broker never installed). No cookies are kept.
+
+The shortcut: with the wire moved, httpx's client layer (Request and Response objects, header merging, auth, hooks,
+cookies, redirects) cost more CPU per call than aiohttp's whole request, so the one call made per batch line
+(:func:`providers.http.post_json`) skips it: :meth:`UpstreamClient.post_bytes` posts straight to aiohttp and
+returns an :class:`Answer`, raising the same httpx errors. httpx's API stays the user-facing choice, and what the
+rest of the providers use (native batches' uploads and downloads, streamed interactive calls).
 """
 
 import http.cookiejar
