@@ -5,13 +5,17 @@ concurrency. A bare client is what a team writes by hand: one pooled session, a 
 per line; its CPU is this process' over the run. The broker is ``broker serve`` (embedded: API, planner and
 workers in one process, SQLite, in-process queue) driven through the official SDK; its CPU is that whole
 process' (every role, every thread) from the batch's creation to its completion, over the lines.
-Run: ``python benchmarks/throughput.py [--lines 10000] [--concurrency 64] [--endpoints chat embeddings]``.
+With ``--before DIR`` a broker from another checkout (an earlier commit's worktree) takes the same lines too, right
+before this one, ``--rounds`` times in turn (a before/after in one run on a noisy machine).
+Run: ``python benchmarks/throughput.py [--lines 10000] [--concurrency 64] [--endpoints chat embeddings]
+[--before ../earlier-checkout] [--rounds 1]``.
 """
 
 import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -19,6 +23,7 @@ import openai
 import orjson
 
 from benchmarks._common import (
+    ROOT,
     broker_serve,
     chat_lines,
     cpu_seconds,
@@ -70,14 +75,14 @@ async def bare_aiohttp(base_url: str, lines: list[Line], concurrency: int) -> Re
         return await _timed(lines, concurrency, one)
 
 
-def through_broker(sim_url: str, lines: list[Line], endpoint: str, concurrency: int) -> Result:
+def through_broker(sim_url: str, lines: list[Line], endpoint: str, concurrency: int, root: Path = ROOT) -> Result:
     providers = f"""
 [providers.sim]
 base_url = "{sim_url}"
 max_concurrency = {concurrency}
 models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }}, "text-embedding-3-small" = {{ input = 0.02 }} }}
 """
-    with broker_serve(providers, with_pid=True) as (base_url, pid):
+    with broker_serve(providers, with_pid=True, root=root) as (base_url, pid):
         client = openai.OpenAI(base_url=base_url, api_key="unused")
         upload = client.files.create(file=("bench.jsonl", jsonl(lines)), purpose="batch")
         cpu, start = cpu_seconds(pid), time.perf_counter()
@@ -97,6 +102,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--endpoints", nargs="+", choices=list(ENDPOINTS), default=list(ENDPOINTS))
+    parser.add_argument("--before", type=Path, help="also run the broker of this checkout (an earlier commit's)")
+    parser.add_argument("--rounds", type=int, default=1, help="broker runs of each checkout, taken in turn")
     args = parser.parse_args()
     rows = []
     with simulator() as sim_url:
@@ -105,9 +112,14 @@ def main() -> None:
             endpoint, make_lines = ENDPOINTS[name]
             lines = make_lines(args.lines)
             results = {"bare asyncio + httpx": asyncio.run(bare_httpx(origin, lines, args.concurrency)),
-                       "bare asyncio + aiohttp": asyncio.run(bare_aiohttp(origin, lines, args.concurrency)),
-                       "inference-broker (serve, SQLite)": through_broker(sim_url, lines, endpoint,
-                                                                          args.concurrency)}
+                       "bare asyncio + aiohttp": asyncio.run(bare_aiohttp(origin, lines, args.concurrency))}
+            for n in range(1, args.rounds + 1):
+                suffix = f", round {n}" if args.rounds > 1 else ""
+                if args.before:
+                    results[f"inference-broker before ({args.before.name}{suffix})"] = through_broker(
+                        sim_url, lines, endpoint, args.concurrency, args.before.resolve())
+                results[f"inference-broker (serve, SQLite{suffix})"] = through_broker(sim_url, lines, endpoint,
+                                                                                     args.concurrency)
             aiohttp_rate = results["bare asyncio + aiohttp"][0]
             for client, (rate, cpu_ms) in results.items():
                 broker = client.startswith("inference-broker")

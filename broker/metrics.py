@@ -15,8 +15,10 @@ dashboards can split interactive from batch traffic. ``model`` is the public mod
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +49,19 @@ PLANNER_TICK_SECONDS = Histogram("broker_planner_tick_seconds", "Time of one pla
 PLANNER_TICK_FAILURES = Counter("broker_planner_tick_failures", "Planner ticks that raised (the next tick retries)")
 
 
+M = TypeVar("M", bound=MetricWrapperBase)
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: M, *labels: str) -> M:
+    """``metric.labels(*labels)``, kept: prometheus-client checks the values and takes a lock on every call, a
+    tenth of a batch line's metrics CPU. Children are never removed, so a kept one stays the metric's."""
+    key = (metric, *labels)
+    if (child := _children.get(key)) is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def call_code(exc: UpstreamError) -> str:
     """The ``code`` label of a failed call: the upstream's error status, else our error code."""
     return str(exc.status) if exc.status is not None and exc.status >= 400 else exc.code
@@ -54,24 +69,24 @@ def call_code(exc: UpstreamError) -> str:
 
 def record_call(provider: str, model: str | None, route: str, code: int | str, seconds: float) -> None:
     """One upstream call ended: ``code`` is its HTTP status (``200``, ``429``, ...) or :func:`call_code`."""
-    UPSTREAM_CALLS.labels(provider, model or "", route, str(code)).inc()
-    UPSTREAM_SECONDS.labels(provider, model or "", route).observe(seconds)
+    _child(UPSTREAM_CALLS, provider, model or "", route, str(code)).inc()
+    _child(UPSTREAM_SECONDS, provider, model or "", route).observe(seconds)
 
 
 def record_usage(provider: str, model: str | None, route: str, input_tokens: int, output_tokens: int,
                  cost_usd: float, requests: int = 1) -> None:
     """``requests`` served (succeeded) with their tokens and cost."""
     labels = (provider, model or "", route)
-    REQUESTS.labels(*labels).inc(requests)
-    TOKENS.labels(*labels, "input").inc(input_tokens)
-    TOKENS.labels(*labels, "output").inc(output_tokens)
-    COST.labels(*labels).inc(cost_usd)
+    _child(REQUESTS, *labels).inc(requests)
+    _child(TOKENS, *labels, "input").inc(input_tokens)
+    _child(TOKENS, *labels, "output").inc(output_tokens)
+    _child(COST, *labels).inc(cost_usd)
 
 
 @contextmanager
 def in_flight(provider: str, model: str | None, route: str) -> Iterator[None]:
     """Counts the block as an upstream call in flight."""
-    gauge = UPSTREAM_IN_FLIGHT.labels(provider, model or "", route)
+    gauge = _child(UPSTREAM_IN_FLIGHT, provider, model or "", route)
     gauge.inc()
     try:
         yield

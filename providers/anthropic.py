@@ -40,7 +40,7 @@ from broker.errors import TerminalUpstream
 from providers.answers import invalid_answer
 from providers.base import UpstreamResponse, json_object_text, make_client
 from providers.base import raise_for_status as raise_for_openai_status
-from providers.http import int_header, json_body, send
+from providers.http import Answer, int_header, json_body, post_json
 from schemas.errors import error_envelope
 
 ANTHROPIC_VERSION = "2023-06-01"  #: the ``anthropic-version`` header every call sends
@@ -299,7 +299,7 @@ def openai_error(error: Any) -> dict[str, Any]:
                           str(inner.get("type") or "api_error"))
 
 
-def error_text(resp: httpx.Response) -> str:
+def error_text(resp: Answer) -> str:
     """An error answer's body as OpenAI's envelope (a non-JSON body is wrapped as the OpenAI adapter does)."""
     try:
         parsed = orjson.loads(resp.content)
@@ -310,7 +310,7 @@ def error_text(resp: httpx.Response) -> str:
     return json_object_text(resp)
 
 
-def raise_for_status(resp: httpx.Response) -> None:
+def raise_for_status(resp: Answer) -> None:
     """:func:`~providers.base.raise_for_status` with Anthropic's ``request-id`` and its error bodies in OpenAI's
     envelope (529 ``overloaded_error`` is one of the retryable statuses)."""
     raise_for_openai_status(resp, request_id_header="request-id", error_text=error_text)
@@ -344,8 +344,7 @@ class AnthropicMessages:
 
     async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
         payload = messages_body(endpoint, body)
-        resp = await send(self.client, "POST", "messages", raise_for_status, content=payload,
-                          headers={"content-type": "application/json"})
+        resp = await post_json(self.client, "messages", payload, raise_for_status)
         try:
             chat = message_to_chat(json_body(resp))
         except (AttributeError, TypeError, ValueError):  # content or usage of the wrong shape

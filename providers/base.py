@@ -10,7 +10,7 @@ that implements :class:`Adapter` and :class:`NativeBatchApi` over an ``httpx.Asy
 
 import email.utils
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,7 +20,8 @@ import orjson
 from broker.catalogue import ProviderConfig
 from broker.errors import RetryableUpstream, TerminalUpstream
 from broker.pricing import Usage
-from providers.transport import AiohttpTransport, NoCookies
+from providers.http import Answer
+from providers.transport import NoCookies, UpstreamClient
 from schemas.errors import error_envelope
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  #: seconds to open a connection to the upstream
@@ -55,16 +56,16 @@ def make_client(provider: ProviderConfig, headers: dict[str, str] | None = None)
         headers = {"Authorization": f"Bearer {key}"} if key else None
     limits = httpx.Limits(max_connections=provider.max_concurrency,
                           max_keepalive_connections=provider.max_concurrency)
-    return httpx.AsyncClient(
+    return UpstreamClient(
         base_url=provider.base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(provider.timeout_seconds, connect=DEFAULT_CONNECT_TIMEOUT),
-        transport=AiohttpTransport(limits),
+        limits=limits,
         headers=headers,
         cookies=NoCookies(),
     )
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked us to wait: ``retry-after-ms``, else ``retry-after`` (seconds or a date)."""
     if ms := headers.get("retry-after-ms"):
         try:
@@ -81,7 +82,7 @@ def retry_after(headers: httpx.Headers) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def json_object_text(resp: httpx.Response) -> str:
+def json_object_text(resp: Answer) -> str:
     """The body as JSON object text; a non-JSON body (a proxy's HTML page) is wrapped in an error object."""
     try:
         if isinstance(orjson.loads(resp.content), dict):
@@ -91,8 +92,8 @@ def json_object_text(resp: httpx.Response) -> str:
     return orjson.dumps(error_envelope(resp.text[:2000], "upstream_error")).decode()
 
 
-def raise_for_status(resp: httpx.Response, *, request_id_header: str = "x-request-id",
-                     error_text: Callable[[httpx.Response], str] = json_object_text) -> None:
+def raise_for_status(resp: Answer, *, request_id_header: str = "x-request-id",
+                     error_text: Callable[[Answer], str] = json_object_text) -> None:
     """Raise for an HTTP error answer: :class:`RetryableUpstream` (with ``delay`` from ``Retry-After``) for
     :data:`RETRYABLE_STATUSES`, else :class:`TerminalUpstream`; the body as ``error_text`` gives it (OpenAI's
     JSON object text by default) and the request id from ``request_id_header``."""

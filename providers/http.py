@@ -2,25 +2,47 @@
 
 :func:`classified` turns httpx's network failures into :class:`~broker.errors.RetryableUpstream`;
 :func:`send` makes one request under it and applies the adapter's status check (a function that raises for an
-error answer, each adapter reading its own request id and error body); :func:`json_body` reads an answer as a
-JSON object, and :func:`request_json` does both. :func:`stream_lines` streams a GET's non-blank lines through a
+error answer, each adapter reading its own request id and error body); :func:`post_json` does the same for the
+real-time call of a batch line, past httpx's client machinery when the client allows it
+(:class:`~providers.transport.UpstreamClient`); :func:`json_body` reads an answer as a JSON object, and
+:func:`request_json` does both. :func:`stream_lines` streams a GET's non-blank lines through a
 parser, and :func:`int_header` reads a numeric header. Which statuses are retryable is the adapters' business.
 """
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
 
 from broker.errors import RetryableUpstream
 from providers.answers import invalid_answer
+from providers.transport import UpstreamClient
 
-StatusCheck = Callable[[httpx.Response], None]
+
+class Answer(Protocol):
+    """What the adapters read of an upstream's answer: an ``httpx.Response`` or a
+    :class:`providers.transport.Answer`."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+StatusCheck = Callable[[Answer], None]
 """Raises :class:`~broker.errors.UpstreamError` for an error answer (status >= 400), returns otherwise."""
 T = TypeVar("T")
+JSON_HEADERS = {"content-type": "application/json"}  #: of a request whose body is JSON
 
 
 @contextmanager
@@ -34,7 +56,7 @@ def classified() -> Iterator[None]:
         raise RetryableUpstream(f"Upstream connection failed: {exc!r}", code="upstream_connection_error") from exc
 
 
-def int_header(headers: httpx.Headers, name: str) -> int | None:
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
     """A header's value as a whole number; None when it is absent or not one."""
     value = headers.get(name)
     return int(value) if value and value.isdigit() else None
@@ -56,7 +78,18 @@ async def send(client: httpx.AsyncClient, method: str, path: str, check: StatusC
     return resp
 
 
-def json_body(resp: httpx.Response, *, keys: Collection[str] = (), what: str = "a JSON object") -> dict[str, Any]:
+async def post_json(client: httpx.AsyncClient, path: str, body: bytes, check: StatusCheck) -> Answer:
+    """POST the JSON ``body`` to ``path`` and read the whole answer, network failures classified and ``check``
+    applied; straight to the wire when ``client`` is an :class:`UpstreamClient` (what ``make_client`` builds)."""
+    url = _absolute(client.base_url, path)
+    with classified():
+        resp: Answer = await (client.post_bytes(url, body) if isinstance(client, UpstreamClient) else
+                              client.request("POST", url, content=body, headers=JSON_HEADERS))
+    check(resp)
+    return resp
+
+
+def json_body(resp: Answer, *, keys: Collection[str] = (), what: str = "a JSON object") -> dict[str, Any]:
     """The answer's body as a JSON object holding ``keys``; else :class:`RetryableUpstream`
     ``upstream_invalid_response`` ("... not ``what``", quoting the answer's first bytes)."""
     try:

@@ -7,7 +7,7 @@ import httpx
 
 from providers.answers import parse_answer
 from providers.base import UpstreamResponse, raise_for_status
-from providers.http import int_header, send
+from providers.http import int_header, post_json
 from providers.sse import Relay, open_events
 
 
@@ -18,8 +18,7 @@ class OpenAICompatible:
         self.client = client
 
     async def post(self, endpoint: str, body: bytes) -> UpstreamResponse:
-        resp = await send(self.client, "POST", endpoint.removeprefix("/v1/"), raise_for_status,
-                          content=body, headers={"content-type": "application/json"})
+        resp = await post_json(self.client, endpoint.removeprefix("/v1/"), body, raise_for_status)
         parsed = parse_answer(endpoint, resp.content, resp.status_code)
         limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
                   int_header(resp.headers, "x-ratelimit-limit-tokens"))

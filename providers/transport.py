@@ -1,4 +1,5 @@
-"""httpx's API over aiohttp's connection pool: the transport of every upstream client (:func:`make_client`).
+"""httpx's API over aiohttp's connection pool: the transport of every upstream client (:func:`make_client`), and
+the shortcut past httpx's client that every batch line's call takes (:class:`UpstreamClient`).
 
 Why: httpcore's pool (httpx's default transport) spends about 2-3 ms of CPU per request with dozens of pooled
 connections, ten to twenty times what aiohttp spends on the same request; that was nearly all of the broker's CPU
@@ -11,6 +12,12 @@ What carries over from httpx's settings: connect, read and pool timeouts (aiohtt
 that stalls ends at the read timeout), the connection limit and keep-alive expiry, certificate checks with
 ``SSL_CERT_FILE``/``SSL_CERT_DIR``, and ``HTTP(S)_PROXY``/``NO_PROXY`` from the environment. HTTP/1.1 only, as
 before (httpx's HTTP/2 needs ``h2``, which the broker never installed). No cookies are kept.
+
+The shortcut: with the wire moved, httpx's client layer (Request and Response objects, header merging, auth, hooks,
+cookies, redirects) cost more CPU per call than aiohttp's whole request, so the one call made per batch line
+(:func:`providers.http.post_json`) skips it: :meth:`UpstreamClient.post_bytes` posts straight to aiohttp and
+returns an :class:`Answer`, raising the same httpx errors. httpx's API stays the user-facing choice, and what the
+rest of the providers use (native batches' uploads and downloads, streamed interactive calls).
 """
 
 import http.cookiejar
@@ -18,11 +25,14 @@ import typing
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 import yarl
+from multidict import CIMultiDictProxy
 
+ACCEPT_ENCODING = "gzip, deflate"  #: what :meth:`UpstreamClient.post_bytes` accepts (aiohttp decodes it with zlib)
 MAX_CACHED_URLS = 512  #: URLs whose aiohttp form and proxy a transport remembers
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # opening a connection, or waiting for a pooled one
@@ -102,8 +112,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                      cookie_jar=aiohttp.DummyCookieJar(),
                                      skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
 
-    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        given = request.extensions.get("timeout", {})
+    def _timeout(self, given: dict[str, float | None]) -> aiohttp.ClientTimeout:
         key = (given.get("connect"), given.get("read"), given.get("pool"))
         if key not in self._timeouts:
             connect, read, pool = key
@@ -112,8 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connect=None if pool is None or connect is None else pool + connect)
         return self._timeouts[key]
 
-    def _target(self, request: httpx.Request) -> tuple[yarl.URL, yarl.URL | None]:
-        key = str(request.url)
+    def _target(self, key: str) -> tuple[yarl.URL, yarl.URL | None]:
         if (found := self._targets.get(key)) is None:
             url = yarl.URL(key, encoded=True)
             found = self._targets[key] = (url, _env_proxy(url))
@@ -121,10 +129,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 del self._targets[next(iter(self._targets))]
         return found
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _request(self, method: str, url: str, headers: list[tuple[str, str]], data: typing.Any,
+                       timeout: dict[str, float | None], decompress: bool) -> aiohttp.ClientResponse:
+        """aiohttp's answer (its head read, its body not yet) to a request sent as given, through the proxy the
+        environment names; raises the httpx error of a failure."""
         if self._session is None:
             self._session = self._open()
-        url, proxy = self._target(request)
+        target, proxy = self._target(url)
+        with _as_httpx_errors():
+            return await self._session.request(
+                method, target, headers=headers, data=data, allow_redirects=False, compress=None,
+                timeout=self._timeout(timeout), proxy=proxy, auto_decompress=decompress,
+                proxy_auth=aiohttp.BasicAuth.from_url(proxy) if proxy is not None and proxy.user else None)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         data: typing.Any
         headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in request.headers.raw]
         try:
@@ -132,16 +150,69 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:  # a streamed upload (multipart): aiohttp sends it as it comes
             data = request.stream
             headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
-        with _as_httpx_errors():
-            resp = await self._session.request(
-                request.method, url, headers=headers, data=data, allow_redirects=False, compress=None,
-                timeout=self._timeout(request), proxy=proxy,
-                proxy_auth=aiohttp.BasicAuth.from_url(proxy) if proxy is not None and proxy.user else None)
+        resp = await self._request(request.method, str(request.url), headers, data,
+                                   request.extensions.get("timeout", {}), decompress=False)
         return httpx.Response(resp.status, headers=resp.raw_headers, stream=_Body(resp),
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": (resp.reason or "").encode("latin-1")})
+
+    async def post(self, url: str, content: bytes, headers: list[tuple[str, str]],
+                   timeout: dict[str, float | None]) -> "Answer":
+        """POST ``content`` and read the whole answer, decompressed by aiohttp (``headers`` offer only what it
+        decodes: :data:`ACCEPT_ENCODING`); no httpx Request or Response is made."""
+        resp = await self._request("POST", url, headers, content, timeout, decompress=True)
+        with _as_httpx_errors():
+            try:
+                body = await resp.read()
+            except BaseException:
+                resp.close()  # the connection, with an answer half read, is of no further use
+                raise
+        return Answer(resp.status, resp.headers, body, resp.charset)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole upstream answer as :meth:`UpstreamClient.post_bytes` gives it: what the adapters read of an
+    ``httpx.Response`` (``status_code``, case-insensitive ``headers``, ``content``, ``text``) and nothing more."""
+
+    status_code: int
+    headers: "CIMultiDictProxy[str]"
+    content: bytes
+    charset: str | None = None  #: the ``content-type``'s charset, if it names one
+
+    @property
+    def text(self) -> str:
+        """The body decoded as httpx does: by the charset it names, else UTF-8, bad bytes replaced."""
+        try:
+            return self.content.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """httpx's client over :class:`AiohttpTransport`, with a shortcut for the one call made per batch line.
+
+    :meth:`post_bytes` hands a JSON body to the transport directly: building httpx's Request and Response,
+    merging headers, running auth, event hooks, cookies and redirects cost more CPU per call than aiohttp's whole
+    request. The shortcut sends what httpx would send (this client's headers, ``Accept-Encoding`` aside, and its
+    timeouts); clients made by :func:`~providers.base.make_client` have no auth, hooks, cookies or redirects.
+    Everything else (uploads, downloads, streams) goes through httpx's API as before.
+    """
+
+    def __init__(self, *, limits: httpx.Limits, **kwargs: typing.Any) -> None:
+        self._wire = AiohttpTransport(limits)
+        super().__init__(transport=self._wire, **kwargs)
+        kept = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers.raw]
+        self._post_headers = [*((k, v) for k, v in kept if k.lower() != "accept-encoding"),
+                              ("Accept-Encoding", ACCEPT_ENCODING), ("Content-Type", "application/json")]
+        self._post_timeout = self.timeout.as_dict()
+
+    async def post_bytes(self, url: httpx.URL, content: bytes) -> Answer:
+        """POST the JSON ``content`` to ``url`` (absolute) and read the whole answer; a network failure raises
+        the httpx error it is, as :meth:`post` would."""
+        return await self._wire.post(str(url), content, self._post_headers, self._post_timeout)
