@@ -61,40 +61,40 @@ off_peak = [{{ start = "{opens:%H:%M:%S}", end = "{closes:%H:%M:%S}", multiplier
 """
 
 
-def run_workload(base_url: str, lines: int, route: str) -> tuple[list[Batch], dict[str, Any], float]:
-    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=5)
-    start = time.monotonic()
-    created = []
-    for endpoint, body in (("/v1/chat/completions", chat_lines(lines, max_tokens=64)),
-                           ("/v1/embeddings", embedding_lines(lines))):
-        upload = client.files.create(file=("lines.jsonl", jsonl(body)), purpose="batch")
-        created.append(client.batches.create(input_file_id=upload.id, endpoint=endpoint,  # type: ignore[arg-type]
-                                             completion_window="24h", extra_body={"route": route}))
-    done = []
-    for batch in created:
-        while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "expired"):
-            time.sleep(1.0)
-        done.append(batch)
-    usage = client.get("/usage", cast_to=object)
-    assert isinstance(usage, dict)
-    return done, usage, time.monotonic() - start
-
-
-def by_hand(primary_url: str, lines: int) -> tuple[float, int, float]:
-    """Both workloads sent to the native batch API directly: (cost in USD, lines answered, seconds)."""
-    client = openai.OpenAI(base_url=primary_url, api_key="bench", max_retries=5)
-    start = time.monotonic()
+def submit(client: openai.OpenAI, lines: int, poll_seconds: float,
+           **extra: Any) -> list[tuple[str, Batch]]:
+    """The workload's two files as batches on ``client``'s server, waited for: (model, final batch) per batch."""
     created = []
     for endpoint, body in (("/v1/chat/completions", chat_lines(lines, max_tokens=64)),
                            ("/v1/embeddings", embedding_lines(lines))):
         upload = client.files.create(file=("lines.jsonl", jsonl(body)), purpose="batch")
         created.append((str(body[0]["body"]["model"]),  # type: ignore[index]
                         client.batches.create(input_file_id=upload.id, endpoint=endpoint,  # type: ignore[arg-type]
-                                              completion_window="24h")))
-    cost, answered = 0.0, 0
+                                              completion_window="24h", **extra)))
+    done = []
     for model, batch in created:
         while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "expired"):
-            time.sleep(5.0)
+            time.sleep(poll_seconds)
+        done.append((model, batch))
+    return done
+
+
+def run_workload(base_url: str, lines: int, route: str) -> tuple[list[Batch], dict[str, Any], float]:
+    client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=5)
+    start = time.monotonic()
+    done = [batch for _, batch in submit(client, lines, 1.0, extra_body={"route": route})]
+    usage = client.get("/usage", cast_to=object)
+    assert isinstance(usage, dict)
+    return done, usage, time.monotonic() - start
+
+
+def by_hand(primary_url: str, lines: int) -> tuple[float, int, float]:
+    """Both workloads sent to the native batch API directly, polled every 5 s: (cost in USD, lines answered,
+    seconds)."""
+    client = openai.OpenAI(base_url=primary_url, api_key="bench", max_retries=5)
+    start = time.monotonic()
+    cost, answered = 0.0, 0
+    for model, batch in submit(client, lines, 5.0):
         if not batch.output_file_id:
             continue
         input_price, output_price = PRICES["primary"][model]
