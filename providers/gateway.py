@@ -136,11 +136,8 @@ class Gateway:
     async def _publish(self) -> None:
         """This process' interactive calls and circuit state per provider, beside the workers' reports
         (``GET /v1/providers``)."""
-        rows = []
-        for name, throttle in self._throttles.items():
-            row = await throttle.report(self.reporter_id)
-            row.circuit_open = self.circuits.down(name)
-            rows.append(row)
+        rows = [await throttle.report(self.reporter_id, self.circuits.down(name))
+                for name, throttle in self._throttles.items()]
         if rows:
             await asyncio.to_thread(publish, self.core.engine, rows)
 

@@ -118,8 +118,9 @@ class ProviderThrottle:
         state = await self.limiter.state(self.provider.name, self._limit)
         return state.rpm, state.tpm
 
-    async def report(self, reporter_id: str) -> ProviderStateRow:
-        """This process' view of the provider, as ``GET /v1/providers`` gathers it from every process."""
+    async def report(self, reporter_id: str, circuit_open: bool) -> ProviderStateRow:
+        """This process' view of the provider (``circuit_open``: its breaker's), as ``GET /v1/providers`` gathers
+        it from every process."""
         rpm, tpm = await self.limit_in_force()
         stats = self.stats
         p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
@@ -128,4 +129,5 @@ class ProviderThrottle:
             tpm_in_force=tpm, in_flight=stats.in_flight, calls=len(stats.calls),
             rate_limited=sum(limited for _, limited in stats.calls),
             p50_ms=p50 * 1000 if p50 is not None else None, p95_ms=p95 * 1000 if p95 is not None else None,
+            circuit_open=circuit_open,
         )

@@ -123,8 +123,7 @@ class WorkerRuntime:
     async def publish_state(self) -> None:
         rows = []
         for name, throttle in self._throttles.items():
-            row = await throttle.report(self.worker_id)
-            row.circuit_open = self.circuits.down(name)
+            row = await throttle.report(self.worker_id, self.circuits.down(name))
             rows.append(row)
             rpm, logged = row.rpm_in_force, self._logged_rpm.get(name)
             if rpm is not None and (logged is None or abs(rpm - logged) > 0.05 * logged):
