@@ -18,6 +18,15 @@ function form(fields, submitLabel, onSubmit, id) {
 
 const input = (name, label, attrs = {}) => h("label", {}, label, " ", h("input", { name, ...attrs }));
 
+// A key's button (rotate, revoke) for a table column: calls `${keys}/${id}${path}`, then shows the answer's new value.
+const keyButton = (keys, rerender) => (label, path, method, cls) => (k) => h("button", {
+  type: "button", class: cls, dataset: { key: k.id },
+  onclick: (e) => act(e.target, async () => {
+    const answer = await api(`${keys}/${k.id}${path}`, { method, project: null });
+    await rerender(answer.value);
+  }),
+}, label);
+
 function secret(value) {
   return h("div", { class: "secret", role: "status" }, "New key (shown once, copy it now): ", h("code", { id: "new-key" }, value));
 }
@@ -44,13 +53,7 @@ async function projectsCard() {
 
 async function adminKeysCard(rerender) {
   const keys = await api(`${ORG}/admin_api_keys`, { params: { limit: 100 }, project: null });
-  const action = (label, path, method, cls) => (k) => h("button", {
-    type: "button", class: cls, dataset: { key: k.id },
-    onclick: (e) => act(e.target, async () => {
-      const answer = await api(`${ORG}/admin_api_keys/${k.id}${path}`, { method, project: null });
-      await rerender(answer.value);
-    }),
-  }, label);
+  const action = keyButton(`${ORG}/admin_api_keys`, rerender);
   return card("Admin keys",
     table([
       ["Key", (k) => h("code", {}, k.redacted_value)], ["Name", (k) => k.name || "–"],
@@ -70,13 +73,7 @@ async function projectCards(projectId, rerender) {
     api(base, { project: null }), api(`${base}/api_keys`, { params: { limit: 100 }, project: null }),
     api(`${base}/rate_limits`, { project: null })]);
   const shown = h("div");
-  const keyAction = (label, path, method, cls) => (k) => h("button", {
-    type: "button", class: cls, dataset: { key: k.id },
-    onclick: (e) => act(e.target, async () => {
-      const answer = await api(`${base}/api_keys/${k.id}${path}`, { method, project: null });
-      await rerender(answer.value);
-    }),
-  }, label);
+  const keyAction = keyButton(`${base}/api_keys`, rerender);
   return [
     card(`Project ${project.name}`,
       form([
