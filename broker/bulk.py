@@ -3,7 +3,9 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+
+from broker.driver_sql import DriverSQL
 
 LINE_COLUMNS = ("batch_id", "idx", "custom_id", "body", "provider", "status", "attempts", "not_before",
                 "input_tokens", "output_tokens")
@@ -24,11 +26,24 @@ def insert_lines(conn: Connection, rows: Sequence[LineRow]) -> None:
     conn.exec_driver_sql(f"INSERT INTO line ({columns}) VALUES ({marks})", list(rows))
 
 
+def id_match_sql(dialect: str, column: str) -> str:
+    """SQL in ``dialect``: ``column`` matches one of the ids in the ``:ids`` parameter (see :func:`id_list_param`)."""
+    if dialect == "sqlite":
+        return f"{column} IN (SELECT value FROM json_each(:ids))"
+    return f"{column} = ANY(CAST(:ids AS BIGINT[]))"
+
+
+def id_list_param(conn: Connection, ids: Sequence[int]) -> object:
+    """``ids`` as the one bound value :func:`id_match_sql` takes, however many they are."""
+    return "[" + ",".join(map(str, ids)) + "]" if conn.dialect.name == "sqlite" else list(ids)
+
+
 def id_list_match(conn: Connection, column: str, ids: Sequence[int]) -> tuple[str, object]:
-    """A ``column`` matches one of ``ids`` clause and its ``:ids`` parameter: one bound value however many ids."""
-    if conn.dialect.name == "sqlite":
-        return f"{column} IN (SELECT value FROM json_each(:ids))", "[" + ",".join(map(str, ids)) + "]"
-    return f"{column} = ANY(CAST(:ids AS BIGINT[]))", list(ids)
+    """A ``column`` matches one of ``ids`` clause and its ``:ids`` parameter."""
+    return id_match_sql(conn.dialect.name, column), id_list_param(conn, ids)
+
+
+_LOCK_LINES = DriverSQL("SELECT id FROM line WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE")
 
 
 def lock_lines(conn: Connection, ids: Sequence[int]) -> None:
@@ -38,5 +53,4 @@ def lock_lines(conn: Connection, ids: Sequence[int]) -> None:
     one the other waits for. Taking the locks first, sorted, makes every writer queue in the same order.
     """
     if conn.dialect.name == "postgresql" and ids:
-        conn.execute(text("SELECT id FROM line WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE"),
-                     {"ids": sorted(set(ids))})
+        _LOCK_LINES.run(conn, {"ids": sorted(set(ids))})

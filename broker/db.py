@@ -23,7 +23,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     # A deferred transaction that reads, then writes, fails at once (SQLITE_BUSY) if another thread committed
     # in between; taking the write lock up front makes writers queue on the busy timeout instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # the driver's own: no execution context to build
 
 
 def normalise_url(url: str) -> str:

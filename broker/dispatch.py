@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, text
 
 from broker import metrics
 from broker.budget import UNDER_CAP, month_params, within_monthly
-from broker.bulk import id_list_match, lock_lines
+from broker.bulk import id_list_match, id_list_param, id_match_sql, lock_lines
 from broker.catalogue import ProviderConfig
+from broker.driver_sql import DriverSQL
 from broker.ids import now
 from broker.interactive import held as interactive_held
 from broker.ranking import ActiveBatch, deal, tiers
@@ -64,21 +65,25 @@ class Chunk:
 SendChunk = Callable[[Chunk], None]
 
 
+_RELEASE_LOCK = DriverSQL("SELECT pg_advisory_xact_lock(hashtext(:p))")
+
+
 def _provider_lock(conn: Connection, provider: str) -> threading.Lock:
     """Serialise releases per provider: across processes with an advisory lock, within one with a mutex."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "release:" + provider})
+        _RELEASE_LOCK.run(conn, {"p": "release:" + provider})
     with _local_locks_guard:
         return _local_locks.setdefault(provider, threading.Lock())
 
 
+_CALLS_BY_BATCH = DriverSQL(
+    "SELECT l.batch_id, b.endpoint, count(*) FROM line l JOIN batch b ON b.id = l.batch_id "
+    "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY l.batch_id, b.endpoint")
+
+
 def calls_by_batch(conn: Connection, provider: ProviderConfig, at: float) -> dict[str, int]:
     """Upstream calls in flight per batch: leased lines, packed embedding lines counted per call."""
-    rows = conn.execute(
-        text("SELECT l.batch_id, b.endpoint, count(*) FROM line l JOIN batch b ON b.id = l.batch_id "
-             "WHERE l.provider = :p AND l.status = 'queued' AND l.lease_until > :now GROUP BY l.batch_id, b.endpoint"),
-        {"p": provider.name, "now": at},
-    ).all()
+    rows = _CALLS_BY_BATCH.run(conn, {"p": provider.name, "now": at})
     return {batch_id: math.ceil(n / provider.embedding_batch_size) if endpoint == EMBEDDINGS_ENDPOINT else n
             for batch_id, endpoint, n in rows}
 
@@ -117,38 +122,36 @@ def release(conn: Connection, provider: ProviderConfig, lease_seconds: float) ->
     return chunks
 
 
+_ACTIVE_BATCHES = DriverSQL(
+    "SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, total - completed - failed, "
+    "completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
+    f"AND (not_before IS NULL OR not_before <= :now) AND {UNDER_CAP} AND {within_monthly()}")
+
+
 def _active_batches(conn: Connection, at: float,
                     running: dict[str, int]) -> tuple[list[ActiveBatch], dict[str, list[str] | None]]:
     """Batches that may run now (started, not over a budget), and the providers each may fall back to."""
-    rows = conn.execute(
-        text("SELECT id, project_id, endpoint, priority, created_at, expires_at, in_progress_at, "
-             "total - completed - failed, completed + failed, eligible_json FROM batch WHERE status = 'in_progress' "
-             "AND (not_before IS NULL OR not_before <= :now) "
-             f"AND {UNDER_CAP} AND {within_monthly()}"),
-        {"now": at, **month_params(at)},
-    ).all()
+    rows = _ACTIVE_BATCHES.run(conn, {"now": at, **month_params(at)})
     batches = [ActiveBatch(id=r[0], project_id=r[1], endpoint=r[2], priority=r[3], created_at=r[4],
                            expires_at=r[5], in_progress_at=r[6], remaining=r[7], done=r[8],
                            in_flight=running.get(r[0], 0)) for r in rows]
     return batches, {r[0]: orjson.loads(r[9]) if r[9] else None for r in rows}
 
 
+_CANDIDATES = DriverSQL("SELECT id FROM line WHERE batch_id = :b AND status = 'pending' AND provider = :p "
+                        "AND not_before <= :now ORDER BY idx LIMIT :n")
+_LEASE = {dialect: DriverSQL("UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
+                             f"WHERE {id_match_sql(dialect, 'id')} AND status = 'pending' RETURNING id, body, attempts")
+          for dialect in ("sqlite", "postgresql")}
+
+
 def _claim(conn: Connection, batch_id: str, provider: str, limit: int, lease_until: float,
            at: float) -> list[tuple[int, str, int]]:
-    candidates = [r[0] for r in conn.execute(
-        text("SELECT id FROM line WHERE batch_id = :b AND status = 'pending' AND provider = :p "
-             "AND not_before <= :now ORDER BY idx LIMIT :n"),
-        {"b": batch_id, "p": provider, "now": at, "n": limit},
-    )]
+    candidates = [r[0] for r in _CANDIDATES.run(conn, {"b": batch_id, "p": provider, "now": at, "n": limit})]
     if not candidates:
         return []
     lock_lines(conn, candidates)
-    match, ids = id_list_match(conn, "id", candidates)
-    claimed = conn.execute(
-        text(f"UPDATE line SET status = 'queued', lease_until = :lease, attempts = attempts + 1 "
-             f"WHERE {match} AND status = 'pending' RETURNING id, body, attempts"),
-        {"lease": lease_until, "ids": ids},
-    )
+    claimed = _LEASE[conn.dialect.name].run(conn, {"lease": lease_until, "ids": id_list_param(conn, candidates)})
     return sorted((r[0], r[1], r[2]) for r in claimed)
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy import Connection, Engine
 
 from broker.bulk import lock_lines
+from broker.driver_sql import DriverSQL
 from broker.usage import Call, Owner, add_usage
 
 MAX_ROWS_PER_STATEMENT = 500  #: VALUES rows per UPDATE statement
@@ -62,14 +63,13 @@ _RETRY_ROW = ("(CAST(:i{n} AS BIGINT), CAST(:nb{n} AS DOUBLE PRECISION), CAST(:e
 
 
 @lru_cache(maxsize=3 * MAX_ROWS_PER_STATEMENT)
-def _statement(template: str, row: str, n: int) -> TextClause:
-    """``template`` with ``n`` VALUES rows, made once per size: building the clause (parsing its binds) cost
-    more CPU than running it."""
-    return text(template.format(rows=", ".join(row.format(n=i) for i in range(n))))
+def _statement(template: str, row: str, n: int) -> DriverSQL:
+    """``template`` with ``n`` VALUES rows, made once per size."""
+    return DriverSQL(template.format(rows=", ".join(row.format(n=i) for i in range(n))))
 
 _SEQ_SQL = "UPDATE line SET result_seq = v.column2 FROM (VALUES {rows}) AS v WHERE line.id = v.column1"
 _SEQ_ROW = "(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))"
-_ROLL_UP_SQL = text(
+_ROLL_UP_SQL = DriverSQL(
     "UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
     "output_tokens = output_tokens + :ot, cost_usd = cost_usd + :cost, result_seq = result_seq + :n "
     "WHERE id = :id RETURNING result_seq, project_id, api_key_id")
@@ -112,7 +112,7 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
             f"rq{n}": o.request_id, f"ec{n}": o.error_code, f"em{n}": o.error_message,
             f"it{n}": o.input_tokens, f"ot{n}": o.output_tokens, f"ft{n}": finished_at, f"co{n}": o.cost_usd,
         })
-    return {r[0] for r in conn.execute(_statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)), params)}
+    return {r[0] for r in _statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)).run(conn, params)}
 
 
 def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
@@ -128,13 +128,13 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
     usage: list[tuple[Owner, Call]] = []
     numbered: list[tuple[int, int]] = []
     for batch_id, batch_ended in sorted(by_batch.items()):
-        last, project_id, api_key_id = conn.execute(
-            _ROLL_UP_SQL,
+        [(last, project_id, api_key_id)] = _ROLL_UP_SQL.run(
+            conn,
             {"id": batch_id, "c": sum(o.status == "succeeded" for o in batch_ended),
              "f": sum(o.status != "succeeded" for o in batch_ended), "it": sum(o.input_tokens for o in batch_ended),
              "ot": sum(o.output_tokens for o in batch_ended), "cost": sum(o.cost_usd for o in batch_ended),
              "n": len(batch_ended)},
-        ).one()
+        )
         usage += [((project_id, api_key_id), (o.provider, o.model, o.route, o.input_tokens, o.output_tokens,
                                               o.cost_usd)) for o in batch_ended if o.provider is not None]
         first = last - len(batch_ended) + 1
@@ -145,7 +145,7 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
         params: dict[str, Any] = {}
         for n, (line_id, seq) in enumerate(part):
             params.update({f"i{n}": line_id, f"q{n}": seq})
-        conn.execute(_statement(_SEQ_SQL, _SEQ_ROW, len(part)), params)
+        _statement(_SEQ_SQL, _SEQ_ROW, len(part)).run(conn, params)
 
 
 def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
@@ -153,4 +153,4 @@ def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     for n, o in enumerate(outcomes):
         params.update({f"i{n}": o.line_id, f"nb{n}": o.not_before, f"ec{n}": o.error_code,
                        f"em{n}": o.error_message, f"rf{n}": int(o.refund_attempt), f"mv{n}": o.move_to})
-    conn.execute(_statement(_RETRY_SQL, _RETRY_ROW, len(outcomes)), params)
+    _statement(_RETRY_SQL, _RETRY_ROW, len(outcomes)).run(conn, params)

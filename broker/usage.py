@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlmodel import Session, col, select
 
+from broker.driver_sql import DriverSQL
 from broker.tables import UsageDaily, UsageKeyDaily
 
 #: (provider, model, route, input tokens, output tokens, cost) of one ended call
@@ -23,10 +24,27 @@ def month_start(at: float) -> str:
 #: whom a batch's calls are billed to: its project, and the API key that created it (None: none recorded)
 Owner = tuple[str, str | None]
 
+_ADD_PROJECT_USAGE = DriverSQL(
+    "INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
+    "output_tokens, cost_usd) VALUES (:project, :day, :provider, :model, :route, :n, :it, :ot, :cost) "
+    "ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
+    "requests = usage_daily.requests + excluded.requests, "
+    "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
+    "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
+    "cost_usd = usage_daily.cost_usd + excluded.cost_usd")
+_ADD_KEY_USAGE = DriverSQL(
+    "INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
+    "output_tokens, cost_usd) VALUES (:key, :day, :model, :project, :n, :it, :ot, :cost) "
+    "ON CONFLICT (api_key_id, day, model) DO UPDATE "
+    "SET requests = usage_key_daily.requests + excluded.requests, "
+    "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
+    "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
+    "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd")
+
 
 def add_usage(conn: Connection, calls: Sequence[tuple[Owner, Call]]) -> None:
-    """Add ended batch calls, ``(owner, call)``, to their project's and key's daily roll-ups, in the caller's
-    transaction.
+    """Add ended calls, ``(owner, call)`` (batch lines' and interactive calls'), to their project's and key's daily
+    roll-ups, in the caller's transaction.
 
     Calls are summed per roll-up row first, and rows are written in key order: two stores ending lines of the
     same project lock its rows in the same order, so they never wait on each other in a cycle.
@@ -44,28 +62,15 @@ def add_usage(conn: Connection, calls: Sequence[tuple[Owner, Call]]) -> None:
             t[2] += tokens_out
             t[3] += cost
     if per_project:
-        conn.execute(
-            text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
-                 "output_tokens, cost_usd) VALUES (:project, :day, :provider, :model, :route, :n, :it, :ot, :cost) "
-                 "ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
-                 "requests = usage_daily.requests + excluded.requests, "
-                 "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
-                 "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
-                 "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
-            [{"project": project, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]), "it": int(t[1]),
-              "ot": int(t[2]), "cost": t[3]} for (project, p, m, r), t in sorted(per_project.items())],
+        _ADD_PROJECT_USAGE.run_many(
+            conn, [{"project": project, "day": day, "provider": p, "model": m, "route": r, "n": int(t[0]),
+                    "it": int(t[1]), "ot": int(t[2]), "cost": t[3]}
+                   for (project, p, m, r), t in sorted(per_project.items())],
         )
     if per_key:
-        conn.execute(
-            text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
-                 "output_tokens, cost_usd) VALUES (:key, :day, :model, :project, :n, :it, :ot, :cost) "
-                 "ON CONFLICT (api_key_id, day, model) DO UPDATE "
-                 "SET requests = usage_key_daily.requests + excluded.requests, "
-                 "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
-                 "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
-                 "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
-            [{"key": key, "day": day, "model": m, "project": project, "n": int(t[0]), "it": int(t[1]),
-              "ot": int(t[2]), "cost": t[3]} for (key, m, project), t in sorted(per_key.items())],
+        _ADD_KEY_USAGE.run_many(
+            conn, [{"key": key, "day": day, "model": m, "project": project, "n": int(t[0]), "it": int(t[1]),
+                    "ot": int(t[2]), "cost": t[3]} for (key, m, project), t in sorted(per_key.items())],
         )
 
 
@@ -112,35 +117,3 @@ def usage_rows_by_key(session: Session, project_id: str | None, start: str | Non
         query = query.where(col(UsageKeyDaily.day) <= end)
     return list(session.exec(query.order_by(col(UsageKeyDaily.day), col(UsageKeyDaily.api_key_id),
                                             col(UsageKeyDaily.model))))
-
-
-def add_key_usage(conn: Connection, project_id: str, api_key_id: str, calls: Sequence[Call]) -> None:
-    """Add ended calls that belong to no batch (interactive ones) to their key's daily roll-up."""
-    day = dt.datetime.now(dt.UTC).date().isoformat()
-    conn.execute(
-        text("INSERT INTO usage_key_daily (api_key_id, day, model, project_id, requests, input_tokens, "
-             "output_tokens, cost_usd) VALUES (:key, :day, :model, :project, 1, :it, :ot, :cost) "
-             "ON CONFLICT (api_key_id, day, model) DO UPDATE SET "
-             "requests = usage_key_daily.requests + excluded.requests, "
-             "input_tokens = usage_key_daily.input_tokens + excluded.input_tokens, "
-             "output_tokens = usage_key_daily.output_tokens + excluded.output_tokens, "
-             "cost_usd = usage_key_daily.cost_usd + excluded.cost_usd"),
-        [{"key": api_key_id, "project": project_id, "day": day, "model": m or "", "it": i, "ot": o, "cost": c}
-         for _, m, _, i, o, c in calls],
-    )
-
-
-def add_project_usage(conn: Connection, project_id: str, calls: Sequence[Call]) -> None:
-    """Add ended calls that belong to no batch (interactive ones) to the project's daily roll-up."""
-    day = dt.datetime.now(dt.UTC).date().isoformat()
-    conn.execute(
-        text("INSERT INTO usage_daily (project_id, day, provider, model, route, requests, input_tokens, "
-             "output_tokens, cost_usd) VALUES (:project, :day, :provider, :model, :route, 1, :it, :ot, :cost) "
-             "ON CONFLICT (project_id, day, provider, model, route) DO UPDATE SET "
-             "requests = usage_daily.requests + excluded.requests, "
-             "input_tokens = usage_daily.input_tokens + excluded.input_tokens, "
-             "output_tokens = usage_daily.output_tokens + excluded.output_tokens, "
-             "cost_usd = usage_daily.cost_usd + excluded.cost_usd"),
-        [{"project": project_id, "day": day, "provider": p or "", "model": m or "", "route": r, "it": i, "ot": o,
-          "cost": c} for p, m, r, i, o, c in calls],
-    )
