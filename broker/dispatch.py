@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy import Connection, Engine, text
@@ -52,7 +52,9 @@ class LeasedLine:
     lease_until: float = 0.0
 
     def to_message(self) -> list[object]:
-        return list(astuple(self))
+        """Its fields in order, as :class:`LeasedLine` takes them back (``astuple`` deep-copied every field)."""
+        return [self.id, self.batch_id, self.endpoint, self.body, self.attempts, self.expires_at, self.eligible,
+                self.lease_until]
 
 
 @dataclass(frozen=True, slots=True)

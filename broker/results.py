@@ -128,13 +128,16 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
     usage: list[tuple[Owner, Call]] = []
     numbered: list[tuple[int, int]] = []
     for batch_id, batch_ended in sorted(by_batch.items()):
+        succeeded = tokens_in = tokens_out = 0
+        cost = 0.0
+        for o in batch_ended:  # one pass: six generator sums cost more than the statement did
+            succeeded += o.status == "succeeded"
+            tokens_in += o.input_tokens
+            tokens_out += o.output_tokens
+            cost += o.cost_usd
         [(last, project_id, api_key_id)] = _ROLL_UP_SQL.run(
-            conn,
-            {"id": batch_id, "c": sum(o.status == "succeeded" for o in batch_ended),
-             "f": sum(o.status != "succeeded" for o in batch_ended), "it": sum(o.input_tokens for o in batch_ended),
-             "ot": sum(o.output_tokens for o in batch_ended), "cost": sum(o.cost_usd for o in batch_ended),
-             "n": len(batch_ended)},
-        )
+            conn, {"id": batch_id, "c": succeeded, "f": len(batch_ended) - succeeded, "it": tokens_in,
+                   "ot": tokens_out, "cost": cost, "n": len(batch_ended)})
         usage += [((project_id, api_key_id), (o.provider, o.model, o.route, o.input_tokens, o.output_tokens,
                                               o.cost_usd)) for o in batch_ended if o.provider is not None]
         first = last - len(batch_ended) + 1

@@ -61,6 +61,7 @@ class ProviderFlow:
             return
         self._outcomes.extend(task.result())
         self._ended_leases.extend(leases)
+        self.leases.answered(leases)
         if not self._closing and (self._storer is None or self._storer.done()):
             self._storer = asyncio.ensure_future(self._store())
 

@@ -26,6 +26,9 @@ class LeaseKeeper:
         self.engine, self.lease_seconds = engine, lease_seconds
         self.margin = min(SEND_MARGIN_SECONDS, lease_seconds * RENEW_FRACTION)
         self._held: dict[int, tuple[int, float]] = {}  #: line id -> (attempts as leased, known lease end)
+        #: held lines whose call has ended, their outcome on its way to the database: a renewal that misses one
+        #: found it stored, not lost
+        self._answered: set[int] = set()
 
     def take(self, line: LeasedLine) -> bool:
         """Hold a line just received; False (and not held) when its lease has already ended or nearly so."""
@@ -33,6 +36,7 @@ class LeaseKeeper:
         if until - self.margin <= time.time():
             return False
         self._held[line.id] = (line.attempts, until)
+        self._answered.discard(line.id)  # a new lease on a line whose last one ended here
         return True
 
     def holds(self, line_id: int) -> bool:
@@ -40,12 +44,17 @@ class LeaseKeeper:
         held = self._held.get(line_id)
         return held is not None and held[1] - self.margin > time.time()
 
+    def answered(self, leases: list[tuple[int, int]]) -> None:
+        """Note leases, ``(line id, attempts)``, whose call has ended: held until :meth:`drop`, once stored."""
+        self._answered.update(line_id for line_id, _ in leases)
+
     def drop(self, leases: list[tuple[int, int]]) -> None:
         """Stop holding leases, ``(line id, attempts)``, whose outcome is stored (or that were handed back); a line
         leased here again since (a retry) stays held under its new lease."""
         for line_id, attempts in leases:
             if (held := self._held.get(line_id)) is not None and held[0] == attempts:
                 del self._held[line_id]
+                self._answered.discard(line_id)
 
     async def renew(self) -> None:
         """Extend every held lease; forget those that moved on."""
@@ -62,7 +71,9 @@ class LeaseKeeper:
                 self._held[line_id] = (attempts, until)
             else:
                 del self._held[line_id]
-                lost += 1
+                if line_id not in self._answered:  # else its outcome was stored while the renewal ran
+                    lost += 1
+                self._answered.discard(line_id)
         if lost:
             log.warning("%d leases moved on before their lines ended here; those lines are not sent again", lost)
 

@@ -4,14 +4,19 @@ DESIGN.md invariant 2: releasing work is leasing lines in SQL; a line whose work
 when its lease expires, and a line executed twice is stored once.
 """
 
+import asyncio
+import logging
 import time
 
+import pytest
 from sqlalchemy import Engine, text
 
+from broker.dispatch import LeasedLine
 from broker.results import Outcome, store_outcomes
 from simulator import SimulatorServer
 from simulator.responses import SIM_SLOW_MARKER
 from tests.harness import EmbeddedBroker, MakeBroker, chat_ids, chat_line, results_once, submit, wait_for
+from workers.leases import LeaseKeeper
 
 
 def _max_attempts(engine: Engine, batch_id: str) -> int:
@@ -114,3 +119,31 @@ def test_a_live_worker_keeps_its_lines_however_long_their_calls_take(sim: Simula
     out, err = results_once(client, batch, chat_ids(3))
     assert len(out) == 3 and err == []
     assert sim.stats.requests == 3, "no line was taken back and sent again while its call ran"
+
+
+def test_a_renewal_racing_a_store_reports_only_leases_that_really_moved_on(
+        make_broker: MakeBroker, caplog: pytest.LogCaptureFixture) -> None:
+    broker = make_broker(workers=False, planner=False)
+    client = broker.client()
+    batch = wait_for(client, submit(client, [chat_line(i) for i in range(2)]).id, statuses=("in_progress",))
+    engine = broker.core.engine
+    until = time.time() + 60
+    with engine.begin() as conn:
+        answered, taken_back = conn.execute(
+            text("UPDATE line SET status = 'queued', attempts = 1, lease_until = :u WHERE batch_id = :b RETURNING id"),
+            {"u": until, "b": batch.id}).scalars().all()
+    keeper = LeaseKeeper(engine, lease_seconds=60)
+    for line_id in (answered, taken_back):
+        assert keeper.take(LeasedLine(line_id, batch.id, batch.endpoint, "{}", 1, None, None, until))
+    # one call ended and its outcome was stored while a renewal ran; the other line was taken back meanwhile
+    keeper.answered([(answered, 1)])
+    store_outcomes(engine, [Outcome(answered, batch.id, "succeeded", 200, "{}", "req_1")], time.time())
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE line SET status = 'pending', lease_until = NULL WHERE id = :i"), {"i": taken_back})
+
+    with caplog.at_level(logging.WARNING, logger="workers.leases"):
+        asyncio.run(keeper.renew())
+
+    assert not keeper.holds(answered) and not keeper.holds(taken_back)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 leases moved on before their lines ended here; those lines are not sent again"]
