@@ -126,6 +126,14 @@ class _GoneResponse(Response):
         return None
 
 
+
+def draw_latency(config: SimulatorConfig, rng: random.Random, prepared: Prepared) -> float:
+    """Seconds an answer takes, lognormal: ``rng``'s next draw, or (``latency_by_input``) one decided by the
+    request's first input and the seed."""
+    if config.latency_by_input and prepared.inputs:
+        rng = random.Random(int.from_bytes(prepared.inputs[0][1][:8], "big") ^ config.seed)
+    return rng.lognormvariate(math.log(config.latency_median_ms / 1000.0), config.latency_sigma)
+
 class SimulatorApp:
     """The ASGI app with its live ``config``, ``stats`` and ``limiter``."""
 
@@ -226,9 +234,7 @@ class SimulatorApp:
             if not await self._hang(request):
                 return _GoneResponse()
         elif _SLOW in raw or config.latency_median_ms > 0:
-            await asyncio.sleep(config.slow_seconds if _SLOW in raw else
-                                self._rng.lognormvariate(math.log(config.latency_median_ms / 1000.0),
-                                                         config.latency_sigma))
+            await asyncio.sleep(config.slow_seconds if _SLOW in raw else draw_latency(config, self._rng, prepared))
             if await request.is_disconnected():  # the caller died or gave up while we "generated"
                 self.stats.abandoned += 1
                 return _GoneResponse()

@@ -35,6 +35,9 @@ class SimulatorConfig:
     """Median of the lognormal per-request latency in ms; 0 answers at once without sleeping."""
     latency_sigma: float = 0.5
     """Shape (sigma of the underlying normal) of the lognormal latency."""
+    latency_by_input: bool = False
+    """Draw a request's latency from its (first) input and ``seed``, not from the running sequence: the same request
+    always takes as long, so two clients sending the same lines meet the same latencies (the same slow tail)."""
     rpm: int | None = None
     """Requests-per-minute limit, a token bucket refilling continuously; None = unlimited."""
     tpm: int | None = None
@@ -130,7 +133,7 @@ _OPTIONAL_FLOAT_FIELDS = frozenset({"batch_expire_after_seconds"})
 _INT_FIELDS = frozenset({"embedding_dim", "max_embedding_inputs", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"rpm", "tpm"})
 _TUPLE_FIELDS = frozenset({"error_kinds", "models"})
-_BOOL_FIELDS = frozenset({"ratelimit_headers"})
+_BOOL_FIELDS = frozenset({"ratelimit_headers", "latency_by_input"})
 
 
 def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:

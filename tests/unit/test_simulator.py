@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import random
 import socket
 import struct
 import threading
@@ -16,6 +17,7 @@ import openai
 import pytest
 
 from simulator import SimulatorConfig, SimulatorServer, create_app
+from simulator.app import OpenAIDialect, draw_latency
 from simulator.limits import Bucket, RateLimiter, format_duration
 from simulator.responses import estimate_tokens
 
@@ -346,3 +348,18 @@ def test_stats_count_each_request_body_and_callers_that_left(sim: SimulatorServe
     assert sim.stats.abandoned == 1 and sim.stats.in_flight == 0
     assert (sim.stats.repeated_calls, sim.stats.repeated_answers) == (2, 1)
     assert sim.stats.to_dict()["repeated_answers"] == 1
+
+
+def test_latency_by_input_gives_a_request_the_same_latency_whoever_sends_it_and_when() -> None:
+    config = SimulatorConfig(latency_median_ms=400.0, latency_sigma=1.0, latency_by_input=True, seed=5)
+
+    def latency(content: str, rng: random.Random) -> float:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+        return draw_latency(config, rng, OpenAIDialect().prepare("/v1/chat/completions", body, config))
+
+    first = [latency(f"item {i}", random.Random(1)) for i in range(50)]
+    assert [latency(f"item {i}", random.Random(i)) for i in reversed(range(50))] == first[::-1]
+    assert len(set(first)) == 50 and max(first) > 3 * min(first)  # still lognormal across requests
+    config.latency_by_input = False
+    rng = random.Random(1)
+    assert [latency("item 0", rng) for _ in range(3)] != [first[0]] * 3  # the running sequence again
