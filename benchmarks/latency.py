@@ -3,11 +3,12 @@
 The simulator (its own process) answers every chat call after a lognormal latency (median 400 ms, sigma 0, 0.5
 and 1.0: LLM output lengths vary a lot), drawn from the line's content: every client meets the same latency for
 the same line, so the slowest lines (which decide when a run ends) are the same for all and no run is luckier with
-its tail than another. A bare client is what a team writes by hand: a semaphore of
-``concurrency``, gather, and one pooled httpx AsyncClient or one aiohttp ClientSession (the cookbook's choice, and
-far cheaper in CPU: under load the httpx client is CPU-starved first, so the aiohttp one is the fair reference). The
-broker is ``broker serve`` (embedded: SQLite, in-process queue) with ``max_concurrency = concurrency`` and no rate limit, driven through the official SDK. Mean calls in
-flight follow from Little's law (rate x mean latency); CPU per line is the process' CPU time over the lines.
+its tail than another. A bare client is what a team writes by hand: a semaphore of ``concurrency``, gather, and
+one pooled httpx AsyncClient or one aiohttp ClientSession (the cookbook's choice, and far cheaper in CPU: under
+load the httpx client is CPU-starved first, so the aiohttp one is the fair reference). The broker is ``broker
+serve`` (embedded: SQLite, in-process queue) with ``max_concurrency = concurrency`` and no rate limit, driven
+through the official SDK. Mean calls in flight follow from Little's law (rate x mean latency); CPU per line is the
+process' CPU time over the lines.
 Run: ``python -m benchmarks.latency [--lines 5000] [--concurrency 64 512] [--sigmas 0 0.5 1.0]``.
 """
 

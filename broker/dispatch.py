@@ -272,7 +272,7 @@ def reclaim_expired_leases(engine: Engine, provider: ProviderConfig, max_attempt
     spent = [Outcome(r[0], r[1], "failed", error_code="worker_lost",
                      error_message=f"No worker reported a result after {r[2]} attempts.")
              for r in rows if r[2] >= max_attempts]
-    failed = store_outcomes(engine, spent, t)
+    failed = store_outcomes(engine, spent, t).ended
     again = [r[0] for r in rows if r[2] < max_attempts]
     with engine.begin() as conn:
         lock_lines(conn, again)  # a worker that outlived its lease may be storing some of them right now

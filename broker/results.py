@@ -72,18 +72,26 @@ _SEQ_ROW = "(CAST(:i{n} AS BIGINT), CAST(:q{n} AS INTEGER))"
 _ROLL_UP_SQL = DriverSQL(
     "UPDATE batch SET completed = completed + :c, failed = failed + :f, input_tokens = input_tokens + :it, "
     "output_tokens = output_tokens + :ot, cost_usd = cost_usd + :cost, result_seq = result_seq + :n "
-    "WHERE id = :id RETURNING result_seq, project_id, api_key_id")
+    "WHERE id = :id RETURNING result_seq, project_id, api_key_id, completed + failed >= total")
 
 
-def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> int:
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a store changed."""
+
+    ended: int  #: lines that ended now (a line that had already ended is left as it was)
+    batches_done: tuple[str, ...] = ()  #: batches whose every line has ended now: ready to finalize
+
+
+def store_outcomes(engine: Engine, outcomes: Sequence[Outcome], finished_at: float) -> Stored:
     with engine.begin() as conn:
         return write_outcomes(conn, outcomes, finished_at)
 
 
-def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> int:
+def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> Stored:
     """Write outcomes and roll finished lines into their batch's counters, in the caller's transaction.
 
-    Returns how many lines ended now (a line that had already ended is left as it was). Rows are locked in one
+    A line that had already ended is left as it was. Rows are locked in one
     order every writer of lines follows: line rows by id, then batch rows by id, then usage rows by key; so two
     stores (or a store and a lease renewal, a take-back, a cancel) never wait on each other in a cycle.
     """
@@ -99,8 +107,7 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], finished_at: f
         updated |= _store_finals(conn, finals[start:start + MAX_ROWS_PER_STATEMENT], finished_at)
     for start in range(0, len(retries), MAX_ROWS_PER_STATEMENT):
         _store_retries(conn, retries[start:start + MAX_ROWS_PER_STATEMENT])
-    _roll_up(conn, [o for o in finals if o.line_id in updated])
-    return len(updated)
+    return Stored(len(updated), _roll_up(conn, [o for o in finals if o.line_id in updated]))
 
 
 def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: float) -> set[int]:
@@ -115,9 +122,9 @@ def _store_finals(conn: Connection, outcomes: Sequence[Outcome], finished_at: fl
     return {r[0] for r in _statement(_FINAL_SQL, _FINAL_ROW, len(outcomes)).run(conn, params)}
 
 
-def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
+def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> tuple[str, ...]:
     """Add ended lines to their batches' counters (batch rows in id order) and usage roll-ups, and number them after
-    each batch's last ended line.
+    each batch's last ended line; returns the batches whose every line has ended now.
 
     The batch row's update serialises writers per batch, so numbers follow commit order and a reader of the
     partial output never finds a line appearing before one it has already read.
@@ -127,6 +134,7 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
         by_batch[o.batch_id].append(o)
     usage: list[tuple[Owner, Call]] = []
     numbered: list[tuple[int, int]] = []
+    done: list[str] = []
     for batch_id, batch_ended in sorted(by_batch.items()):
         succeeded = tokens_in = tokens_out = 0
         cost = 0.0
@@ -135,9 +143,11 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
             tokens_in += o.input_tokens
             tokens_out += o.output_tokens
             cost += o.cost_usd
-        [(last, project_id, api_key_id)] = _ROLL_UP_SQL.run(
+        [(last, project_id, api_key_id, all_ended)] = _ROLL_UP_SQL.run(
             conn, {"id": batch_id, "c": succeeded, "f": len(batch_ended) - succeeded, "it": tokens_in,
                    "ot": tokens_out, "cost": cost, "n": len(batch_ended)})
+        if all_ended:
+            done.append(batch_id)
         usage += [((project_id, api_key_id), (o.provider, o.model, o.route, o.input_tokens, o.output_tokens,
                                               o.cost_usd)) for o in batch_ended if o.provider is not None]
         first = last - len(batch_ended) + 1
@@ -149,6 +159,7 @@ def _roll_up(conn: Connection, ended: Sequence[Outcome]) -> None:
         for n, (line_id, seq) in enumerate(part):
             params.update({f"i{n}": line_id, f"q{n}": seq})
         _statement(_SEQ_SQL, _SEQ_ROW, len(part)).run(conn, params)
+    return tuple(done)
 
 
 def _store_retries(conn: Connection, outcomes: Sequence[Outcome]) -> None:

@@ -60,7 +60,8 @@ class Processes:
         queue = self._queue()
         self.worker, self.worker_process = start_worker(
             queue, threads, lambda: WorkerRuntime(self.core, sender(queue, self.core.catalogue),
-                                        limiter=self.shared_limiter, circuits=self.circuits))
+                                                  wake_planner=self.wake_event.set, limiter=self.shared_limiter,
+                                                  circuits=self.circuits))
 
     def planner(self, leadership: Leadership | None = None) -> Planner:
         c = self.core

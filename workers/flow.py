@@ -31,11 +31,13 @@ CLOSE_STORE_ATTEMPTS = 3  #: stores tried at close before the outcomes are left 
 
 class ProviderFlow:
     def __init__(self, engine: Engine, provider: ProviderConfig, leases: LeaseKeeper,
-                 send: Callable[[Chunk], None], after_store: Callable[[], None] = lambda: None) -> None:
+                 send: Callable[[Chunk], None], after_store: Callable[[], None] = lambda: None,
+                 batches_done: Callable[[], None] = lambda: None) -> None:
         self.engine, self.provider, self.leases = engine, provider, leases
         self.lease_seconds = leases.lease_seconds
         self.send = send
         self.after_store = after_store  #: called on the loop after each store (provider-state reports)
+        self.batches_done = batches_done  #: called when a store ended a batch's last line (wakes a planner)
         self._outcomes: list[Outcome] = []  #: answered, waiting to be stored
         self._ended_leases: list[tuple[int, int]] = []  #: leases of the calls those outcomes came from
         #: running call -> its lines' (id, attempts) as leased
@@ -71,13 +73,15 @@ class ProviderFlow:
             ended, self._ended_leases = self._ended_leases, []
             if outcomes:  # a call whose line's lease moved on before it was sent ends with none
                 try:
-                    await asyncio.to_thread(store_outcomes, self.engine, outcomes, time.time())
+                    stored = await asyncio.to_thread(store_outcomes, self.engine, outcomes, time.time())
                 except Exception:  # the database is away: keep the outcomes and store them again shortly
                     log.exception("provider %s: storing %d outcomes failed; retrying", self.provider.name,
                                   len(outcomes))
                     self._outcomes[:0], self._ended_leases[:0] = outcomes, ended
                     await asyncio.sleep(STORE_RETRY_SECONDS)
                     continue
+                if stored.batches_done:
+                    self.batches_done()
             self.leases.drop(ended)
             self._release_soon()
             self.after_store()

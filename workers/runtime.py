@@ -5,6 +5,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,6 +45,8 @@ def _redis_client(url: str) -> aioredis.Redis:
 class WorkerRuntime:
     core: Core
     send: SendChunk
+    #: wakes the process' planner, if it runs one: a batch's last line ended, it can be finalized now
+    wake_planner: Callable[[], None] = lambda: None
     #: shared limits; None until first use (a Redis client belongs to the event loop that made it)
     limiter: Limiter | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -104,7 +107,7 @@ class WorkerRuntime:
     def flow(self, provider: ProviderConfig) -> ProviderFlow:
         if provider.name not in self._flows:
             self._flows[provider.name] = ProviderFlow(self.core.engine, provider, self._lease_keeper(), self.send,
-                                                      self._publish_now_and_then)
+                                                      self._publish_now_and_then, self.wake_planner)
         return self._flows[provider.name]
 
     def _publish_now_and_then(self) -> None:

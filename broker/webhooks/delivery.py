@@ -68,6 +68,16 @@ def new_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.Async
                              limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
 
 
+STOP_CHECK_SECONDS = 0.1  #: how often a sleeping deliverer looks whether it should stop
+
+
+async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less once ``stop`` is set (a long poll interval must not hold a shutdown up)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, STOP_CHECK_SECONDS))
+
+
 class Deliverer:
     """Sends the outbox until stopped; ``run`` is a thread target, ``deliver_due`` one poll (tests, tools)."""
 
@@ -103,7 +113,7 @@ class Deliverer:
                         task = asyncio.create_task(self._deliver(client, claim))
                         in_flight[task] = claim
                         task.add_done_callback(lambda done: in_flight.pop(done, None))
-                await asyncio.sleep(self.interval)
+                await _sleep_unless(stop, self.interval)
             abandoned = list(in_flight.values())
             for task in list(in_flight):
                 task.cancel()

@@ -90,13 +90,13 @@ def test_storing_the_same_outcome_twice_counts_it_once(make_broker: MakeBroker) 
     body = '{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}'
     ok = Outcome(first, batch.id, "succeeded", 200, body, "req_dup", input_tokens=5, output_tokens=7)
 
-    assert store_outcomes(engine, [ok], time.time()) == 1
-    assert store_outcomes(engine, [ok], time.time()) == 0
-    assert store_outcomes(engine, [ok, ok], time.time()) == 0
+    assert store_outcomes(engine, [ok], time.time()).ended == 1
+    assert store_outcomes(engine, [ok], time.time()).ended == 0
+    assert store_outcomes(engine, [ok, ok], time.time()).ended == 0
     late_failure = Outcome(first, batch.id, "failed", 500, '{"error":{}}', "req_late")
-    assert store_outcomes(engine, [late_failure], time.time()) == 0  # a line that ended stays as it ended
+    assert store_outcomes(engine, [late_failure], time.time()).ended == 0  # a line that ended stays as it ended
     fail = Outcome(second, batch.id, "failed", error_code="upstream_timeout", error_message="timed out")
-    assert store_outcomes(engine, [fail, fail], time.time()) == 1  # twice in one write: still once
+    assert store_outcomes(engine, [fail, fail], time.time()).ended == 1  # twice in one write: still once
 
     batch = client.batches.retrieve(batch.id)
     assert batch.request_counts is not None

@@ -6,7 +6,7 @@ from broker.db import make_engine
 from simulator import SimulatorServer
 from simulator.responses import SIM_SLOW_MARKER
 from tests.e2e.conftest import StartBroker
-from tests.harness import chat_ids, chat_line, provider, results_once, submit, wait_for
+from tests.harness import MakeBroker, chat_ids, chat_line, provider, results_once, submit, wait_for
 
 SLOW_SECONDS = 8.0  #: the slow line's latency: far longer than the fast lines take together
 
@@ -47,3 +47,15 @@ def test_a_stopping_worker_hands_its_running_lines_back_at_once(start_broker: St
     finally:
         engine.dispose()
     assert [tuple(line) for line in lines] == [("pending", None, 0)] * 4, "ready for another worker, no attempt spent"
+
+
+def test_a_batch_completes_as_its_last_line_ends_not_at_the_planners_next_tick(make_broker: MakeBroker) -> None:
+    broker = make_broker(planner_interval=60.0)  # only a wake-up moves the planner now: a new batch, a last line
+    client = broker.client()
+    batch = submit(client, [chat_line(i) for i in range(200)])  # more than one window (64): refills end it
+
+    done = wait_for(client, batch.id, timeout=20)
+
+    assert done.status == "completed"
+    out, err = results_once(client, done, chat_ids(200))
+    assert len(out) == 200 and err == []
