@@ -7,8 +7,10 @@ simulator and ``broker serve --no-auth`` (embedded: SQLite) run in their own pro
 ``aiohttp.ClientSession`` (an ``httpx.AsyncClient`` with 32 connections managed 10 requests/s against the simulator
 where aiohttp made 10,000: it measured itself, not the broker). With ``--before DIR`` a broker from another checkout
 takes the same load too, window for window in turn with this one (a before/after in one run on a noisy machine;
-``--rounds`` windows each). Run: ``python -m benchmarks.gateway [--seconds 10] [--rates 100,400] [--concurrency 32]
-[--rounds 1] [--before ../earlier-checkout]``.
+``--rounds`` windows each). A bare Python proxy (benchmarks/bare_proxy.py: the same uvicorn as the broker's API and
+one aiohttp session, no rules) takes it too: the most any gateway written in Python could do here. Run:
+``python -m benchmarks.gateway [--seconds 10] [--rates 100,400] [--concurrency 32] [--rounds 1]
+[--before ../earlier-checkout]``.
 """
 
 import argparse
@@ -16,19 +18,23 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import orjson
 
-from benchmarks._common import ROOT, broker_serve, print_table, simulator
+from benchmarks._common import ROOT, broker_serve, free_port, print_table, simulator, wait_http
 
 TARGET_ADDED_P50_MS, TARGET_ADDED_P99_MS = 1.0, 5.0  #: issue #14, at 100 requests/s
 TARGET_RATIO = 0.7  #: sustained rate through the broker vs direct
 BODY = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]})
 HEADERS = {"content-type": "application/json", "authorization": "Bearer unused"}
+BARE = "bare Python proxy"  #: benchmarks/bare_proxy.py: uvicorn + aiohttp and nothing else, the ceiling of Python
 
 
 def _client(concurrency: int) -> aiohttp.ClientSession:
@@ -84,6 +90,20 @@ async def closed_loop(base_url: str, concurrency: int, seconds: float) -> float:
         return done / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def bare_proxy(upstream: str) -> Iterator[tuple[str, int]]:
+    """benchmarks/bare_proxy.py in its own process in front of ``upstream``; yields its base URL and process id."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bare_proxy", "--port", str(port), "--upstream",
+                             upstream], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}/v1", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -128,11 +148,15 @@ def _rows(targets: list[Target], rates: list[float], concurrency: int) -> list[l
         for t in targets[1:]:
             b50, b99 = pct(t.latencies[rate], 0.5), pct(t.latencies[rate], 0.99)
             rows.append(["", t.name, f"{b50:.2f} / {b99:.2f}", f"{b50 - d50:.2f} / {b99 - d99:.2f}",
-                         f"{t.cpu_ms.get(rate, 0):.2f}", f"{t.failed[rate]}", target])
+                         f"{t.cpu_ms.get(rate, 0):.2f}", f"{t.failed[rate]}", "" if t.name == BARE else target])
     rows.append([f"sustained, {concurrency} in flight", "direct", f"{direct.sustained:,.0f} req/s", "", "", "", ""])
+    bare = next(t for t in targets if t.name == BARE)
     for t in targets[1:]:
-        rows.append(["", t.name, f"{t.sustained:,.0f} req/s", f"{t.sustained / direct.sustained:.2f}x direct", "",
-                     "", f">= {TARGET_RATIO}x"])
+        versus = f"{t.sustained / direct.sustained:.2f}x direct"
+        if t is not bare:
+            versus += f", {t.sustained / bare.sustained:.2f}x {BARE}"
+        target = "" if t is bare else f">= {TARGET_RATIO}x"
+        rows.append(["", t.name, f"{t.sustained:,.0f} req/s", versus, "", "", target])
     return rows
 
 
@@ -153,7 +177,7 @@ base_url = "{sim_url}"
 max_concurrency = 512
 models = {{ "gpt-4o-mini" = {{ input = 0.15, output = 0.6 }} }}
 """
-        targets = [Target("direct", sim_url)]
+        targets = [Target("direct", sim_url), Target(BARE, *stack.enter_context(bare_proxy(sim_url)))]
         for name, root in ([("before", args.before)] if args.before else []) + [("broker", ROOT)]:
             url, pid = stack.enter_context(broker_serve(providers, with_pid=True, root=root))
             targets.append(Target(name, url, pid))
