@@ -47,29 +47,20 @@ class ProviderFlow:
         self._storer: asyncio.Task[None] | None = None
         self._closing = False
 
-    def _probe(self) -> None:
-        t = time.monotonic()
-        st = self.__dict__.setdefault("_pst", [t, 0.0, t])
-        st[1] += len(self._calls) * (t - st[0]); st[0] = t
-        if t - st[2] > 1.0:
-            log.warning("PROBE mean running %.1f", st[1] / (t - st[2]))
-            st[1] = 0.0; st[2] = t
-
     def start(self, calls: list[Call]) -> None:
         """Run each ``(call, its lines' (id, attempts))`` as a task on the running loop."""
-        self._probe()
         for call, leases in calls:
             task = asyncio.ensure_future(call)
             self._calls[task] = leases
             task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[list[Outcome]]) -> None:
-        self._probe()
         leases = self._calls.pop(task, [])
         if task.cancelled():
             return
         if (exc := task.exception()) is not None:  # calls catch their own errors; the lease takes the line back
             log.error("provider %s: a call failed inside the broker", self.provider.name, exc_info=exc)
+            self.leases.drop(leases)  # so no longer renewed: it runs out, and the planner takes the line back
             return
         self._outcomes.extend(task.result())
         self._ended_leases.extend(leases)

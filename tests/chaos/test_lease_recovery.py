@@ -16,6 +16,7 @@ from broker.results import Outcome, store_outcomes
 from simulator import SimulatorServer
 from simulator.responses import SIM_SLOW_MARKER
 from tests.harness import EmbeddedBroker, MakeBroker, chat_ids, chat_line, results_once, submit, wait_for
+from workers.flow import ProviderFlow
 from workers.leases import LeaseKeeper
 
 
@@ -147,3 +148,28 @@ def test_a_renewal_racing_a_store_reports_only_leases_that_really_moved_on(
     assert not keeper.holds(answered) and not keeper.holds(taken_back)
     assert [r.getMessage() for r in caplog.records] == [
         "1 leases moved on before their lines ended here; those lines are not sent again"]
+
+
+def test_a_call_that_fails_inside_the_worker_stops_holding_its_line(make_broker: MakeBroker) -> None:
+    broker = make_broker(workers=False, planner=False)
+    client = broker.client()
+    batch = wait_for(client, submit(client, [chat_line(0)]).id, statuses=("in_progress",))
+    engine = broker.core.engine
+    until = time.time() + 60
+    with engine.begin() as conn:
+        [line_id] = conn.execute(text("UPDATE line SET status = 'queued', attempts = 1, lease_until = :u "
+                                      "WHERE batch_id = :b RETURNING id"), {"u": until, "b": batch.id}).scalars()
+    keeper = LeaseKeeper(engine, lease_seconds=60)
+    assert keeper.take(LeasedLine(line_id, batch.id, batch.endpoint, "{}", 1, None, None, until))
+    flow = ProviderFlow(engine, broker.catalogue.get("sim"), keeper, send=lambda chunk: None)
+
+    async def broken_call() -> list[Outcome]:
+        raise RuntimeError("a bug in the runner")
+
+    async def run() -> None:
+        flow.start([(broken_call(), [(line_id, 1)])])
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+
+    assert not keeper.holds(line_id), "its lease is no longer renewed: it runs out and the planner takes it back"
