@@ -32,6 +32,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app = docs_app(title="inference-broker", version="0.1.0",
                    description="OpenAI-compatible Files + Batches API in front of many model providers.")
     app.state.context = context
+    app.add_middleware(gateway.GatewayLane)  # the innermost: its calls get the request id and the URL guard
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.add_middleware(RefuseNul)

@@ -24,9 +24,13 @@ def error_response(status: int, message: str, type_: str, param: str | None = No
     return JSONResponse(error_envelope(message, type_, param, code), status_code=status)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    return error_response(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+
+
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+    return api_error_response(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
