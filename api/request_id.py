@@ -14,6 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
+_HEADER_BYTES = HEADER.encode()  #: as the ASGI scope names it
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  #: a caller's id we echo; anything else gets a fresh one
 
 log = logging.getLogger("api.requests")
@@ -25,7 +26,7 @@ def new_request_id() -> str:
 
 def _incoming(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
-        if name == HEADER.encode():
+        if name == _HEADER_BYTES:
             text = value.decode("latin-1")
             return text if _SANE_ID.fullmatch(text) else None
     return None

@@ -351,5 +351,5 @@ class AnthropicMessages:
             raise invalid_answer("not an Anthropic message", resp.content, resp.status_code) from None
         limits = (int_header(resp.headers, "anthropic-ratelimit-requests-limit"),
                   int_header(resp.headers, "anthropic-ratelimit-tokens-limit"))
-        return UpstreamResponse(resp.status_code, orjson.dumps(chat).decode(), chat, resp.headers.get("request-id"),
+        return UpstreamResponse(resp.status_code, orjson.dumps(chat), chat, resp.headers.get("request-id"),
                                 limits)

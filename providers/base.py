@@ -32,11 +32,15 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     status: int
-    text: str
+    content: bytes  #: the answer's body, UTF-8 JSON (the gateway passes it on as it is)
     json: dict[str, Any]
     request_id: str | None
     #: the provider's own requests and tokens per minute, when it says (x-ratelimit-limit-*)
     header_limits: tuple[int | None, int | None] = (None, None)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
 
 
 def usage_of(body: dict[str, Any]) -> Usage:

@@ -224,7 +224,7 @@ class Gateway:
             except UpstreamError as exc:
                 await self._ended(provider, plan, started, tokens, exc)
                 raise
-            return Answer(provider.name, resp.status, resp.text.encode(), resp.request_id,
+            return Answer(provider.name, resp.status, resp.content, resp.request_id,
                           self._settle(provider, plan, slot, started, tokens, None, usage_of(resp.json),
                                        resp.header_limits))
 

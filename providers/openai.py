@@ -23,7 +23,7 @@ class OpenAICompatible:
         limits = (int_header(resp.headers, "x-ratelimit-limit-requests"),
                   int_header(resp.headers, "x-ratelimit-limit-tokens"))
         # parsed: the body is UTF-8 (orjson takes nothing else), so no charset sniffing as ``resp.text`` does
-        return UpstreamResponse(resp.status_code, resp.content.decode(), parsed, resp.headers.get("x-request-id"),
+        return UpstreamResponse(resp.status_code, resp.content, parsed, resp.headers.get("x-request-id"),
                                 limits)
 
     async def open_stream(self, endpoint: str, body: bytes) -> httpx.Response:

@@ -104,7 +104,7 @@ class LineRunner:
             with metrics.in_flight(self.provider.name, model, route):
                 resp = await self.adapter.post(endpoint, payload if payload is not None else orjson.dumps(body))
             if endpoint == EMBEDDINGS_ENDPOINT:
-                check_vectors(body, resp.json, resp.text.encode())
+                check_vectors(body, resp.json, resp.content)
         except UpstreamError as exc:
             metrics.record_call(self.provider.name, model, route, metrics.call_code(exc), time.monotonic() - start)
             await self.throttle.after(model, time.monotonic() - start, estimated, None, (None, None),

@@ -102,7 +102,10 @@ async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str
         return plan_call(gateway.policies, core.catalogue, project_id, endpoint, body, key_id)
 
     known = _remembered(ctx, _caller(request))
-    call_plan = plan() if known and gateway.policies.fresh(*known) else await run_in_threadpool(plan)
+    if known is not None and gateway.policies.fresh(*known):  # no query: no thread
+        call_plan = plan_call(gateway.policies, core.catalogue, known[0], endpoint, body, known[1])
+    else:
+        call_plan = await run_in_threadpool(plan)
     wait = _max_wait(core.settings.interactive_max_wait_seconds, max_wait)
     try:
         if body.get("stream") is True and endpoint in STREAMED:
