@@ -25,6 +25,7 @@ EXTENSIONS = ("constraints", "priority")  #: our fields in a request body, never
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"  #: OpenAI's default when a moderation request names none
 INTERACTIVE_REPORTER = "interactive:"  #: provider_state rows of API processes (their calls) start with this
 POLICY_TTL_SECONDS = 1.0  #: a project's budget, regions and spend are re-read this often per API process
+REFRESH_AFTER = 0.75  #: share of the TTL past which a caller's policies are re-read ahead (:meth:`Policies.due`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,8 @@ class KeyPolicy:
 
 class Policies:
     """Projects' and keys' policies, re-read at most every ``ttl`` seconds per process: a call costs no query when
-    its project and key were read recently, so a budget just spent, or one just set, applies within ``ttl``."""
+    its project and key were read recently, so a budget just spent, or one just set, applies within ``ttl``. The
+    gateway re-reads a steady caller's ahead of that, in the background (:meth:`due`, :meth:`refresh`)."""
 
     def __init__(self, engine: Engine, ttl: float = POLICY_TTL_SECONDS) -> None:
         self.engine, self.ttl = engine, ttl
@@ -92,41 +94,55 @@ class Policies:
         """Whether :meth:`get` (and :meth:`key`) answer without a query."""
         return self._recent(self._read.get(project_id)) and (key_id is None or self._recent(self._keys.get(key_id)))
 
-    def _recent(self, policy: Policy | KeyPolicy | None) -> bool:
-        return policy is not None and time.monotonic() - policy.read_at <= self.ttl
+    def due(self, project_id: str, key_id: str | None = None) -> bool:
+        """Whether the policies are past :data:`REFRESH_AFTER` of their TTL: :meth:`refresh` them now (off the
+        calls' path), and a steady caller's calls never wait for the query."""
+        return not (self._recent(self._read.get(project_id), REFRESH_AFTER)
+                    and (key_id is None or self._recent(self._keys.get(key_id), REFRESH_AFTER)))
+
+    def _recent(self, policy: Policy | KeyPolicy | None, share: float = 1.0) -> bool:
+        return policy is not None and time.monotonic() - policy.read_at <= self.ttl * share
+
+    def refresh(self, project_id: str, key_id: str | None = None) -> None:
+        """Read the project's (and the key's) policy again now."""
+        self._read[project_id] = self._read_project(project_id)
+        if key_id is not None:
+            self._keys[key_id] = self._read_key(key_id)
 
     def key(self, key_id: str) -> KeyPolicy:
         policy = self._keys.get(key_id)
-        if not self._recent(policy):
-            now = time.monotonic()
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    text("SELECT name, monthly_budget_usd, (SELECT COALESCE(SUM(cost_usd), 0) FROM usage_key_daily "
-                         "WHERE api_key_id = :k AND day >= :month) FROM api_key WHERE id = :k"),
-                    {"k": key_id, "month": month_start(time.time())}).one_or_none()
-                conn.rollback()
-            policy = KeyPolicy(row[0], row[1], float(row[2]), now) if row else KeyPolicy("", None, 0.0, now)
-            self._keys[key_id] = policy
-        assert policy is not None
+        if policy is None or not self._recent(policy):
+            policy = self._keys[key_id] = self._read_key(key_id)
         return policy
 
     def get(self, project_id: str) -> Policy:
         policy = self._read.get(project_id)
-        if not self._recent(policy):
-            now = time.monotonic()
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    text("SELECT name, monthly_budget_usd, regions_json, (SELECT COALESCE(SUM(cost_usd), 0) FROM "
-                         "usage_daily WHERE project_id = :p AND day >= :month), models_allowed_json, "
-                         "models_blocked_json FROM project WHERE id = :p"),
-                    {"p": project_id, "month": month_start(time.time())}).one()
-                conn.rollback()
-            regions = orjson.loads(row[2]) if row[2] else None
-            policy = Policy(row[0], row[1], regions, float(row[3]), now,
-                            orjson.loads(row[4]) if row[4] else None, tuple(orjson.loads(row[5]) if row[5] else ()))
-            self._read[project_id] = policy
-        assert policy is not None
+        if policy is None or not self._recent(policy):
+            policy = self._read[project_id] = self._read_project(project_id)
         return policy
+
+    def _read_key(self, key_id: str) -> KeyPolicy:
+        now = time.monotonic()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT name, monthly_budget_usd, (SELECT COALESCE(SUM(cost_usd), 0) FROM usage_key_daily "
+                     "WHERE api_key_id = :k AND day >= :month) FROM api_key WHERE id = :k"),
+                {"k": key_id, "month": month_start(time.time())}).one_or_none()
+            conn.rollback()
+        return KeyPolicy(row[0], row[1], float(row[2]), now) if row else KeyPolicy("", None, 0.0, now)
+
+    def _read_project(self, project_id: str) -> Policy:
+        now = time.monotonic()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT name, monthly_budget_usd, regions_json, (SELECT COALESCE(SUM(cost_usd), 0) FROM "
+                     "usage_daily WHERE project_id = :p AND day >= :month), models_allowed_json, "
+                     "models_blocked_json FROM project WHERE id = :p"),
+                {"p": project_id, "month": month_start(time.time())}).one()
+            conn.rollback()
+        regions = orjson.loads(row[2]) if row[2] else None
+        return Policy(row[0], row[1], regions, float(row[3]), now, orjson.loads(row[4]) if row[4] else None,
+                      tuple(orjson.loads(row[5]) if row[5] else ()))
 
 
 def _rank(body: dict[str, Any]) -> int:

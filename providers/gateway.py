@@ -49,9 +49,12 @@ Attempt = Callable[[ProviderConfig, str, float], Awaitable[T]]
 """One deployment's try at a call: ``(provider, slot, deadline)`` -> its result (see :meth:`Gateway._fallback`)."""
 
 
-def _log_failure(task: "asyncio.Future[None]") -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("publishing interactive provider state failed", exc_info=exc)
+def _log_failure(what: str) -> Callable[["asyncio.Future[None]"], None]:
+    def logged(task: "asyncio.Future[None]") -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s failed", what, exc_info=exc)
+
+    return logged
 
 
 async def _settled() -> None:
@@ -86,6 +89,7 @@ class Gateway:
         self.reporter_id = f"{INTERACTIVE_REPORTER}{socket.gethostname()}:{os.getpid()}"
         self._published_at = 0.0
         self._publishing: set[asyncio.Future[None]] = set()  #: reports being written (held: a task is weakly held)
+        self._refreshing: dict[tuple[str, str | None], asyncio.Future[None]] = {}  #: callers' policies being read
 
     @classmethod
     def for_process(cls, core: Core, limiter: Limiter | None, circuits: Circuits | None = None) -> "Gateway":
@@ -125,13 +129,25 @@ class Gateway:
         task = asyncio.ensure_future(self._publish())
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(_log_failure("publishing interactive provider state"))
 
     def _circuit_opened(self) -> None:
         """Said at once, not with the next call's report (there may be none for a while); and again when the
         cooldown ends, so the open circuit does not outlive it in the report."""
         self._report()
         asyncio.get_running_loop().call_later(circuit.CIRCUIT_COOLDOWN_SECONDS + PUBLISH_SECONDS, self._report)
+
+    def keep_fresh(self, project_id: str, key_id: str | None) -> None:
+        """Re-read a caller's policies in a thread once they are due (:meth:`Policies.due`): a steady caller's calls
+        never wait for the query, and none uses policies older than their TTL (a call that finds them so reads them
+        first, as before)."""
+        caller = (project_id, key_id)
+        if caller in self._refreshing or not self.policies.due(project_id, key_id):
+            return
+        task = self._refreshing[caller] = asyncio.ensure_future(
+            asyncio.to_thread(self.policies.refresh, project_id, key_id))
+        task.add_done_callback(lambda _: self._refreshing.pop(caller, None))
+        task.add_done_callback(_log_failure("re-reading a project's policies"))
 
     async def _publish(self) -> None:
         """This process' interactive calls and circuit state per provider, beside the workers' reports

@@ -103,6 +103,7 @@ async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str
 
     known = _remembered(ctx, _caller(request))
     if known is not None and gateway.policies.fresh(*known):  # no query: no thread
+        gateway.keep_fresh(*known)
         call_plan = plan_call(gateway.policies, core.catalogue, known[0], endpoint, body, known[1])
     else:
         call_plan = await run_in_threadpool(plan)

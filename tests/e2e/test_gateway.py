@@ -6,7 +6,7 @@ from typing import Any
 import openai
 import pytest
 
-from broker.gateway import POLICY_TTL_SECONDS
+from broker.gateway import POLICY_TTL_SECONDS, REFRESH_AFTER
 from providers import circuit
 from providers.circuit import CIRCUIT_FAILURES
 from providers.gateway import PUBLISH_SECONDS
@@ -81,6 +81,24 @@ def test_spent_budget_is_429_insufficient_quota(broker: EmbeddedBroker) -> None:
         client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     assert caught.value.code == "insufficient_quota"
     assert caught.value.body is not None and caught.value.response.json()["error"]["type"] == "insufficient_quota"
+
+
+def test_a_steady_callers_policies_are_read_again_in_the_background_before_they_go_stale(
+        broker: EmbeddedBroker) -> None:
+    client = broker.client()
+    client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    assert broker.procs.context is not None
+    ctx = broker.procs.context
+    project_id, key_id, _ = ctx.projects_by_key[f"Bearer {broker.key}|"]
+    policies = ctx.gateway().policies
+    time.sleep(POLICY_TTL_SECONDS * REFRESH_AFTER + 0.05)
+    assert policies.due(project_id, key_id) and policies.fresh(project_id, key_id)
+    client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+    deadline = time.monotonic() + POLICY_TTL_SECONDS / 2  # read again, without waiting for a call that finds them stale
+    while policies.due(project_id, key_id):
+        assert time.monotonic() < deadline, "the policies were not read again ahead of their TTL"
+        time.sleep(0.01)
+    assert policies.fresh(project_id, key_id)
 
 
 def usage_per_key(client: openai.OpenAI) -> Any:
