@@ -2,7 +2,9 @@
 
 Only for the few statements a worker runs for every store and every release: SQLAlchemy's execution layer around
 them (compiling, building and processing each bound value, wrapping the cursor) cost more CPU than the database did.
-Each statement is written once with ``:name`` parameters and kept in both drivers' paramstyles.
+Each statement is written once with ``:name`` parameters and run with positional ones (SQLite's ``?``, psycopg's
+``%s``), as SQLAlchemy's own dialects do: SQLite's driver bound a statement of 2,816 named parameters in 9.6 ms,
+the same by position in 0.35 ms.
 """
 
 import re
@@ -17,19 +19,20 @@ Params = dict[str, Any]
 
 
 class DriverSQL:
-    """One statement in SQLite's ``:name`` and psycopg's ``%(name)s`` paramstyles."""
+    """One statement, its ``:name`` parameters made positional for SQLite and for psycopg."""
 
-    __slots__ = ("postgresql", "sqlite")
+    __slots__ = ("_names", "postgresql", "sqlite")
 
     def __init__(self, sql: str) -> None:
-        self.sqlite = sql
-        self.postgresql = _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+        self._names = tuple(match.group(1) for match in _NAMED.finditer(sql))  #: the parameters, in order
+        self.sqlite = _NAMED.sub("?", sql)
+        self.postgresql = _NAMED.sub("%s", sql.replace("%", "%%"))
 
     def run(self, conn: Connection, params: Params) -> list[tuple[Any, ...]]:
         """Execute in ``conn``'s transaction (begun now if it has not been); returns the rows, if any."""
         cursor = self._cursor(conn)
         try:
-            cursor.execute(self._text(conn), params)
+            cursor.execute(self._text(conn), [params[name] for name in self._names])
             return list(cursor.fetchall()) if cursor.description else []
         finally:
             cursor.close()
@@ -37,7 +40,7 @@ class DriverSQL:
     def run_many(self, conn: Connection, params: Sequence[Params]) -> None:
         cursor = self._cursor(conn)
         try:
-            cursor.executemany(self._text(conn), params)
+            cursor.executemany(self._text(conn), [[row[name] for name in self._names] for row in params])
         finally:
             cursor.close()
 
