@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from benchmarks._common import ROOT, broker_serve, free_port, print_table, simulator, wait_http
+from benchmarks._common import ROOT, broker_serve, cpu_seconds, free_port, print_table, simulator, wait_http
 
 TARGET_ADDED_P50_MS, TARGET_ADDED_P99_MS = 1.0, 5.0  #: issue #14, at 100 requests/s
 TARGET_RATIO = 0.7  #: sustained rate through the broker vs direct
@@ -102,12 +102,6 @@ def bare_proxy(upstream: str) -> Iterator[tuple[str, int]]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -43,7 +43,7 @@ def id_list_match(conn: Connection, column: str, ids: Sequence[int]) -> tuple[st
     return id_match_sql(conn.dialect.name, column), id_list_param(conn, ids)
 
 
-_LOCK_LINES = DriverSQL("SELECT id FROM line WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE")
+_LOCK_LINES = DriverSQL(f"SELECT id FROM line WHERE {id_match_sql('postgresql', 'id')} ORDER BY id FOR UPDATE")
 
 
 def lock_lines(conn: Connection, ids: Sequence[int]) -> None:

@@ -92,13 +92,17 @@ class Policies:
 
     def fresh(self, project_id: str, key_id: str | None = None) -> bool:
         """Whether :meth:`get` (and :meth:`key`) answer without a query."""
-        return self._recent(self._read.get(project_id)) and (key_id is None or self._recent(self._keys.get(key_id)))
+        return self._read_within(project_id, key_id, 1.0)
 
     def due(self, project_id: str, key_id: str | None = None) -> bool:
         """Whether the policies are past :data:`REFRESH_AFTER` of their TTL: :meth:`refresh` them now (off the
         calls' path), and a steady caller's calls never wait for the query."""
-        return not (self._recent(self._read.get(project_id), REFRESH_AFTER)
-                    and (key_id is None or self._recent(self._keys.get(key_id), REFRESH_AFTER)))
+        return not self._read_within(project_id, key_id, REFRESH_AFTER)
+
+    def _read_within(self, project_id: str, key_id: str | None, share: float) -> bool:
+        """Whether the project's (and the key's) policy was read within ``share`` of the TTL."""
+        return self._recent(self._read.get(project_id), share) and (
+            key_id is None or self._recent(self._keys.get(key_id), share))
 
     def _recent(self, policy: Policy | KeyPolicy | None, share: float = 1.0) -> bool:
         return policy is not None and time.monotonic() - policy.read_at <= self.ttl * share

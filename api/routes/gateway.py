@@ -97,16 +97,15 @@ async def _serve(request: Request, endpoint: str, ctx: ApiContext, max_wait: str
     body = await _body(request)
     core, gateway = ctx.core, ctx.gateway()
 
-    def plan() -> CallPlan:
-        project_id, key_id = _project(ctx, request)
+    def plan(project_id: str, key_id: str | None) -> CallPlan:
         return plan_call(gateway.policies, core.catalogue, project_id, endpoint, body, key_id)
 
     known = _remembered(ctx, _caller(request))
     if known is not None and gateway.policies.fresh(*known):  # no query: no thread
         gateway.keep_fresh(*known)
-        call_plan = plan_call(gateway.policies, core.catalogue, known[0], endpoint, body, known[1])
+        call_plan = plan(*known)
     else:
-        call_plan = await run_in_threadpool(plan)
+        call_plan = await run_in_threadpool(lambda: plan(*_project(ctx, request)))
     wait = _max_wait(core.settings.interactive_max_wait_seconds, max_wait)
     try:
         if body.get("stream") is True and endpoint in STREAMED:
